@@ -1,0 +1,67 @@
+"""The `lossbench` command: run, report, losses."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """\
+usage: lossbench <command> [args]
+
+commands:
+  run [OVERRIDES...]      train one experiment (Hydra overrides, e.g. loss=focal noise=sym60);
+                          -m for a sweep: lossbench run -m loss=ce,gce noise=sym20,sym60 seed=0,1
+  report DIR [DIR ...]    tables and plots from finished runs below DIR
+  losses                  every available loss with its family and paper
+
+`lossbench run --help` lists the config groups and their options.
+"""
+
+
+def _run(argv: list[str]) -> None:
+    import hydra
+
+    from lossbench.run import run
+
+    main = hydra.main(config_path="pkg://lossbench.conf", config_name="config", version_base="1.3")(run)
+    sys.argv = ["lossbench run", *argv]
+    main()
+
+
+def _losses(argv: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from lossbench.losses import FAMILIES, LOSSES
+
+    table = Table(title="lossbench losses")
+    for column in ("name", "family", "paper"):
+        table.add_column(column)
+    order = {family: i for i, family in enumerate(FAMILIES)}
+    rows = sorted(LOSSES.items(), key=lambda kv: (order.get(kv[1].family, 99), kv[0]))
+    for name, cls in rows:
+        table.add_row(name, cls.family, cls.paper)
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        _run(rest)
+    elif command == "losses":
+        _losses(rest)
+    elif command == "report":
+        from lossbench.report.cli import main as report_main
+
+        report_main(rest)
+    else:
+        print(f"lossbench: unknown command '{command}'; known: run, report, losses\n", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

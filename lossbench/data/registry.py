@@ -1,0 +1,6 @@
+"""Registry of dataset builders."""
+
+from lossbench.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+register_dataset = DATASETS.register

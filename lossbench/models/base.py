@@ -1,0 +1,29 @@
+"""The model contract: built from (input shape, classes); logits, optionally with features."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from lossbench.registry import Registry
+
+MODELS: Registry = Registry("model")
+register_model = MODELS.register
+
+
+class Classifier(nn.Module):
+    """A feature extractor followed by a linear head.
+
+    ``forward(x)`` returns logits [B, C]; ``forward(x, return_features=True)``
+    returns (logits, penultimate features [B, D]) for losses that need them.
+    """
+
+    def __init__(self, body: nn.Module, feature_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(feature_dim, num_classes)
+        self.feature_dim = feature_dim
+
+    def forward(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        features = self.body(x)
+        logits = self.head(features)
+        return (logits, features) if return_features else logits

@@ -1,0 +1,11 @@
+"""Sample reweighting strategies. Importing this package registers every strategy."""
+
+from lossbench.reweight.base import (
+    REWEIGHTS,
+    Reweighter,
+    ReweightContext,
+    normalize_mean_one,
+    register_reweight,
+)
+
+__all__ = ["REWEIGHTS", "ReweightContext", "Reweighter", "normalize_mean_one", "register_reweight"]

@@ -1,0 +1,201 @@
+"""The task function: one experiment from a composed config to summary.json."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lossbench import noise as noise_lib
+from lossbench.data.transforms import BatchTransform
+from lossbench.io import provenance, read_json, write_json_atomic
+from lossbench.losses.base import Loss
+from lossbench.metrics import summarize
+from lossbench.train.sinks import JsonlSink, progress_sink
+from lossbench.train.trainer import Diverged, RestartFromScratch, Trainer, set_determinism
+
+log = logging.getLogger("lossbench")
+
+FINISHED = ("completed", "diverged")
+CHECKPOINT = "checkpoint.pt"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; reported in one line before training."""
+
+
+def build_loss(cfg: DictConfig, num_classes: int) -> Loss:
+    """Instantiate ``cfg.loss``, passing ``num_classes`` to losses that take it."""
+    factory = instantiate(cfg, _partial_=True)
+    params = inspect.signature(factory.func).parameters
+    kwargs = {"num_classes": num_classes} if "num_classes" in params else {}
+    return factory(**kwargs)
+
+
+def finished_summary(out_dir: Path) -> dict | None:
+    """The summary of a finished run in ``out_dir``, or None."""
+    summary = read_json(out_dir / "summary.json")
+    if summary is not None and summary.get("status") in FINISHED:
+        return summary
+    return None
+
+
+def _choices() -> dict:
+    hc = HydraConfig.get()
+    return {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+
+
+def _objective(cfg: DictConfig, summary: dict) -> float:
+    value = summary.get(cfg.get("objective", "best_val_acc"))
+    return float(value) if isinstance(value, (int, float)) else float("nan")
+
+
+def run(cfg: DictConfig) -> float:
+    """Run one experiment; whatever happens, leave a record in the output directory."""
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    trainer_cfg = cfg.trainer
+    if not trainer_cfg.force:
+        done = finished_summary(out_dir)
+        if done is not None:
+            log.info("%s already holds a finished run (status %s); skipping. "
+                     "Set trainer.force=true to rerun.", out_dir, done["status"])
+            return _objective(cfg, done)
+    else:
+        for name in ("summary.json", "failure.json", CHECKPOINT, "metrics.jsonl", "noise.npz"):
+            (out_dir / name).unlink(missing_ok=True)
+    (out_dir / "failure.json").unlink(missing_ok=True)
+    try:
+        try:
+            summary = _run(cfg, out_dir)
+        except RestartFromScratch:
+            summary = _run(cfg, out_dir)
+        return _objective(cfg, summary)
+    except Exception as exc:
+        write_json_atomic(out_dir / "failure.json", {
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+            "choices": _choices(),
+            "overrides": list(hc.overrides.task),
+        })
+        if multirun:
+            log.error("run %s failed: %s: %s (details in failure.json); the sweep goes on",
+                      out_dir, type(exc).__name__, exc)
+            return float("nan")
+        raise
+
+
+def _run(cfg: DictConfig, out_dir: Path) -> dict:
+    started = time.perf_counter()
+    choices = _choices()
+    trainer = Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    seed = int(cfg.seed)
+    set_determinism(seed, trainer.deterministic)
+
+    split = instantiate(cfg.dataset)
+    noise_model = instantiate(cfg.noise)
+    split, noisy = noise_lib.apply(noise_model, split, int(cfg.noise_seed))
+    np.savez_compressed(
+        out_dir / "noise.npz",
+        y_noisy=noisy.y_noisy.numpy(),
+        is_noisy=noisy.is_noisy.numpy(),
+        y_clean=split.pool_labels().numpy(),
+        expected_T=noisy.expected_T,
+        realized_T=noisy.realized_T,
+        train_idx=split.train_idx.numpy(),
+        val_idx=split.val_idx.numpy(),
+    )
+    device = trainer.torch_device
+    split = split.to(device)
+    torch.manual_seed(seed)
+    model = trainer.prepare_model(instantiate(cfg.model)(split.input_shape, split.num_classes))
+    loss_fn = build_loss(cfg.loss, split.num_classes).to(device)
+    reweight = instantiate(cfg.reweight)
+    optimizer = instantiate(cfg.optim)(model.parameters())
+    scheduler = instantiate(cfg.scheduler)(optimizer)
+
+    ckpt = out_dir / CHECKPOINT
+    if not ckpt.exists():
+        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    sinks = [JsonlSink(out_dir / "metrics.jsonl")]
+    progress = progress_sink(str(trainer.progress), name=out_dir.name)
+    if progress is not None:
+        sinks.append(progress)
+
+    status, diverged_epoch = "completed", None
+    try:
+        history = trainer.fit(
+            model, loss_fn, reweight, optimizer, scheduler, split, seed, sinks,
+            checkpoint_path=ckpt if trainer.checkpoint_every else None,
+        )
+    except Diverged as exc:
+        status, diverged_epoch, history = "diverged", exc.epoch, exc.history
+        log.warning("run diverged at epoch %d (loss not finite); recorded as 'diverged'", exc.epoch)
+    finally:
+        for sink in sinks:
+            sink.close()
+
+    summary: dict = {"status": status, **choices}
+    summary.update(
+        loss_family=type(loss_fn).family,
+        seed=seed,
+        noise_seed=int(cfg.noise_seed),
+        noise_kind=noise_model.kind,
+        noise_rate=getattr(noise_model, "rate", None),
+        realized_noise_rate=noisy.rate,
+        num_classes=split.num_classes,
+        num_train=len(split.y_train),
+        num_val=len(split.y_val),
+        num_test=len(split.y_test),
+        epochs=len(history),
+    )
+    if status == "diverged":
+        summary["diverged_epoch"] = diverged_epoch
+    else:
+        transform = BatchTransform(split, trainer.channels_last)
+        val_logits = trainer.predict(model, split.x_val, transform)
+        test_logits = trainer.predict(model, split.x_test, transform)
+        summary.update(summarize(val_logits, split.y_val_noisy, test_logits, split.y_test))
+    summary.update(_history_figures(history))
+    summary["wall_time_s"] = time.perf_counter() - started
+    summary["overrides"] = list(HydraConfig.get().overrides.task)
+    summary["provenance"] = provenance(device)
+    summary["config"] = OmegaConf.to_container(cfg, resolve=True)
+    write_json_atomic(out_dir / "summary.json", summary)
+    ckpt.unlink(missing_ok=True)
+    log.info("%s: %s, test acc %.4f, realized noise %.3f -> %s", out_dir.name, status,
+             summary.get("test_acc", float("nan")), noisy.rate, out_dir / "summary.json")
+    return summary
+
+
+def _history_figures(history: list[dict]) -> dict:
+    """Best/final figures from the per-epoch records (model selection on validation)."""
+    if not history:
+        return {}
+    last = history[-1]
+    best_val = max(history, key=lambda r: (r.get("val_acc", float("-inf")), -r["epoch"]))
+    train_seconds = sum(r["train_seconds"] for r in history)
+    samples = sum(r["throughput"] * r["train_seconds"] for r in history)
+    return {
+        "final_test_acc": last["test_acc"],
+        "best_test_acc": max(r["test_acc"] for r in history),
+        "best_val_acc": best_val.get("val_acc"),
+        "best_val_epoch": best_val["epoch"],
+        "test_acc_at_best_val": best_val["test_acc"],
+        "final_train_clean_acc": last["train_clean_acc"],
+        "final_memorization": last["memorization"],
+        "train_seconds": train_seconds,
+        "throughput": samples / train_seconds if train_seconds > 0 else None,
+    }
+

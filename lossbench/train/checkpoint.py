@@ -1,0 +1,49 @@
+"""Checkpoints written atomically with a digest, loaded back with weights_only=True."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"LOSSBENCH-CKPT1\n"
+
+
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint file that is truncated, altered, or not a checkpoint."""
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Serialize ``state``, prefix its sha256, write to a temp file, fsync, rename."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(MAGIC + digest + b"\n" + payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint, verify its digest, unpickle only tensors and plain data."""
+    raw = Path(path).read_bytes()
+    header_len = len(MAGIC) + 65
+    if not raw.startswith(MAGIC) or len(raw) < header_len:
+        raise CorruptCheckpoint(f"{path}: not a lossbench checkpoint or truncated header")
+    digest = raw[len(MAGIC) : header_len - 1].decode(errors="replace")
+    payload = raw[header_len:]
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise CorruptCheckpoint(f"{path}: content does not match its sha256 (truncated or altered)")
+    try:
+        return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for a bad archive
+        raise CorruptCheckpoint(f"{path}: cannot be read ({exc})") from exc

@@ -1,0 +1,100 @@
+"""Where per-epoch metrics go: metrics.jsonl, the console, W&B."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from lossbench.io import append_jsonl
+
+log = logging.getLogger("lossbench")
+
+
+class Sink:
+    """Receives every epoch's metrics; ``close`` is called once at the end."""
+
+    def start(self, num_epochs: int, start_epoch: int = 0) -> None:
+        """Called before the first epoch that will run."""
+
+    def epoch(self, record: dict) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the sink holds."""
+
+
+class JsonlSink(Sink):
+    """One JSON object per epoch, appended to ``metrics.jsonl``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def epoch(self, record: dict) -> None:
+        append_jsonl(self.path, record)
+
+
+class PlainProgress(Sink):
+    """One log line per epoch (used when output is not a terminal)."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.num_epochs = 0
+
+    def start(self, num_epochs: int, start_epoch: int = 0) -> None:
+        self.num_epochs = num_epochs
+
+    def epoch(self, r: dict) -> None:
+        log.info(
+            "%sepoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  test acc %.4f  lr %.3g  %.2fs",
+            f"[{self.name}] " if self.name else "",
+            r["epoch"] + 1, self.num_epochs, r["train_loss"], r["train_acc"],
+            r.get("val_acc", float("nan")), r["test_acc"], r["lr"], r["seconds"],
+        )
+
+
+class RichProgress(Sink):
+    """A rich progress bar over epochs with the latest loss and accuracies."""
+
+    def __init__(self, name: str = "") -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.name = name or "train"
+        self.task = None
+
+    def start(self, num_epochs: int, start_epoch: int = 0) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task(
+            self.name, total=num_epochs, completed=start_epoch, stats=""
+        )
+
+    def epoch(self, r: dict) -> None:
+        stats = (
+            f"loss {r['train_loss']:.4f} acc {r['train_acc']:.3f} "
+            f"val {r.get('val_acc', float('nan')):.3f} test {r['test_acc']:.3f}"
+        )
+        self.progress.update(self.task, completed=r["epoch"] + 1, stats=stats)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def progress_sink(mode: str, name: str = "") -> Sink | None:
+    """The progress display for ``trainer.progress`` (auto|rich|plain|none)."""
+    if mode == "none":
+        return None
+    if mode == "rich" or (mode == "auto" and sys.stdout.isatty()):
+        return RichProgress(name)
+    if mode in ("plain", "auto"):
+        return PlainProgress(name)
+    raise ValueError(f"unknown trainer.progress '{mode}'; known: auto, rich, plain, none")

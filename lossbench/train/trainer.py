@@ -1,0 +1,267 @@
+"""The training loop: device-resident data, index-sliced batches, one code path."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lossbench.data.split import Split
+from lossbench.data.transforms import BatchTransform
+from lossbench.losses.base import Loss
+from lossbench.reweight.base import Reweighter
+from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+from lossbench.train.sinks import Sink
+
+log = logging.getLogger("lossbench")
+
+PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16-mixed": torch.float16}
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, history: list[dict]) -> None:
+        super().__init__(f"training loss is not finite at epoch {epoch}")
+        self.epoch = epoch
+        self.history = history
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("trainer.device=cuda but no CUDA device is available; use auto or cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown trainer.device '{name}'; known: auto, cpu, cuda, cuda:N")
+    return device
+
+
+def set_determinism(seed: int, deterministic: bool) -> None:
+    """Seed torch's global RNGs; ask for deterministic kernels when requested."""
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = True
+
+
+@dataclass
+class Trainer:
+    """Fits a model with a per-sample loss and a reweighting strategy.
+
+    The split is on ``device`` already; each epoch draws a permutation (or the
+    strategy's resampled indices) from a seeded generator and slices batches
+    from it. Per epoch it records training loss and accuracy on the noisy
+    labels, accuracy on the clean training labels, memorization (share of
+    noisy-labelled samples predicted as their noisy label; both measured on the
+    training batches as they are seen), validation and test accuracy and NLL,
+    learning rate and seconds.
+    """
+
+    epochs: int = 30
+    batch_size: int = 64
+    eval_batch_size: int = 2048
+    device: str = "auto"
+    precision: str = "32"
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = True
+    progress: str = "auto"
+    checkpoint_every: int = 1
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs <= 0:
+            raise ValueError(f"trainer.epochs must be a positive integer, got {self.epochs}")
+        if not isinstance(self.batch_size, int) or self.batch_size <= 0:
+            raise ValueError(f"trainer.batch_size must be a positive integer, got {self.batch_size}")
+        if self.eval_batch_size <= 0:
+            raise ValueError(f"trainer.eval_batch_size must be positive, got {self.eval_batch_size}")
+        if str(self.precision) not in PRECISIONS:
+            raise ValueError(
+                f"unknown trainer.precision '{self.precision}'; known: {', '.join(PRECISIONS)}"
+            )
+        if self.checkpoint_every < 0:
+            raise ValueError(f"trainer.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        self.torch_device = resolve_device(self.device)
+        self.autocast_dtype = PRECISIONS[str(self.precision)]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.torch_device.type, dtype=self.autocast_dtype)
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.torch_device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, x: Tensor, transform: BatchTransform) -> Tensor:
+        """Float32 logits for every row of ``x`` in eval mode."""
+        was_training = model.training
+        model.eval()
+        out = []
+        for i in range(0, len(x), self.eval_batch_size):
+            with self.autocast():
+                out.append(model(transform(x[i : i + self.eval_batch_size], train=False)).float())
+        model.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, device=x.device)
+
+    def fit(
+        self,
+        model: nn.Module,
+        loss_fn: Loss,
+        reweight: Reweighter,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        split: Split,
+        seed: int,
+        sinks: Sequence[Sink] = (),
+        checkpoint_path: Path | None = None,
+        epoch_end: Callable[[dict], None] | None = None,
+    ) -> list[dict]:
+        """Train for ``self.epochs`` epochs (resuming from ``checkpoint_path`` if valid)."""
+        device = self.torch_device
+        transform = BatchTransform(split, self.channels_last)
+        step_model = torch.compile(model) if self.compile else model
+        scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype is torch.float16)
+        generator = torch.Generator().manual_seed(int(seed))
+        aug_generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
+        x_train, y_noisy, y_clean = split.x_train, split.y_train_noisy, split.y_train
+        is_noisy = y_noisy != y_clean
+        n = len(y_noisy)
+        needs_features = getattr(loss_fn, "needs_features", False)
+        history: list[dict] = []
+        start_epoch = 0
+
+        state_objects = dict(
+            model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn, scaler=scaler
+        )
+        if checkpoint_path is not None and Path(checkpoint_path).exists():
+            try:
+                state = load_checkpoint(checkpoint_path, map_location=device)
+                for key, obj in state_objects.items():
+                    obj.load_state_dict(state[key])
+                reweight.load_state_dict(state["reweight"])
+                generator.set_state(state["rng"]["batch"])
+                aug_generator.set_state(state["rng"]["augment"].to(aug_generator.device)
+                                        if device.type != "cuda" else state["rng"]["augment"].cpu())
+                torch.set_rng_state(state["rng"]["torch"].cpu())
+                if device.type == "cuda" and state["rng"].get("cuda") is not None:
+                    torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
+                history = list(state["history"])
+                start_epoch = int(state["epoch"]) + 1
+                log.info("resumed from %s at epoch %d", checkpoint_path, start_epoch)
+            except (CorruptCheckpoint, KeyError, RuntimeError, ValueError) as exc:
+                log.warning("checkpoint unusable, starting over from scratch: %s", exc)
+                Path(checkpoint_path).unlink(missing_ok=True)
+                raise RestartFromScratch(str(exc)) from exc
+
+        for sink in sinks:
+            sink.start(self.epochs, start_epoch)
+        model.train()
+        for epoch in range(start_epoch, self.epochs):
+            started = time.perf_counter()
+            loss_fn.on_epoch_start(epoch, self.epochs)
+            reweight.on_epoch_start(epoch, self.epochs)
+            order = reweight.epoch_indices(n, generator)
+            if order is None:
+                order = torch.randperm(n, generator=generator)
+            order = order.to(device, non_blocking=True)
+            if len(order) % self.batch_size == 1 and len(order) > 1:
+                order = order[:-1]  # a batch of one breaks batch norm
+            sums = torch.zeros(4, device=device, dtype=torch.float64)
+            seen = 0
+            for i in range(0, len(order), self.batch_size):
+                index = order[i : i + self.batch_size]
+                xb = transform(x_train[index], train=True, generator=aug_generator)
+                yb = y_noisy[index]
+                with self.autocast():
+                    if needs_features:
+                        logits, features = step_model(xb, return_features=True)
+                    else:
+                        logits, features = step_model(xb), None
+                    per_sample = reweight.per_sample_loss(loss_fn, logits, yb, features)
+                weights = reweight.weights(per_sample.detach(), yb, index)
+                loss = per_sample.mean() if weights is None else (per_sample * weights).mean()
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                with torch.no_grad():
+                    pred = logits.argmax(1)
+                    hit_noisy = pred == yb
+                    sums += torch.stack((
+                        per_sample.detach().double().sum(),
+                        hit_noisy.sum(),
+                        (pred == y_clean[index]).sum(),
+                        (hit_noisy & is_noisy[index]).sum(),
+                    )).double()
+                seen += len(index)
+            train_seconds = time.perf_counter() - started
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            loss_sum, correct, clean_correct, memorized = sums.tolist()
+            noisy_seen = int(is_noisy.sum()) if len(order) == n else None
+            record = {
+                "epoch": epoch,
+                "train_loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
+                "train_clean_acc": clean_correct / max(seen, 1),
+                "memorization": (memorized / noisy_seen) if noisy_seen else 0.0,
+                "lr": lr,
+                "train_seconds": train_seconds,
+                "throughput": seen / train_seconds if train_seconds > 0 else float("nan"),
+            }
+            if not math.isfinite(record["train_loss"]):
+                raise Diverged(epoch, history)
+            for prefix, x, y in (("val", split.x_val, split.y_val_noisy), ("test", split.x_test, split.y_test)):
+                if len(y) == 0:
+                    continue
+                logits_eval = self.predict(model, x, transform)
+                record[f"{prefix}_acc"] = (logits_eval.argmax(1) == y).float().mean().item()
+                record[f"{prefix}_nll"] = F.cross_entropy(logits_eval, y).item()
+            record["seconds"] = time.perf_counter() - started
+            history.append(record)
+            if epoch_end is not None:
+                epoch_end(record)
+            for sink in sinks:
+                sink.epoch(record)
+            if checkpoint_path is not None and self.checkpoint_every and (
+                (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
+            ):
+                state = {key: obj.state_dict() for key, obj in state_objects.items()}
+                state.update(
+                    reweight=reweight.state_dict(),
+                    rng={
+                        "batch": generator.get_state(),
+                        "augment": aug_generator.get_state(),
+                        "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    },
+                    history=history,
+                    epoch=epoch,
+                )
+                save_checkpoint(checkpoint_path, state)
+        return history
+
+
+class RestartFromScratch(RuntimeError):
+    """The checkpoint could not be used; the caller rebuilds everything and starts over."""
