@@ -6,6 +6,7 @@ import inspect
 import logging
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ from lossbench.data.transforms import BatchTransform
 from lossbench.io import provenance, read_json, write_json_atomic
 from lossbench.losses.base import Loss
 from lossbench.metrics import summarize
-from lossbench.train.sinks import JsonlSink, progress_sink
+from lossbench.reweight.base import ReweightContext, Reweighter
+from lossbench.train.sinks import build_sinks
 from lossbench.train.trainer import Diverged, RestartFromScratch, Trainer, set_determinism
 
 log = logging.getLogger("lossbench")
@@ -51,7 +53,10 @@ def finished_summary(out_dir: Path) -> dict | None:
 
 def _choices() -> dict:
     hc = HydraConfig.get()
-    return {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    return {
+        k: v for k, v in hc.runtime.choices.items()
+        if not k.startswith("hydra") and k != "dataset_loss"
+    }
 
 
 def _objective(cfg: DictConfig, summary: dict) -> float:
@@ -122,16 +127,19 @@ def _run(cfg: DictConfig, out_dir: Path) -> dict:
     model = trainer.prepare_model(instantiate(cfg.model)(split.input_shape, split.num_classes))
     loss_fn = build_loss(cfg.loss, split.num_classes).to(device)
     reweight = instantiate(cfg.reweight)
+    reweight.setup(ReweightContext(
+        split=split, loss=loss_fn, true_T=noisy.expected_T, device=device, seed=seed,
+        make_model=lambda: trainer.prepare_model(
+            instantiate(cfg.model)(split.input_shape, split.num_classes)),
+        train_warmup=lambda m, epochs: _warmup(cfg, trainer, m, split, epochs, seed),
+    ))
     optimizer = instantiate(cfg.optim)(model.parameters())
     scheduler = instantiate(cfg.scheduler)(optimizer)
 
     ckpt = out_dir / CHECKPOINT
     if not ckpt.exists():
         (out_dir / "metrics.jsonl").unlink(missing_ok=True)
-    sinks = [JsonlSink(out_dir / "metrics.jsonl")]
-    progress = progress_sink(str(trainer.progress), name=out_dir.name)
-    if progress is not None:
-        sinks.append(progress)
+    sinks = build_sinks(cfg, out_dir, choices, trainer.progress)
 
     status, diverged_epoch = "completed", None
     try:
@@ -142,9 +150,10 @@ def _run(cfg: DictConfig, out_dir: Path) -> dict:
     except Diverged as exc:
         status, diverged_epoch, history = "diverged", exc.epoch, exc.history
         log.warning("run diverged at epoch %d (loss not finite); recorded as 'diverged'", exc.epoch)
-    finally:
+    except BaseException:
         for sink in sinks:
-            sink.close()
+            sink.close(None)
+        raise
 
     summary: dict = {"status": status, **choices}
     summary.update(
@@ -168,15 +177,29 @@ def _run(cfg: DictConfig, out_dir: Path) -> dict:
         test_logits = trainer.predict(model, split.x_test, transform)
         summary.update(summarize(val_logits, split.y_val_noisy, test_logits, split.y_test))
     summary.update(_history_figures(history))
+    summary.update({f"reweight_{k}": v for k, v in reweight.summary().items()})
     summary["wall_time_s"] = time.perf_counter() - started
     summary["overrides"] = list(HydraConfig.get().overrides.task)
     summary["provenance"] = provenance(device)
     summary["config"] = OmegaConf.to_container(cfg, resolve=True)
+    for sink in sinks:
+        sink.close(summary)
     write_json_atomic(out_dir / "summary.json", summary)
     ckpt.unlink(missing_ok=True)
     log.info("%s: %s, test acc %.4f, realized noise %.3f -> %s", out_dir.name, status,
              summary.get("test_acc", float("nan")), noisy.rate, out_dir / "summary.json")
     return summary
+
+
+def _warmup(cfg: DictConfig, trainer: Trainer, model, split, epochs: int, seed: int):
+    """Train ``model`` with cross-entropy on the noisy labels for ``epochs`` (estimators)."""
+    from lossbench.losses.comp_sum import CrossEntropy
+
+    warm = replace(trainer, epochs=int(epochs), progress="none", checkpoint_every=0)
+    optimizer = instantiate(cfg.optim)(model.parameters())
+    scheduler = instantiate(cfg.scheduler)(optimizer)
+    warm.fit(model, CrossEntropy(), Reweighter(), optimizer, scheduler, split, seed)
+    return model
 
 
 def _history_figures(history: list[dict]) -> dict:

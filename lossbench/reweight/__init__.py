@@ -2,8 +2,8 @@
 
 from lossbench.reweight.base import (
     REWEIGHTS,
-    Reweighter,
     ReweightContext,
+    Reweighter,
     normalize_mean_one,
     register_reweight,
 )

@@ -20,8 +20,8 @@ class Sink:
     def epoch(self, record: dict) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
-        """Release what the sink holds."""
+    def close(self, summary: dict | None) -> None:
+        """Called once at the end: with the run's summary, or None if it failed."""
 
 
 class JsonlSink(Sink):
@@ -57,8 +57,14 @@ class RichProgress(Sink):
     """A rich progress bar over epochs with the latest loss and accuracies."""
 
     def __init__(self, name: str = "") -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -85,7 +91,7 @@ class RichProgress(Sink):
         )
         self.progress.update(self.task, completed=r["epoch"] + 1, stats=stats)
 
-    def close(self) -> None:
+    def close(self, summary: dict | None) -> None:
         self.progress.stop()
 
 
@@ -98,3 +104,16 @@ def progress_sink(mode: str, name: str = "") -> Sink | None:
     if mode in ("plain", "auto"):
         return PlainProgress(name)
     raise ValueError(f"unknown trainer.progress '{mode}'; known: auto, rich, plain, none")
+
+
+def build_sinks(cfg, out_dir: Path, choices: dict, progress: str) -> list[Sink]:
+    """metrics.jsonl always; the progress display; W&B when ``logger.wandb`` is set."""
+    sinks: list[Sink] = [JsonlSink(Path(out_dir) / "metrics.jsonl")]
+    display = progress_sink(str(progress), name=Path(out_dir).name)
+    if display is not None:
+        sinks.append(display)
+    if cfg.logger.get("wandb", False):
+        from lossbench.tracking.wandb import WandbSink
+
+        sinks.append(WandbSink(cfg, Path(out_dir), choices))
+    return sinks
