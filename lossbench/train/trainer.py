@@ -232,7 +232,8 @@ class Trainer:
             }
             if not math.isfinite(record["train_loss"]):
                 raise Diverged(epoch, history)
-            for prefix, x, y in (("val", split.x_val, split.y_val_noisy), ("test", split.x_test, split.y_test)):
+            evals = (("val", split.x_val, split.y_val_noisy), ("test", split.x_test, split.y_test))
+            for prefix, x, y in evals:
                 if len(y) == 0:
                     continue
                 logits_eval = self.predict(model, x, transform)
