@@ -17,11 +17,24 @@ commands:
 """
 
 
+HYDRA_INFO_FLAGS = (
+    "--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
+)
+
+
 def _run(argv: list[str]) -> None:
     import hydra
 
     from lossbench.run import run
 
+    overrides = [a for a in argv if not a.startswith("-")]
+    if not any(a in HYDRA_INFO_FLAGS for a in argv):
+        from lossbench.precheck import check_output_dir, check_overrides
+
+        problem = check_overrides(overrides) or check_output_dir(overrides)
+        if problem:
+            print(f"lossbench: error: {problem}", file=sys.stderr)
+            sys.exit(2)
     main = hydra.main(config_path="pkg://lossbench.conf", config_name="config", version_base="1.3")(run)
     sys.argv = ["lossbench run", *argv]
     main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import time
 import traceback
 from dataclasses import replace
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -65,52 +67,100 @@ def _objective(cfg: DictConfig, summary: dict) -> float:
 
 
 def run(cfg: DictConfig) -> float:
-    """Run one experiment; whatever happens, leave a record in the output directory."""
+    """Run one experiment; whatever happens, leave a record in the output directory.
+
+    A finished run (valid summary.json) is skipped unless ``trainer.force``; an
+    interrupted one resumes from its checkpoint; a failure writes failure.json.
+    In a multirun a failed job returns NaN so the sweep goes on.
+    """
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
-    trainer_cfg = cfg.trainer
-    if not trainer_cfg.force:
+    if not cfg.trainer.force:
         done = finished_summary(out_dir)
         if done is not None:
             log.info("%s already holds a finished run (status %s); skipping. "
                      "Set trainer.force=true to rerun.", out_dir, done["status"])
             return _objective(cfg, done)
     else:
-        for name in ("summary.json", "failure.json", CHECKPOINT, "metrics.jsonl", "noise.npz"):
+        for name in ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz"):
             (out_dir / name).unlink(missing_ok=True)
     (out_dir / "failure.json").unlink(missing_ok=True)
     try:
         try:
             summary = _run(cfg, out_dir)
-        except RestartFromScratch:
-            summary = _run(cfg, out_dir)
+        except RestartFromScratch as restart:
+            summary = _run(cfg, out_dir, checkpoint_error=str(restart))
         return _objective(cfg, summary)
     except Exception as exc:
+        message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
         write_json_atomic(out_dir / "failure.json", {
             "status": "failed",
-            "error": f"{type(exc).__name__}: {exc}",
+            "phase": "setup" if isinstance(exc, ConfigError) else "training",
+            "error": message,
             "traceback": traceback.format_exc(),
-            "choices": _choices(),
+            **_choices(),
             "overrides": list(hc.overrides.task),
         })
         if multirun:
-            log.error("run %s failed: %s: %s (details in failure.json); the sweep goes on",
-                      out_dir, type(exc).__name__, exc)
+            log.error("run %s failed: %s (details in failure.json); the sweep goes on", out_dir, message)
             return float("nan")
+        if isinstance(exc, ConfigError):
+            print(f"lossbench: error: {message}", file=sys.stderr)
+            sys.exit(2)
         raise
 
 
-def _run(cfg: DictConfig, out_dir: Path) -> dict:
+def _describe(exc: BaseException) -> str:
+    """One line for a setup error, unwrapping Hydra's InstantiationException."""
+    key = ""
+    if isinstance(exc, InstantiationException):
+        text = str(exc)
+        if "full_key:" in text:
+            key = text.rsplit("full_key:", 1)[1].strip().split(".")[0] + ": "
+        exc = exc.__cause__ or exc
+    text = str(exc).strip().strip('"').splitlines()
+    return key + (text[0] if text else type(exc).__name__)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks that need no data: refuse before anything is loaded."""
+    lr = cfg.optim.get("lr")
+    if lr is not None and not float(lr) > 0:
+        raise ConfigError(f"optim.lr must be positive, got {lr}")
+    if int(cfg.seed) < 0 or int(cfg.noise_seed) < 0:
+        raise ConfigError(f"seed and noise_seed must be >= 0, got {cfg.seed} and {cfg.noise_seed}")
+
+
+def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) -> dict:
     started = time.perf_counter()
     choices = _choices()
-    trainer = Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True))
-    seed = int(cfg.seed)
-    set_determinism(seed, trainer.deterministic)
-
-    split = instantiate(cfg.dataset)
-    noise_model = instantiate(cfg.noise)
-    split, noisy = noise_lib.apply(noise_model, split, int(cfg.noise_seed))
+    try:
+        validate(cfg)
+        trainer = Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True))
+        seed = int(cfg.seed)
+        set_determinism(seed, trainer.deterministic)
+        noise_model = instantiate(cfg.noise)
+        split = instantiate(cfg.dataset)
+        split, noisy = noise_lib.apply(noise_model, split, int(cfg.noise_seed))
+        device = trainer.torch_device
+        split = split.to(device)
+        torch.manual_seed(seed)
+        model = trainer.prepare_model(instantiate(cfg.model)(split.input_shape, split.num_classes))
+        loss_fn = build_loss(cfg.loss, split.num_classes).to(device)
+        reweight = instantiate(cfg.reweight)
+        reweight.setup(ReweightContext(
+            split=split, loss=loss_fn, true_T=noisy.expected_T, device=device, seed=seed,
+            make_model=lambda: trainer.prepare_model(
+                instantiate(cfg.model)(split.input_shape, split.num_classes)),
+            train_warmup=lambda m, epochs: _warmup(cfg, trainer, m, split, epochs, seed),
+        ))
+        optimizer = instantiate(cfg.optim)(model.parameters())
+        scheduler = instantiate(cfg.scheduler)(optimizer)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, KeyError, OSError, InstantiationException) as exc:
+        raise ConfigError(_describe(exc)) from exc
     np.savez_compressed(
         out_dir / "noise.npz",
         y_noisy=noisy.y_noisy.numpy(),
@@ -121,24 +171,8 @@ def _run(cfg: DictConfig, out_dir: Path) -> dict:
         train_idx=split.train_idx.numpy(),
         val_idx=split.val_idx.numpy(),
     )
-    device = trainer.torch_device
-    split = split.to(device)
-    torch.manual_seed(seed)
-    model = trainer.prepare_model(instantiate(cfg.model)(split.input_shape, split.num_classes))
-    loss_fn = build_loss(cfg.loss, split.num_classes).to(device)
-    reweight = instantiate(cfg.reweight)
-    reweight.setup(ReweightContext(
-        split=split, loss=loss_fn, true_T=noisy.expected_T, device=device, seed=seed,
-        make_model=lambda: trainer.prepare_model(
-            instantiate(cfg.model)(split.input_shape, split.num_classes)),
-        train_warmup=lambda m, epochs: _warmup(cfg, trainer, m, split, epochs, seed),
-    ))
-    optimizer = instantiate(cfg.optim)(model.parameters())
-    scheduler = instantiate(cfg.scheduler)(optimizer)
 
     ckpt = out_dir / CHECKPOINT
-    if not ckpt.exists():
-        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
     sinks = build_sinks(cfg, out_dir, choices, trainer.progress)
 
     status, diverged_epoch = "completed", None
@@ -178,6 +212,8 @@ def _run(cfg: DictConfig, out_dir: Path) -> dict:
         summary.update(summarize(val_logits, split.y_val_noisy, test_logits, split.y_test))
     summary.update(_history_figures(history))
     summary.update({f"reweight_{k}": v for k, v in reweight.summary().items()})
+    if checkpoint_error:
+        summary["checkpoint_error"] = checkpoint_error
     summary["wall_time_s"] = time.perf_counter() - started
     summary["overrides"] = list(HydraConfig.get().overrides.task)
     summary["provenance"] = provenance(device)

@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lossbench.io import append_jsonl
+from lossbench.io import append_jsonl, read_jsonl
 
 log = logging.getLogger("lossbench")
 
@@ -29,6 +29,14 @@ class JsonlSink(Sink):
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+
+    def start(self, num_epochs: int, start_epoch: int = 0) -> None:
+        """Keep only the epochs a resumed run will not redo (a killed run may have
+        logged an epoch after its last checkpoint)."""
+        kept = [r for r in read_jsonl(self.path) if r.get("epoch", num_epochs) < start_epoch]
+        self.path.unlink(missing_ok=True)
+        for record in kept:
+            append_jsonl(self.path, record)
 
     def epoch(self, record: dict) -> None:
         append_jsonl(self.path, record)
