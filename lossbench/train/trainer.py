@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +135,6 @@ class Trainer:
         seed: int,
         sinks: Sequence[Sink] = (),
         checkpoint_path: Path | None = None,
-        epoch_end: Callable[[dict], None] | None = None,
     ) -> list[dict]:
         """Train for ``self.epochs`` epochs (resuming from ``checkpoint_path`` if valid)."""
         device = self.torch_device
@@ -150,6 +149,8 @@ class Trainer:
         needs_features = getattr(loss_fn, "needs_features", False)
         history: list[dict] = []
         start_epoch = 0
+        seen_loss = torch.zeros(n, device=device)
+        seen_pred = torch.zeros(n, device=device, dtype=torch.long)
 
         state_objects = dict(
             model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn, scaler=scaler
@@ -187,8 +188,6 @@ class Trainer:
             order = order.to(device, non_blocking=True)
             if len(order) % self.batch_size == 1 and len(order) > 1:
                 order = order[:-1]  # a batch of one breaks batch norm
-            sums = torch.zeros(4, device=device, dtype=torch.float64)
-            seen = 0
             for i in range(0, len(order), self.batch_size):
                 index = order[i : i + self.batch_size]
                 xb = transform(x_train[index], train=True, generator=aug_generator)
@@ -202,34 +201,25 @@ class Trainer:
                 weights = reweight.weights(per_sample.detach(), yb, index)
                 loss = per_sample.mean() if weights is None else (per_sample * weights).mean()
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                with torch.no_grad():
-                    pred = logits.argmax(1)
-                    hit_noisy = pred == yb
-                    sums += torch.stack((
-                        per_sample.detach().double().sum(),
-                        hit_noisy.sum(),
-                        (pred == y_clean[index]).sum(),
-                        (hit_noisy & is_noisy[index]).sum(),
-                    )).double()
-                seen += len(index)
+                if scaler.is_enabled():
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                # two cheap writes per step; the epoch's statistics are reduced once below
+                seen_loss[index] = per_sample.detach().float()
+                seen_pred[index] = logits.detach().argmax(1)
             train_seconds = time.perf_counter() - started
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            loss_sum, correct, clean_correct, memorized = sums.tolist()
-            noisy_seen = int(is_noisy.sum()) if len(order) == n else None
-            record = {
-                "epoch": epoch,
-                "train_loss": loss_sum / max(seen, 1),
-                "train_acc": correct / max(seen, 1),
-                "train_clean_acc": clean_correct / max(seen, 1),
-                "memorization": (memorized / noisy_seen) if noisy_seen else 0.0,
-                "lr": lr,
-                "train_seconds": train_seconds,
-                "throughput": seen / train_seconds if train_seconds > 0 else float("nan"),
-            }
+            record = {"epoch": epoch, **_train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)}
+            record.update(
+                lr=lr,
+                train_seconds=train_seconds,
+                throughput=len(order) / train_seconds if train_seconds > 0 else float("nan"),
+            )
             if not math.isfinite(record["train_loss"]):
                 raise Diverged(epoch, history)
             evals = (("val", split.x_val, split.y_val_noisy), ("test", split.x_test, split.y_test))
@@ -241,8 +231,6 @@ class Trainer:
                 record[f"{prefix}_nll"] = F.cross_entropy(logits_eval, y).item()
             record["seconds"] = time.perf_counter() - started
             history.append(record)
-            if epoch_end is not None:
-                epoch_end(record)
             for sink in sinks:
                 sink.epoch(record)
             if checkpoint_path is not None and self.checkpoint_every and (
@@ -262,6 +250,22 @@ class Trainer:
                 )
                 save_checkpoint(checkpoint_path, state)
         return history
+
+
+def _train_stats(order: Tensor, losses: Tensor, pred: Tensor, y_noisy: Tensor, y_clean: Tensor,
+                 is_noisy: Tensor) -> dict:
+    """Loss, accuracy on noisy and clean labels and memorization over the samples visited."""
+    visited = order.unique()
+    pred, noisy = pred[visited], is_noisy[visited]
+    hit = pred == y_noisy[visited]
+    n_noisy = noisy.sum()
+    stats = torch.stack((
+        losses[order].double().mean(),
+        hit.double().mean(),
+        (pred == y_clean[visited]).double().mean(),
+        (hit & noisy).sum().double() / n_noisy.clamp_min(1),
+    )).tolist()
+    return dict(zip(("train_loss", "train_acc", "train_clean_acc", "memorization"), stats, strict=True))
 
 
 class RestartFromScratch(RuntimeError):
