@@ -5,15 +5,17 @@ from __future__ import annotations
 import torch
 
 from lossbench.data.split import Split
-from lossbench.noise import synthetic  # noqa: F401  (registration)
+from lossbench.noise import human, instance, synthetic  # noqa: F401  (registration)
 from lossbench.noise.base import NOISE_MODELS, NoiseModel, NoisyLabels, register_noise
 
 
 def apply(model: NoiseModel, split: Split, seed: int) -> tuple[Split, NoisyLabels]:
     """Corrupt the training pool (train + validation) of ``split``; test is untouched.
 
-    The noise is drawn over the original training set in its original order, so
-    it does not depend on how validation is carved.
+    ``model.check`` runs first, so an impossible setting is refused before any
+    draw. The noise is drawn over the original training set in its original
+    order from a CPU generator seeded with ``seed`` (the run's ``noise_seed``),
+    so it depends neither on how validation is carved nor on the machine.
     """
     model.check(split.num_classes, split.name)
     features = split.pool_features() if model.needs_features else None

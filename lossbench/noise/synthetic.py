@@ -1,12 +1,24 @@
-"""Synthetic label noise: clean and symmetric."""
+"""Synthetic class-conditional label noise: clean, symmetric, asymmetric, pair-flip, custom T."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from lossbench.noise.base import NoiseModel, NoisyLabels, realized_transition, register_noise
+from lossbench.noise.base import (
+    NoiseModel,
+    NoisyLabels,
+    draw_categorical,
+    realized_transition,
+    register_noise,
+    uniform,
+)
+from lossbench.noise.flip_maps import CIFAR100_GROUPINGS, MAPPED_DATASETS, flip_map
+
+COUNTS = ("binomial", "exact")
 
 
 @register_noise("clean")
@@ -23,48 +35,52 @@ class Clean(NoiseModel):
         return NoisyLabels(y_clean.clone(), torch.zeros(len(y_clean), dtype=torch.bool), eye, eye)
 
 
-@register_noise("symmetric")
-class Symmetric(NoiseModel):
-    """Symmetric (uniform) noise at rate eta.
+class ClassConditional(NoiseModel):
+    """Noise that depends on the clean class only, drawn in two steps.
 
-    ``convention="flip"`` (default; code of Ma et al. 2020, "Normalized Loss
-    Functions for Deep Learning with Noisy Labels"): each label is, with
-    probability eta, replaced by a uniformly chosen *other* class, so
-    T = (1 - eta) I + eta / (C - 1) (1 - I).
-    ``convention="uniform"``: with probability eta the label is redrawn from
-    all C classes (may keep the true one): T = (1 - eta) I + eta / C 1.
+    A label of clean class c is *hit* with probability h[c]; a hit label is
+    replaced by a draw from the row ``targets[c]``. So
+    T = diag(1 - h) + diag(h) targets. Subclasses give ``hit_and_targets``.
+
+    ``count="binomial"`` (default): each label is hit independently, so the
+    number hit per class is binomial. ``count="exact"``: in each clean class c,
+    exactly floor(h[c] * n_c) labels, chosen uniformly, are hit (as the APL
+    code of Ma et al. 2020 makes CIFAR-10's symmetric and asymmetric noise;
+    its MNIST noise is drawn label by label).
     """
 
-    kind = "symmetric"
-
-    def __init__(self, rate: float, convention: str = "flip") -> None:
+    def __init__(self, rate: float, count: str = "binomial") -> None:
         super().__init__(rate)
-        if convention not in ("flip", "uniform"):
-            raise ValueError(f"symmetric noise convention must be 'flip' or 'uniform', got {convention!r}")
-        self.convention = convention
+        if count not in COUNTS:
+            raise ValueError(f"unknown noise count '{count}'; known: {', '.join(COUNTS)}")
+        self.count = count
 
-    def check(self, num_classes: int, dataset: str) -> None:
-        if self.convention == "flip" and self.rate >= (num_classes - 1) / num_classes:
-            raise ValueError(
-                f"symmetric flip noise at rate {self.rate} with {num_classes} classes leaves the "
-                f"true class no more likely than any other; use a rate below "
-                f"{(num_classes - 1) / num_classes:.3f}"
-            )
+    def hit_and_targets(self, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """(h [C], targets [C, C]); each targets row is a distribution."""
+        raise NotImplementedError
 
     def expected(self, num_classes: int) -> np.ndarray:
-        c, eta = num_classes, self.rate
-        if self.convention == "flip":
-            return (1 - eta) * np.eye(c) + eta / (c - 1) * (1 - np.eye(c))
-        return (1 - eta) * np.eye(c) + eta / c * np.ones((c, c))
+        h, targets = self.hit_and_targets(num_classes)
+        return np.diag(1.0 - h) + h[:, None] * targets
 
-    def corrupt(self, y_clean: Tensor, num_classes: int, features, generator) -> NoisyLabels:
+    def corrupt(
+        self, y_clean: Tensor, num_classes: int, features: Tensor | None, generator: torch.Generator
+    ) -> NoisyLabels:
+        h, targets = self.hit_and_targets(num_classes)
         n = len(y_clean)
-        hit = torch.rand(n, generator=generator) < self.rate
-        if self.convention == "flip":
-            shift = torch.randint(1, num_classes, (n,), generator=generator)
-            drawn = (y_clean + shift) % num_classes
+        u_hit = uniform(generator, n)
+        u_target = uniform(generator, n)
+        h_t = torch.as_tensor(h, dtype=torch.float64)
+        if self.count == "binomial":
+            hit = u_hit < h_t[y_clean]
         else:
-            drawn = torch.randint(0, num_classes, (n,), generator=generator)
+            hit = torch.zeros(n, dtype=torch.bool)
+            for c in range(num_classes):
+                members = (y_clean == c).nonzero().squeeze(1)
+                k = math.floor(h[c] * len(members) + 1e-9)
+                chosen = torch.argsort(u_hit[members], stable=True)[:k]
+                hit[members[chosen]] = True
+        drawn = draw_categorical(torch.as_tensor(targets)[y_clean], u_target)
         y_noisy = torch.where(hit, drawn, y_clean)
         return NoisyLabels(
             y_noisy,
@@ -72,3 +88,192 @@ class Symmetric(NoiseModel):
             self.expected(num_classes),
             realized_transition(y_clean, y_noisy, num_classes),
         )
+
+
+@register_noise("symmetric")
+class Symmetric(ClassConditional):
+    """Symmetric (uniform) noise at rate eta.
+
+    ``convention="flip"`` (default; the code of Ma et al. 2020, "Normalized Loss
+    Functions for Deep Learning with Noisy Labels", ICML): each label is, with
+    probability eta, replaced by a uniformly chosen *other* class, so
+    T = (1 - eta) I + eta / (C - 1) (1 - I). Needs eta < (C - 1) / C, else the
+    true class is no more likely than another.
+    ``convention="uniform"`` (the LDR code of Zhu et al. 2023): with probability
+    eta the label is redrawn from all C classes (it may keep the true one), so
+    T = (1 - eta) I + eta / C 1 and the realized flip rate is eta (C - 1) / C.
+    """
+
+    kind = "symmetric"
+
+    def __init__(self, rate: float, convention: str = "flip", count: str = "binomial") -> None:
+        super().__init__(rate, count)
+        if convention not in ("flip", "uniform"):
+            raise ValueError(f"symmetric noise convention must be 'flip' or 'uniform', got {convention!r}")
+        self.convention = convention
+
+    def check(self, num_classes: int, dataset: str) -> None:
+        super().check(num_classes, dataset)
+        if self.convention == "flip" and self.rate >= (num_classes - 1) / num_classes:
+            raise ValueError(
+                f"symmetric flip noise at rate {self.rate} with {num_classes} classes leaves the "
+                f"true class no more likely than any other; use a rate below "
+                f"{(num_classes - 1) / num_classes:.3f}"
+            )
+
+    def hit_and_targets(self, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        c = num_classes
+        h = np.full(c, self.rate)
+        if self.convention == "flip":
+            return h, (1.0 - np.eye(c)) / (c - 1)
+        return h, np.full((c, c), 1.0 / c)
+
+
+class _BelowHalf(ClassConditional):
+    """A class-conditional model that moves a hit label to one other class."""
+
+    def __init__(self, rate: float, count: str = "binomial") -> None:
+        super().__init__(rate, count)
+        if self.rate >= 0.5:
+            raise ValueError(
+                f"{self.describe()} sends a flipped class to one target at least as often as it "
+                f"keeps it, so the clean class is no longer the most likely label; use a rate below 0.5"
+            )
+
+
+@register_noise("asymmetric")
+class Asymmetric(_BelowHalf):
+    """Class-dependent flips of the literature: class s -> map[s] with probability eta.
+
+    The maps (lossbench/noise/flip_maps.py; Patrini et al. 2017, "Making Deep
+    Neural Networks Robust to Label Noise: a Loss Correction Approach", CVPR):
+    MNIST and digits 2->7, 3->8, 5<->6, 7->1; CIFAR-10 truck->automobile,
+    bird->airplane, deer->horse, cat<->dog; CIFAR-100 each class to the next of
+    its super-class, circularly (``grouping="blocks"``: blocks of five
+    consecutive indices, the APL code's convention); Fashion-MNIST a map of its
+    confusable pairs. Classes not in the map keep their labels.
+    ``flip_map="auto"`` takes the map of the run's dataset; naming a dataset
+    uses its map on any dataset with as many classes. Flips are drawn at once
+    from the clean label (the APL code applies CIFAR-10's flips one after
+    another, so a cat flipped to dog can be flipped back; here it cannot).
+    Needs eta < 0.5.
+    """
+
+    kind = "asymmetric"
+
+    def __init__(
+        self, rate: float, flip_map: str = "auto", grouping: str = "superclass", count: str = "binomial"
+    ) -> None:
+        super().__init__(rate, count)
+        if grouping not in CIFAR100_GROUPINGS:
+            raise ValueError(
+                f"unknown CIFAR-100 grouping '{grouping}'; known: {', '.join(CIFAR100_GROUPINGS)}"
+            )
+        if flip_map != "auto" and flip_map not in MAPPED_DATASETS:
+            raise ValueError(
+                f"unknown flip map '{flip_map}'; known: auto, {', '.join(MAPPED_DATASETS)}"
+            )
+        self.flip_map = flip_map
+        self.grouping = grouping
+        self.dataset: str | None = None if flip_map == "auto" else flip_map
+
+    def check(self, num_classes: int, dataset: str) -> None:
+        super().check(num_classes, dataset)
+        name = dataset if self.flip_map == "auto" else self.flip_map
+        if name not in MAPPED_DATASETS:
+            raise ValueError(
+                f"{self.describe()} has no flip map for dataset '{dataset}'; datasets with maps: "
+                f"{', '.join(MAPPED_DATASETS)} (set noise.flip_map to one of them to use its map)"
+            )
+        _, classes = flip_map(name, self.grouping)
+        if classes != num_classes:
+            raise ValueError(
+                f"the {name} flip map of {self.describe()} is for {classes} classes, "
+                f"but dataset '{dataset}' has {num_classes}"
+            )
+        self.dataset = name
+
+    def mapping(self) -> dict[int, int]:
+        """source -> target of the resolved map (after ``check`` when ``flip_map="auto"``)."""
+        if self.dataset is None:
+            raise ValueError(
+                "asymmetric noise with flip_map='auto' needs check(num_classes, dataset) "
+                "first, or a named flip_map"
+            )
+        return flip_map(self.dataset, self.grouping)[0]
+
+    def hit_and_targets(self, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        mapping = self.mapping()
+        h, targets = np.zeros(num_classes), np.eye(num_classes)
+        for source, target in mapping.items():
+            h[source] = self.rate
+            targets[source] = np.eye(num_classes)[target]
+        return h, targets
+
+
+@register_noise("pair")
+class PairFlip(_BelowHalf):
+    """Pair flip: class i -> (i + 1) mod C with probability eta, T = (1 - eta) I + eta P.
+
+    Han et al. 2018, "Co-teaching: Robust Training of Deep Neural Networks with
+    Extremely Noisy Labels", NeurIPS. Needs eta < 0.5 (pair45 is the hardest
+    setting of the paper).
+    """
+
+    kind = "pair"
+
+    def hit_and_targets(self, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(num_classes, self.rate), np.roll(np.eye(num_classes), 1, axis=1)
+
+
+@register_noise("custom")
+class Custom(ClassConditional):
+    """Any transition matrix T given in the config: the noisy label of class i ~ T[i].
+
+    Rows must be non-negative and sum to 1 (within 1e-6); the shape must match
+    the dataset's number of classes. ``rate`` is the mean off-diagonal mass,
+    1 - mean_i T[i, i] (the flip rate under balanced classes).
+    """
+
+    kind = "custom"
+
+    def __init__(self, matrix: list[list[float]], count: str = "binomial") -> None:
+        try:
+            t = np.array(matrix, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"noise.matrix must be a square list of lists of numbers: {exc}") from None
+        if t.ndim != 2 or t.shape[0] != t.shape[1] or t.shape[0] < 2:
+            raise ValueError(f"noise.matrix must be a square C x C matrix with C >= 2, got shape {t.shape}")
+        if not np.isfinite(t).all() or (t < 0).any():
+            i, j = np.argwhere(~(np.isfinite(t) & (t >= 0)))[0]
+            raise ValueError(f"noise.matrix entries are probabilities; row {i}, column {j} is {t[i, j]}")
+        sums = t.sum(1)
+        bad = np.flatnonzero(np.abs(sums - 1.0) > 1e-6)
+        if len(bad):
+            raise ValueError(
+                f"each row of noise.matrix is P(noisy | clean) and must sum to 1 (within 1e-6); "
+                f"row {bad[0]} sums to {sums[bad[0]]:.6g}"
+            )
+        super().__init__(0.0, count)
+        self.matrix = t
+        self.rate = 1.0 - float(np.diag(t).mean())
+
+    def check(self, num_classes: int, dataset: str) -> None:
+        super().check(num_classes, dataset)
+        if self.matrix.shape[0] != num_classes:
+            raise ValueError(
+                f"noise.matrix is {self.matrix.shape[0]} x {self.matrix.shape[0]}, "
+                f"but dataset '{dataset}' has {num_classes} classes"
+            )
+
+    def expected(self, num_classes: int) -> np.ndarray:
+        return self.matrix.copy()
+
+    def hit_and_targets(self, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        t = self.matrix
+        off = t * (1.0 - np.eye(len(t)))
+        h = off.sum(1)
+        targets = np.eye(len(t))
+        rows = h > 0
+        targets[rows] = off[rows] / off[rows].sum(1, keepdims=True)
+        return h, targets
