@@ -12,6 +12,7 @@ commands:
                           -m for a sweep: lossbench run -m loss=ce,gce noise=sym20,sym60 seed=0,1
   report DIR [DIR ...]    tables and plots from finished runs below DIR
   losses                  every available loss with its family and paper
+  list [GROUP ...]        the options of each config group (dataset, model, noise, ...)
 
 `lossbench run --help` lists the config groups and their options.
 """
@@ -56,6 +57,34 @@ def _losses(argv: list[str]) -> None:
     Console().print(table)
 
 
+def _list(argv: list[str]) -> None:
+    from importlib import resources
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from lossbench.precheck import CONFIG_MODULE, group_options
+
+    root = resources.files(CONFIG_MODULE)
+    groups = argv or sorted(
+        p.name for p in root.iterdir() if p.is_dir() and group_options(p.name) and p.name != "hydra"
+    )
+    table = Table(title="lossbench config groups")
+    for column in ("group", "option", "description"):
+        table.add_column(column)
+    for group in groups:
+        options = group_options(group)
+        if options is None:
+            print(f"lossbench: error: unknown config group '{group}'", file=sys.stderr)
+            sys.exit(2)
+        for option in options:
+            lines = root.joinpath(group, f"{option}.yaml").read_text().splitlines()
+            comment = next((ln.lstrip("# ").strip() for ln in lines if ln.startswith("#")
+                            and not ln.startswith("# @package")), "")
+            table.add_row(group, option, comment)
+    Console(width=160).print(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -66,12 +95,14 @@ def main(argv: list[str] | None = None) -> None:
         _run(rest)
     elif command == "losses":
         _losses(rest)
+    elif command == "list":
+        _list(rest)
     elif command == "report":
         from lossbench.report.cli import main as report_main
 
         report_main(rest)
     else:
-        print(f"lossbench: unknown command '{command}'; known: run, report, losses\n", file=sys.stderr)
+        print(f"lossbench: unknown command '{command}'; known: run, report, losses, list\n", file=sys.stderr)
         print(USAGE, file=sys.stderr)
         sys.exit(2)
 

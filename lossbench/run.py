@@ -196,6 +196,7 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
         noise_seed=int(cfg.noise_seed),
         noise_kind=noise_model.kind,
         noise_rate=getattr(noise_model, "rate", None),
+        expected_noise_rate=_expected_rate(noisy.expected_T, split.pool_labels(), split.num_classes),
         realized_noise_rate=noisy.rate,
         num_classes=split.num_classes,
         num_train=len(split.y_train),
@@ -227,13 +228,23 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
     return summary
 
 
+def _expected_rate(T: np.ndarray, y_clean: torch.Tensor, num_classes: int) -> float:
+    """The share of labels the noise model meant to change: sum_i prior_i (1 - T_ii)."""
+    prior = np.bincount(y_clean.numpy(), minlength=num_classes) / max(len(y_clean), 1)
+    return float(prior @ (1.0 - np.diag(T)))
+
+
 def _warmup(cfg: DictConfig, trainer: Trainer, model, split, epochs: int, seed: int):
-    """Train ``model`` with cross-entropy on the noisy labels for ``epochs`` (estimators)."""
+    """Train ``model`` with cross-entropy on the noisy labels for ``epochs`` (estimators).
+
+    The run's optimizer at a constant learning rate: the run's scheduler is sized
+    for ``trainer.epochs``, not for the warm-up.
+    """
     from lossbench.losses.comp_sum import CrossEntropy
 
     warm = replace(trainer, epochs=int(epochs), progress="none", checkpoint_every=0)
     optimizer = instantiate(cfg.optim)(model.parameters())
-    scheduler = instantiate(cfg.scheduler)(optimizer)
+    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     warm.fit(model, CrossEntropy(), Reweighter(), optimizer, scheduler, split, seed)
     return model
 

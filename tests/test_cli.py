@@ -21,6 +21,13 @@ def test_losses_lists_every_registered_loss_with_family(cli, tmp_path):
         assert cls.family in out
 
 
+def test_list_shows_group_options(cli, tmp_path):
+    out = cli("list", "noise", "loss", cwd=tmp_path).stdout
+    assert "sym60" in out and "focal" in out
+    bad = cli("list", "nosie", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "unknown config group 'nosie'" in bad.stderr
+
+
 def test_unknown_command_exits_nonzero(cli, tmp_path):
     proc = cli("trian", cwd=tmp_path, check=False)
     assert proc.returncode == 2
