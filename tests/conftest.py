@@ -48,6 +48,12 @@ def cli():
     return _lossbench
 
 
+@pytest.fixture(scope="session")
+def cli_session():
+    """``cli`` for fixtures wider than one test (a sweep that several tests read)."""
+    return _lossbench
+
+
 @pytest.fixture
 def run_once(tmp_path):
     """``run_once(*overrides, name="run")``: one `lossbench run` into tmp_path/name.
