@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lossbench.io import _jsonable, read_jsonl
+from lossbench.io import jsonable, read_jsonl
 from lossbench.train.sinks import Sink
 
 log = logging.getLogger("lossbench")
@@ -208,7 +208,7 @@ class WandbSink(Sink):
 
     def epoch(self, record: dict) -> None:
         self.logged_keys.update(record)
-        self.run.log(_jsonable(record), step=int(record["epoch"]))  # as metrics.jsonl has it
+        self.run.log(jsonable(record), step=int(record["epoch"]))  # as metrics.jsonl has it
 
     def close(self, summary: dict | None) -> None:
         """Finish the run: summary, reliability diagram and per-class table, or exit code 1."""
@@ -227,7 +227,7 @@ class WandbSink(Sink):
             except Exception as exc:  # a mirror must not cost the run its summary.json
                 log.warning("W&B: no %s for this run (%s: %s)", key, type(exc).__name__, exc)
         run.log({k: v for k, v in media.items() if v is not None}, commit=True)
-        final = {k: v for k, v in _jsonable(summary).items() if k != "config"}  # as summary.json has it
+        final = {k: v for k, v in jsonable(summary).items() if k != "config"}  # as summary.json has it
         # The W&B summary is the lossbench summary: drop the last-epoch values wandb kept for
         # per-epoch keys that the summary does not have (train_loss, lr, ...).
         for key in sorted(self.logged_keys - final.keys()):
