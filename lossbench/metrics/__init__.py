@@ -1,24 +1,35 @@
-"""Metrics over a whole split: functions of (logits, labels)."""
+"""Metrics over a whole split: functions of (logits, labels), and what a run records."""
 
-from __future__ import annotations
+from lossbench.metrics.calibration import (
+    N_BINS,
+    adaptive_ece,
+    classwise_ece,
+    confidence_gap,
+    ece,
+    mce,
+    mean_confidence,
+    reliability,
+)
+from lossbench.metrics.classification import accuracy, brier, class_accuracy, nll, top_k_accuracy
+from lossbench.metrics.summary import CALIBRATION_KEYS, epoch_metrics, summarize
+from lossbench.metrics.temperature import fit_temperature
 
-import torch.nn.functional as F
-from torch import Tensor
-
-
-def accuracy(logits: Tensor, labels: Tensor) -> float:
-    """Top-1 accuracy."""
-    return (logits.argmax(1) == labels).float().mean().item()
-
-
-def nll(logits: Tensor, labels: Tensor) -> float:
-    """Mean negative log-likelihood of softmax(logits)."""
-    return F.cross_entropy(logits.float(), labels).item()
-
-
-def summarize(val_logits: Tensor, val_labels: Tensor, test_logits: Tensor, test_labels: Tensor) -> dict:
-    """End-of-run metrics for summary.json (test metrics on clean labels)."""
-    return {
-        "test_acc": accuracy(test_logits, test_labels),
-        "test_nll": nll(test_logits, test_labels),
-    }
+__all__ = [
+    "CALIBRATION_KEYS",
+    "N_BINS",
+    "accuracy",
+    "adaptive_ece",
+    "brier",
+    "class_accuracy",
+    "classwise_ece",
+    "confidence_gap",
+    "ece",
+    "epoch_metrics",
+    "fit_temperature",
+    "mce",
+    "mean_confidence",
+    "nll",
+    "reliability",
+    "summarize",
+    "top_k_accuracy",
+]

@@ -1,0 +1,1 @@
+"""Reports across runs: collect run records into a DataFrame, tables, plots (`lossbench report`)."""

@@ -1,0 +1,69 @@
+"""Fabricated run directories, shaped like the ones `lossbench run` writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+FAMILY = {"ce": "comp-sum", "gce": "robust", "mae": "robust", "focal": "calibration"}
+RATE = {"clean": 0.0, "sym20": 0.2, "sym60": 0.6}
+
+
+def _config(loss: str, noise: str, seed: int, extra: dict | None = None) -> dict:
+    config = {
+        "seed": seed,
+        "noise_seed": seed,
+        "dataset": {"_target_": "lossbench.data.digits.digits", "test_size": 0.25},
+        "model": {"_target_": "lossbench.models.mlp.MLP", "hidden": [256, 256]},
+        "loss": {"_target_": f"x.{loss}"},
+        "noise": {"_target_": "x.Symmetric", "rate": RATE[noise]},
+        "trainer": {"epochs": 3},
+    }
+    for key, value in (extra or {}).items():
+        group, name = key.split(".")
+        config[group][name] = value
+    return config
+
+
+def _yaml(data) -> str:
+    return json.dumps(data)  # JSON is YAML
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """``make_run(name, loss, noise, seed, status="completed", **figures)``: one fabricated run dir.
+
+    ``status`` "completed"/"diverged" writes summary.json, "failed" failure.json,
+    "unfinished" neither. ``history`` (list of dicts) becomes metrics.jsonl;
+    ``config`` (dotted keys) changes the config; other keywords go into the summary.
+    """
+
+    def make(name: str, loss: str, noise: str, seed: int, status: str = "completed",
+             history: list[dict] | None = None, config: dict | None = None, **figures) -> Path:
+        run = tmp_path / "sweep" / name
+        (run / ".hydra").mkdir(parents=True)
+        cfg = _config(loss, noise, seed, config)
+        overrides = [f"loss={loss}", f"noise={noise}", f"seed={seed}"]
+        overrides += [f"{k}={v}" for k, v in (config or {}).items()]
+        choices = {"dataset": "digits", "model": "mlp", "loss": loss, "noise": noise, "reweight": "none"}
+        (run / ".hydra" / "config.yaml").write_text(_yaml(cfg))
+        (run / ".hydra" / "overrides.yaml").write_text(_yaml(overrides))
+        (run / ".hydra" / "hydra.yaml").write_text(_yaml(
+            {"hydra": {"runtime": {"choices": {**choices, "hydra/launcher": "basic"}}}}))
+        for record in history or []:
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if status in ("completed", "diverged"):
+            summary = {"status": status, **choices, "loss_family": FAMILY[loss], "seed": seed,
+                       "noise_kind": "symmetric", "noise_rate": RATE[noise], **figures,
+                       "overrides": overrides, "provenance": {"torch": "2.x"}, "config": cfg}
+            (run / "summary.json").write_text(json.dumps(summary))
+        elif status == "failed":
+            failure = {"status": "failed", "phase": "setup", "error": "ValueError: bad q\nmore",
+                       "traceback": "Traceback ...", **choices, "overrides": overrides}
+            (run / "failure.json").write_text(json.dumps(failure))
+        return run
+
+    return make
