@@ -211,7 +211,6 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
         val_logits = trainer.predict(model, split.x_val, transform)
         test_logits = trainer.predict(model, split.x_test, transform)
         summary.update(summarize(val_logits, split.y_val_noisy, test_logits, split.y_test))
-        summary["test_class_acc"] = _class_accuracy(test_logits, split.y_test, split.num_classes)
         summary["class_names"] = split.class_names
     summary.update(_history_figures(history))
     summary.update({f"reweight_{k}": v for k, v in reweight.summary().items()})
@@ -231,14 +230,6 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
     log.info("%s: %s, test acc %.4f, realized noise %.3f -> %s", out_dir.name, status,
              summary.get("test_acc", float("nan")), noisy.rate, out_dir / "summary.json")
     return summary
-
-
-def _class_accuracy(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list:
-    """Accuracy per class on the given labels (None for a class with no sample)."""
-    hits = (logits.argmax(1) == labels).double()
-    total = torch.bincount(labels, minlength=num_classes).double()
-    correct = torch.bincount(labels, weights=hits, minlength=num_classes)
-    return [(c / t).item() if t > 0 else None for c, t in zip(correct, total, strict=True)]
 
 
 def _expected_rate(T: np.ndarray, y_clean: torch.Tensor, num_classes: int) -> float:

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lossbench.data.split import Split
 from lossbench.data.transforms import BatchTransform
 from lossbench.losses.base import Loss
+from lossbench.metrics import epoch_metrics
 from lossbench.reweight.base import Reweighter
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
 from lossbench.train.sinks import Sink
@@ -227,8 +227,7 @@ class Trainer:
                 if len(y) == 0:
                     continue
                 logits_eval = self.predict(model, x, transform)
-                record[f"{prefix}_acc"] = (logits_eval.argmax(1) == y).float().mean().item()
-                record[f"{prefix}_nll"] = F.cross_entropy(logits_eval, y).item()
+                record.update({f"{prefix}_{k}": v for k, v in epoch_metrics(logits_eval, y).items()})
             record["seconds"] = time.perf_counter() - started
             history.append(record)
             for sink in sinks:
