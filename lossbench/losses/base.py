@@ -23,8 +23,13 @@ class Loss(nn.Module):
 
     ``probabilistic`` is True when the loss depends on the logits only through
     softmax(logits); transition-matrix corrections need that. ``needs_features``
-    asks the trainer to pass the model's penultimate features as ``features``.
-    A loss that needs training progress overrides ``on_epoch_start``.
+    asks the trainer to pass the model's penultimate features [B, D] as
+    ``features`` (then ``compute(logits, target, features)``). Both are class
+    attributes; an instance may refine them where a hyperparameter decides
+    (LogitClip takes ``needs_features`` from its inner loss; LDR losses are
+    probabilistic only with raw scores), so read them from the instance. The
+    class value is the conservative one. A loss that needs training progress
+    overrides ``on_epoch_start``. Stable building blocks are in ``functional``.
     """
 
     family: ClassVar[str] = ""

@@ -1,0 +1,260 @@
+"""Generic tests that walk the loss registry: every loss gets them without new test code."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+
+from lossbench.losses import FAMILIES, LOSSES, Loss
+
+LOSS_CONF = Path(__file__).resolve().parents[2] / "conf" / "loss"
+NAMES = LOSSES.names()
+YAMLS = sorted(p.stem for p in LOSS_CONF.glob("*.yaml"))
+
+
+def _inputs(batch: int = 6, classes: int = 5, dtype=torch.float32, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    logits = (3 * torch.randn(batch, classes, generator=g)).to(dtype)
+    target = torch.randint(classes, (batch,), generator=g)
+    features = torch.randn(batch, 7, generator=g).to(dtype)
+    return logits, target, features
+
+
+def test_every_loss_has_a_yaml_and_every_yaml_a_loss():
+    assert YAMLS == NAMES
+
+
+@pytest.mark.parametrize("name", YAMLS)
+def test_yaml_targets_the_class_registered_under_its_name(name):
+    cfg = OmegaConf.load(LOSS_CONF / f"{name}.yaml")
+    cls = get_class(cfg._target_)
+    assert cls is LOSSES.get(name)
+    assert cls.registry_name == name
+
+
+@pytest.mark.parametrize("name", YAMLS)
+def test_yaml_values_are_the_class_defaults(name):
+    cfg = OmegaConf.to_container(OmegaConf.load(LOSS_CONF / f"{name}.yaml"))
+    cls = LOSSES.get(name)
+    params = {
+        k: p for k, p in inspect.signature(cls.__init__).parameters.items()
+        if k != "self" and p.kind is p.POSITIONAL_OR_KEYWORD
+    }
+    keys = {k for k in cfg if k != "_target_"}
+    assert keys == set(params), f"{name}: YAML keys {sorted(keys)} vs constructor {sorted(params)}"
+    for key in keys:
+        default = params[key].default
+        assert cfg[key] == default, f"{name}.{key}: YAML {cfg[key]!r} != default {default!r}"
+        assert type(cfg[key]) is type(default), f"{name}.{key}: YAML type differs from the default's"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_class_metadata_and_docstring(name):
+    cls = LOSSES.get(name)
+    assert issubclass(cls, Loss)
+    assert cls.family in FAMILIES
+    assert cls.paper
+    doc = inspect.getdoc(cls) or ""
+    # The reference: a year, and a venue or an archive.
+    assert re.search(r"\b(19|20)\d\d\b", doc), f"{name}: docstring names no year"
+    assert "=" in doc or ":" in doc.splitlines()[0], f"{name}: docstring gives no formula"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_per_sample_output(make_loss, name):
+    logits, target, features = _inputs()
+    out = make_loss(name)(logits, target, features)
+    assert out.shape == (6,)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+
+
+EXTREME = torch.tensor([
+    [1e4, -1e4, -1e4, 0.0, 1e4],    # label tied at the top
+    [-1e4, -1e4, -1e4, -1e4, -1e4],  # all equal, very negative
+    [1e4, 1e4, 1e4, 1e4, 1e4],       # all equal, very positive
+    [1e4, -1e4, -1e4, -1e4, -1e4],   # label alone at the top: p_y == 1 in float32
+    [-1e4, 1e4, -1e4, -1e4, -1e4],   # label at the bottom: p_y == 0 in float32
+    [0.0, 0.0, 0.0, 0.0, 0.0],       # all zero
+    [-1e4, 1e4, 0.0, 1e4, -1e4],     # label at the bottom, two tied tops
+])
+EXTREME_TARGET = torch.tensor([0, 1, 2, 0, 0, 3, 0])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_finite_gradients_for_extreme_logits(make_loss, name):
+    loss = make_loss(name)
+    for sign in (1.0, -1.0):
+        logits = (sign * EXTREME).clone().requires_grad_(True)
+        features = (1e4 * torch.randn(len(EXTREME), 7)).requires_grad_(True)
+        out = loss(logits, EXTREME_TARGET, features)
+        out.sum().backward()
+        assert torch.isfinite(out).all(), f"{name}: loss {out}"
+        assert torch.isfinite(logits.grad).all(), f"{name}: grad {logits.grad}"
+        if loss.needs_features:
+            assert torch.isfinite(features.grad).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_finite_gradients_under_bf16_autocast(make_loss, name):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(8, 5)
+    body = torch.nn.Linear(8, 7)
+    x = 10 * torch.randn(16, 8)
+    target = torch.randint(5, (16,))
+    loss = make_loss(name)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, features = layer(x), body(x)
+        assert logits.dtype == torch.bfloat16
+        out = loss(logits, target, features)
+    out.mean().backward()
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    for p in layer.parameters():
+        assert torch.isfinite(p.grad).all()
+    if loss.needs_features:
+        for p in body.parameters():
+            assert torch.isfinite(p.grad).all()
+    # Saturated bf16 logits too.
+    big = (1e4 * torch.randn(16, 5)).bfloat16().requires_grad_(True)
+    out = loss(big, target, torch.randn(16, 7).bfloat16())
+    out.sum().backward()
+    assert torch.isfinite(big.grad).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_analytic_gradient_matches_finite_differences(make_loss, name):
+    """The stable rewritings (log(1 - p), tangent extensions, bisection for ALDR) keep exact gradients."""
+    loss = make_loss(name)
+    logits, target, features = _inputs(batch=3, classes=4, dtype=torch.float64, seed=1)
+    args = (features,) if loss.needs_features else ()
+    logits.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda z: loss.compute(z, target, *args), (logits,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_and_batch_independent(make_loss, name):
+    """A sample's loss does not depend on the rest of the batch (bias_loss's scaling aside)."""
+    loss = make_loss(name)
+    logits, target, features = _inputs()
+    full = loss(logits, target, features)
+    assert torch.equal(full, loss(logits, target, features))
+    if name == "bias_loss":
+        return
+    for i in range(len(target)):
+        one = loss(logits[i : i + 1], target[i : i + 1], features[i : i + 1])
+        torch.testing.assert_close(one[0], full[i], rtol=1e-5, atol=1e-6)
+
+
+def test_input_checks():
+    loss = LOSSES.get("ce")()
+    with pytest.raises(ValueError, match="logits must be"):
+        loss(torch.zeros(3), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="target must be"):
+        loss(torch.zeros(3, 4), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(TypeError, match="integer class indices"):
+        loss(torch.zeros(3, 4), torch.zeros(3))
+    with pytest.raises(ValueError, match="needs the model's features"):
+        LOSSES.get("bias_loss")()(torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))
+
+
+BAD_HYPERPARAMETERS = [
+    ("comp_sum", {"tau": -0.5}, "tau >= 0"),
+    ("comp_gce", {"tau": 2.0}, r"tau in \(1, 2\)"),
+    ("gce", {"q": 0.0}, r"q in \(0, 1\]"),
+    ("gce", {"q": 1.5}, r"q in \(0, 1\]"),
+    ("tgce", {"k": 1.0}, r"k in \(0, 1\)"),
+    ("tgce", {"warmup_fraction": 2.0}, "warmup_fraction"),
+    ("mae", {"scale": 0.0}, "scale > 0"),
+    ("rce", {"A": 4.0}, "A < 0"),
+    ("sce", {"A": 0.0}, "A < 0"),
+    ("sce", {"alpha": -1.0}, "alpha >= 0"),
+    ("bootstrap_soft", {"beta": 1.5}, r"beta in \[0, 1\]"),
+    ("bootstrap_hard", {"beta": -0.1}, r"beta in \[0, 1\]"),
+    ("taylor_ce", {"t": 0}, "t >= 1"),
+    ("taylor_ce", {"t": 2.5}, "integer order"),
+    ("gjs", {"pi_1": 1.0}, r"pi_1 in \(0, 1\)"),
+    ("agce", {"a": 0.0}, "a > 0"),
+    ("aul", {"a": 1.0}, "a > 1"),
+    ("nfl", {"gamma": -1.0}, "gamma >= 0"),
+    ("ngce", {"q": 0.0}, r"q in \(0, 1\]"),
+    ("nmae", {"scale": -1.0}, "scale > 0"),
+    ("nce_rce", {"alpha": 0.0, "beta": 0.0}, "not both 0"),
+    ("nce_rce", {"A": 1.0}, "A < 0"),
+    ("nce_mae", {"mae_scale": 0.0}, "mae_scale > 0"),
+    ("nfl_rce", {"gamma": -0.5}, "gamma >= 0"),
+    ("nfl_mae", {"beta": -1.0}, "beta >= 0"),
+    ("anl_ce", {"min_prob": 0.0}, r"min_prob in \(0, 1\)"),
+    ("anl_fl", {"min_prob": 1.0}, r"min_prob in \(0, 1\)"),
+    ("ldr_kl", {"lam": 0.0}, "lam > 0"),
+    ("ldr_kl", {"score_transform": "softmax"}, "known: softplus_mean, none"),
+    ("ldr_kl", {"margin": -0.1}, "margin >= 0"),
+    ("aldr_kl", {"alpha": 0.0}, "alpha > 0"),
+    ("aldr_kl", {"lam0": -1.0}, "lam0 > 0"),
+    ("logit_clip", {"delta": 0.0}, "delta > 0"),
+    ("logit_clip", {"p": 0.5}, "p >= 1"),
+    ("logit_clip", {"convention": "both"}, "known: paper, code"),
+    ("logit_clip", {"inner": "fcoal"}, "unknown logit_clip inner loss 'fcoal'; known: .*focal"),
+    ("logit_clip", {"inner": "logit_clip"}, "cannot wrap itself"),
+    ("logit_clip", {"inner": "gce", "inner_kwargs": {"gamma": 2.0}}, "inner_kwargs do not fit loss 'gce'"),
+    ("logit_clip", {"inner": "gce", "inner_kwargs": {"q": 3.0}}, r"q in \(0, 1\]"),
+    ("focal", {"gamma": -1.0}, "gamma >= 0"),
+    ("flsd53", {"threshold": 1.0}, r"threshold in \(0, 1\)"),
+    ("flsd53", {"gamma_below": -5.0}, "gammas >= 0"),
+    ("label_smoothing", {"epsilon": 1.5}, r"epsilon in \[0, 1\]"),
+    ("nls", {"epsilon": 0.1}, "epsilon <= 0"),
+    ("poly1", {"epsilon": -2.0}, "epsilon >= -1"),
+    ("z_loss", {"a": 0.0}, "a > 0"),
+    ("z_loss_reg", {"lam": -1.0}, "lam >= 0"),
+    ("encouraging", {"log_end": 0.0}, r"log_end in \(0, 1\]"),
+    ("bias_loss", {"beta": 1.0}, "beta < 1"),
+    ("bias_loss", {"alpha": -1.0}, "alpha >= 0"),
+    ("rescaled_square", {"M": 0.0}, "M > 0"),
+    ("logit_norm", {"t": 0.0}, "t > 0"),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "match"), BAD_HYPERPARAMETERS)
+def test_bad_hyperparameters_raise_value_error(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LOSSES.get(name)(**kwargs)
+
+
+def test_every_loss_with_hyperparameters_has_a_failure_case():
+    tested = {name for name, _, _ in BAD_HYPERPARAMETERS}
+    with_params = {
+        name for name, cls in LOSSES.items()
+        if any(k != "self" for k in inspect.signature(cls.__init__).parameters
+               if inspect.signature(cls.__init__).parameters[k].kind
+               is inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+    assert with_params <= tested, f"no ValueError case for {sorted(with_params - tested)}"
+
+
+def test_losses_command_lists_every_loss_with_its_family(monkeypatch, capsys):
+    from lossbench.cli import main
+
+    monkeypatch.setenv("COLUMNS", "250")
+    main(["losses"])
+    out = capsys.readouterr().out
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
+        if len(cells) >= 2 and cells[0] in LOSSES:
+            rows[cells[0]] = cells[1]
+    assert rows == {name: cls.family for name, cls in LOSSES.items()}
+
+
+def test_every_loss_has_a_hand_worked_test():
+    """Each loss is named in a family test file (where the paper's formula is checked on numbers)."""
+    here = Path(__file__).parent
+    text = "".join(p.read_text() for p in here.glob("test_*.py")
+                   if p.name not in ("test_catalogue.py", "test_end_to_end.py"))
+    missing = [name for name in NAMES if f'"{name}"' not in text]
+    assert not missing, f"no numeric test names {missing}"
