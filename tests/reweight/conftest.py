@@ -1,0 +1,27 @@
+"""Helpers for the reweighting tests: a minimal setup context without a dataset."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from lossbench.losses.comp_sum import CrossEntropy
+from lossbench.reweight.base import ReweightContext
+
+
+@pytest.fixture
+def make_ctx():
+    """``make_ctx(T, y_noisy=None, loss=None)``: a ReweightContext on CPU with only labels."""
+
+    def make(T, y_noisy=None, loss=None) -> ReweightContext:
+        T = np.asarray(T, dtype=np.float64)
+        c = T.shape[0]
+        y = torch.arange(c).repeat(4) if y_noisy is None else torch.as_tensor(y_noisy)
+        split = SimpleNamespace(num_classes=c, y_train_noisy=y)
+        return ReweightContext(split=split, loss=loss or CrossEntropy(), true_T=T,
+                               device=torch.device("cpu"), seed=0)
+
+    return make
