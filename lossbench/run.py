@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lossbench import noise as noise_lib
 from lossbench.data.transforms import BatchTransform
+from lossbench.errors import ConfigError, config_differences
 from lossbench.io import provenance, read_json, write_json_atomic
 from lossbench.losses.base import Loss
 from lossbench.metrics import summarize
@@ -31,10 +32,6 @@ log = logging.getLogger("lossbench")
 
 FINISHED = ("completed", "diverged")
 CHECKPOINT = "checkpoint.pt"
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work; reported in one line before training."""
 
 
 def build_loss(cfg: DictConfig, num_classes: int) -> Loss:
@@ -51,6 +48,32 @@ def finished_summary(out_dir: Path) -> dict | None:
     if summary is not None and summary.get("status") in FINISHED:
         return summary
     return None
+
+
+# Settings that do not change what a run computes: a finished run or a checkpoint
+# made with other values of these is still the same experiment.
+NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None,
+                  "trainer": ("progress", "force", "checkpoint_every"), "dataset": ("data_dir", "download")}
+
+
+def experiment_key(config: dict) -> dict:
+    """The resolved config less the settings listed in NOT_EXPERIMENT."""
+    key = {}
+    for name, value in config.items():
+        drop = NOT_EXPERIMENT.get(name, ())
+        if drop is None:
+            continue
+        key[name] = {k: v for k, v in value.items() if k not in drop} if isinstance(value, dict) else value
+    return key
+
+
+def _same_experiment(out_dir: Path, recorded: dict | None, current: dict) -> None:
+    differs = config_differences(experiment_key(recorded or {}), experiment_key(current))
+    if differs:
+        raise ConfigError(
+            f"{out_dir} holds a run of a different configuration (differs in {', '.join(differs[:5])}); "
+            "use another hydra.run.dir / hydra.sweep.dir, or trainer.force=true to overwrite it"
+        )
 
 
 def _choices() -> dict:
@@ -79,6 +102,14 @@ def run(cfg: DictConfig) -> float:
     if not cfg.trainer.force:
         done = finished_summary(out_dir)
         if done is not None:
+            try:
+                _same_experiment(out_dir, done.get("config"), OmegaConf.to_container(cfg, resolve=True))
+            except ConfigError as exc:
+                if multirun:
+                    log.error("%s; this job is not run", exc)
+                    return float("nan")
+                print(f"lossbench: error: {exc}", file=sys.stderr)
+                sys.exit(2)
             log.info("%s already holds a finished run (status %s); skipping. "
                      "Set trainer.force=true to rerun.", out_dir, done["status"])
             return _objective(cfg, done)
@@ -180,6 +211,7 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
         history = trainer.fit(
             model, loss_fn, reweight, optimizer, scheduler, split, seed, sinks,
             checkpoint_path=ckpt if trainer.checkpoint_every else None,
+            checkpoint_meta={"experiment": experiment_key(OmegaConf.to_container(cfg, resolve=True))},
         )
     except Diverged as exc:
         status, diverged_epoch, history = "diverged", exc.epoch, exc.history

@@ -127,3 +127,36 @@ def test_concurrent_sweeps_lose_no_summary(tmp_path):
         assert all(s["status"] == "completed" for s in summaries)
         counts[name] = len(summaries)
     assert counts == {"a": 3, "b": 3, "c": 4}
+
+
+def test_finished_run_of_another_config_is_not_taken_for_this_one(cli, tmp_path):
+    out = tmp_path / "run"
+    cli("run", f"hydra.run.dir={out}", "trainer.epochs=2", "trainer.progress=none", cwd=tmp_path)
+    # display-only settings do not make it another experiment: skipped
+    same = cli("run", f"hydra.run.dir={out}", "trainer.epochs=2", "trainer.progress=plain", cwd=tmp_path)
+    assert "already holds a finished run" in same.stdout + same.stderr
+    other = cli("run", f"hydra.run.dir={out}", "trainer.epochs=2", "loss=gce", cwd=tmp_path, check=False)
+    assert other.returncode == 2
+    assert "holds a run of a different configuration (differs in loss._target_" in other.stderr
+    assert json.loads((out / "summary.json").read_text())["loss"] == "ce"
+
+
+def test_checkpoint_of_another_config_is_not_resumed(cli, tmp_path):
+    from lossbench.train.checkpoint import load_checkpoint, save_checkpoint
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "lossbench", "run", f"hydra.run.dir={out}", *SLOW_RUN]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "checkpoint.pt").exists():
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["meta"]["experiment"]["noise"]["rate"] == 0.4
+    save_checkpoint(out / "checkpoint.pt", state)
+    other = cli("run", f"hydra.run.dir={out}", *SLOW_RUN, "noise.rate=0.2", cwd=tmp_path, check=False)
+    assert other.returncode == 2
+    assert "belongs to a different configuration (differs in experiment.noise.rate" in other.stderr
+    assert (out / "checkpoint.pt").exists()

@@ -42,7 +42,7 @@ class ForwardCorrection(TransitionReweighter):
     paper = "Patrini et al. 2017"
 
     def check_loss(self, loss: Loss) -> None:
-        if not getattr(type(loss), "probabilistic", True):
+        if not getattr(loss, "probabilistic", True):
             raise ValueError(
                 f"reweight=forward applies the loss to the noise-corrected distribution T^T softmax(z) "
                 f"and needs a loss that depends on the logits only through softmax; loss "

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from lossbench.data.split import Split
 from lossbench.data.transforms import BatchTransform
+from lossbench.errors import ConfigError, config_differences
 from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
 from lossbench.reweight.base import Reweighter
@@ -135,8 +136,14 @@ class Trainer:
         seed: int,
         sinks: Sequence[Sink] = (),
         checkpoint_path: Path | None = None,
+        checkpoint_meta: dict | None = None,
     ) -> list[dict]:
-        """Train for ``self.epochs`` epochs (resuming from ``checkpoint_path`` if valid)."""
+        """Train for ``self.epochs`` epochs (resuming from ``checkpoint_path`` if valid).
+
+        ``checkpoint_meta`` (plain data, e.g. the experiment's config) is saved
+        with each checkpoint; a checkpoint whose meta differs is not resumed
+        from: that is a ConfigError, and the checkpoint is left in place.
+        """
         device = self.torch_device
         transform = BatchTransform(split, self.channels_last)
         step_model = torch.compile(model) if self.compile else model
@@ -158,6 +165,12 @@ class Trainer:
         if checkpoint_path is not None and Path(checkpoint_path).exists():
             try:
                 state = load_checkpoint(checkpoint_path, map_location=device)
+                if checkpoint_meta is not None and state.get("meta") != checkpoint_meta:
+                    differs = config_differences(state.get("meta") or {}, checkpoint_meta)
+                    raise ConfigError(
+                        f"{checkpoint_path} belongs to a different configuration (differs in "
+                        f"{', '.join(differs[:5])}); use another output directory or trainer.force=true"
+                    )
                 for key, obj in state_objects.items():
                     obj.load_state_dict(state[key])
                 reweight.load_state_dict(state["reweight"])
@@ -170,6 +183,8 @@ class Trainer:
                 history = list(state["history"])
                 start_epoch = int(state["epoch"]) + 1
                 log.info("resumed from %s at epoch %d", checkpoint_path, start_epoch)
+            except ConfigError:
+                raise
             except (CorruptCheckpoint, KeyError, RuntimeError, ValueError) as exc:
                 log.warning("checkpoint unusable, starting over from scratch: %s", exc)
                 Path(checkpoint_path).unlink(missing_ok=True)
@@ -246,6 +261,7 @@ class Trainer:
                     },
                     history=history,
                     epoch=epoch,
+                    meta=checkpoint_meta,
                 )
                 save_checkpoint(checkpoint_path, state)
         return history
