@@ -98,3 +98,36 @@ def carve_validation(
         raise ValueError(f"validation size {val_size} leaves no training data out of {n}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def split_from_pool(
+    name: str,
+    num_classes: int,
+    x_pool: Tensor,
+    y_pool: Tensor,
+    x_test: Tensor,
+    y_test: Tensor,
+    val_size: float | int,
+    split_seed: int,
+    **fields,
+) -> Split:
+    """A Split whose validation set is carved from the training pool (original order kept).
+
+    ``x_pool``/``y_pool`` are the dataset's whole training set in its original
+    order; ``train_idx``/``val_idx`` index into it. ``fields`` are the other
+    Split fields (mean, std, augment, class_names, extras).
+    """
+    train_idx, val_idx = carve_validation(len(y_pool), val_size, split_seed)
+    return Split(
+        name=name,
+        num_classes=num_classes,
+        x_train=x_pool[train_idx],
+        y_train=y_pool[train_idx],
+        x_val=x_pool[val_idx],
+        y_val=y_pool[val_idx],
+        x_test=x_test,
+        y_test=y_test,
+        train_idx=train_idx,
+        val_idx=val_idx,
+        **fields,
+    )

@@ -3,41 +3,88 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lossbench.data.split import Split
+
+# name -> (crop padding in pixels, random horizontal flip)
+AUGMENTATIONS: dict[str, tuple[int, bool]] = {
+    "crop": (4, False),
+    "flip": (0, True),
+    "crop_flip": (4, True),
+}
+
+
+def check_augment(augment: str | None) -> str | None:
+    """``augment`` as a Split holds it: None (also for "none"/"null") or a known name."""
+    if augment is None or str(augment).lower() in ("none", "null", ""):
+        return None
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation '{augment}'; known: none, {', '.join(AUGMENTATIONS)}")
+    return str(augment)
 
 
 class BatchTransform:
     """Turns a batch sliced from a device-resident split into model input.
 
-    uint8 images are scaled to [0, 1] and normalized with the split's mean/std;
-    float features pass through. At training time the split's ``augment`` is
-    applied by batch on the device.
+    At training time the split's ``augment`` is applied first, by batch on the
+    device (on uint8 images, so the crop padding is black, as in torchvision's
+    ``RandomCrop(padding=4)`` before ``ToTensor``). Then uint8 images are
+    scaled to [0, 1] and normalized with the split's mean/std; float features
+    pass through.
     """
 
     def __init__(self, split: Split, channels_last: bool = False) -> None:
-        self.augment = split.augment
+        self.augment = check_augment(split.augment)
         self.channels_last = channels_last
-        self.mean = self.std = None
+        # (x / 255 - mean) / std as one multiply and one add
+        self.scale, self.shift = 1.0 / 255.0, None
         if split.mean is not None:
             shape = (1, len(split.mean), 1, 1)
             device = split.x_train.device
-            self.mean = torch.tensor(split.mean, device=device).view(shape)
-            self.std = torch.tensor(split.std, device=device).view(shape)
+            std = torch.tensor(split.std, device=device).view(shape)
+            self.scale = 1.0 / (255.0 * std)
+            self.shift = -torch.tensor(split.mean, device=device).view(shape) / std
 
     def __call__(self, x: Tensor, train: bool, generator: torch.Generator | None = None) -> Tensor:
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
-            if self.mean is not None:
-                x = (x - self.mean) / self.std
         if train and self.augment is not None:
             x = augment_batch(x, self.augment, generator)
+        if x.dtype == torch.uint8:
+            x = x.float().mul_(self.scale)
+            if self.shift is not None:
+                x = x.add_(self.shift)
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
 
 def augment_batch(x: Tensor, kind: str, generator: torch.Generator | None = None) -> Tensor:
-    """Apply the named augmentation to a float image batch [B, C, H, W]."""
-    raise ValueError(f"unknown augmentation '{kind}'; known: none")
+    """Apply the named augmentation to an image batch [B, C, H, W] (uint8 or float).
+
+    ``crop``: zero-pad 4 pixels on each side and take a random HxW window per
+    image; ``flip``: mirror each image left-right with probability 1/2;
+    ``crop_flip``: both (the standard CIFAR augmentation of He et al. 2016,
+    "Deep Residual Learning for Image Recognition"). Offsets and flips are
+    drawn from ``generator``, which must live on ``x``'s device; the window (and
+    the mirroring) is taken with two gathers, so a batch costs a few kernels.
+    """
+    if kind not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation '{kind}'; known: none, {', '.join(AUGMENTATIONS)}")
+    if x.ndim != 4:
+        raise ValueError(f"augmentation '{kind}' needs images [B, C, H, W], got shape {tuple(x.shape)}")
+    pad, flip = AUGMENTATIONS[kind]
+    b, c, h, w = x.shape
+    device = x.device
+    cols = torch.arange(w, device=device).expand(b, w)
+    if pad:
+        x = F.pad(x, (pad, pad, pad, pad))
+        rows = torch.arange(h, device=device) + torch.randint(
+            0, 2 * pad + 1, (b, 1), device=device, generator=generator
+        )
+        cols = cols + torch.randint(0, 2 * pad + 1, (b, 1), device=device, generator=generator)
+        x = x.gather(2, rows.view(b, 1, h, 1).expand(b, c, h, w + 2 * pad))
+    if flip:
+        mirrored = torch.rand(b, 1, device=device, generator=generator) < 0.5
+        cols = torch.where(mirrored, cols.flip(1), cols)
+    return x.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w))
