@@ -68,7 +68,9 @@ def lossbench_loop(split, epochs: int, batch_size: int, seed: int, lr: float) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", default="mnist", choices=["digits", "mnist"])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--epochs", type=int, default=3)

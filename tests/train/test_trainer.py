@@ -1,0 +1,54 @@
+"""The trainer's own figures and options, checked on small concrete cases."""
+
+import pytest
+import torch
+
+from lossbench.data import DATASETS
+from lossbench.losses.comp_sum import CrossEntropy
+from lossbench.models.mlp import MLP
+from lossbench.reweight.base import Reweighter
+from lossbench.train.trainer import Trainer, _train_stats
+
+
+def test_train_stats_by_hand():
+    order = torch.tensor([0, 1, 2, 3])
+    losses = torch.tensor([1.0, 2.0, 3.0, 6.0])
+    pred = torch.tensor([1, 2, 0, 3])
+    y_noisy = torch.tensor([1, 0, 0, 3])  # samples 1 and 3 carry noisy labels
+    y_clean = torch.tensor([1, 2, 0, 0])
+    stats = _train_stats(order, losses, pred, y_noisy, y_clean, y_noisy != y_clean)
+    assert stats["train_loss"] == pytest.approx(3.0)
+    assert stats["train_acc"] == pytest.approx(3 / 4)        # 0, 2, 3 match the noisy label
+    assert stats["train_clean_acc"] == pytest.approx(3 / 4)  # 0, 1, 2 match the clean label
+    assert stats["memorization"] == pytest.approx(1 / 2)     # of noisy 1 and 3, only 3 is fitted
+
+
+def _fit(**options):
+    split = DATASETS.get("digits")()
+    torch.manual_seed(0)
+    model = MLP(split.input_shape, split.num_classes)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+    trainer = Trainer(epochs=2, device="cpu", progress="none", checkpoint_every=0, **options)
+    return trainer.fit(model, CrossEntropy(), Reweighter(), opt, sched, split, seed=0)
+
+
+def test_gradient_clipping_bounds_the_step():
+    free = _fit()
+    clipped = _fit(grad_clip=1e-6)
+    assert free[-1]["test_acc"] > 0.8
+    assert clipped[-1]["test_acc"] < 0.5  # steps of norm 1e-6 barely move the weights
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"grad_clip": -1.0}, "grad_clip must be positive"),
+        ({"precision": "16-mixed"}, "16-mixed needs a CUDA device"),
+        ({"precision": "fp8"}, "unknown trainer.precision 'fp8'; known: 32, bf16, 16-mixed"),
+        ({"device": "tpu"}, "unknown trainer.device 'tpu'"),
+    ],
+)
+def test_bad_trainer_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(device=options.pop("device", "cpu"), **options)
