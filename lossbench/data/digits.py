@@ -6,7 +6,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from lossbench.data.registry import register_dataset
-from lossbench.data.split import Split, carve_validation
+from lossbench.data.split import Split, carve_validation, split_from_pool
 
 
 @register_dataset("digits")
@@ -20,18 +20,7 @@ def digits(test_size: float = 0.25, val_size: float = 0.1, split_seed: int = 0) 
     x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0
     y = torch.as_tensor(bunch.target, dtype=torch.long)
     pool_idx, test_idx = carve_validation(len(y), test_size, split_seed)
-    x_pool, y_pool = x[pool_idx], y[pool_idx]
-    train_idx, val_idx = carve_validation(len(y_pool), val_size, split_seed + 1)
-    return Split(
-        name="digits",
-        num_classes=10,
-        x_train=x_pool[train_idx],
-        y_train=y_pool[train_idx],
-        x_val=x_pool[val_idx],
-        y_val=y_pool[val_idx],
-        x_test=x[test_idx],
-        y_test=y[test_idx],
-        train_idx=train_idx,
-        val_idx=val_idx,
-        class_names=[str(i) for i in range(10)],
+    return split_from_pool(
+        "digits", 10, x[pool_idx], y[pool_idx], x[test_idx], y[test_idx],
+        val_size, split_seed + 1, class_names=[str(i) for i in range(10)],
     )
