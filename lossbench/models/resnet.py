@@ -35,13 +35,15 @@ class BasicBlock(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    """BN-ReLU-conv3x3 twice; the shortcut (projection when the shape changes) leaves from
-    the first BN-ReLU, and nothing follows the sum (He et al. 2016, "Identity Mappings")."""
+    """BN-ReLU-conv3x3-(dropout)-BN-ReLU-conv3x3; the shortcut (projection when the shape
+    changes) leaves from the first BN-ReLU, and nothing follows the sum (He et al. 2016,
+    "Identity Mappings"). Dropout between the convolutions is the wide ResNet's."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.bn1, self.conv1 = nn.BatchNorm2d(c_in), conv3x3(c_in, c_out, stride)
         self.bn2, self.conv2 = nn.BatchNorm2d(c_out), conv3x3(c_out, c_out)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.shortcut: nn.Module | None = None
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
@@ -49,7 +51,7 @@ class PreActBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         pre = F.relu(self.bn1(x))
         skip = x if self.shortcut is None else self.shortcut(pre)
-        out = self.conv1(pre)
+        out = self.dropout(self.conv1(pre))
         out = self.conv2(F.relu(self.bn2(out), inplace=True))
         return out + skip
 

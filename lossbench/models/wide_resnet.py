@@ -4,32 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from lossbench.models.base import Classifier, register_model
 from lossbench.models.cnn import image_shape
-from lossbench.models.resnet import conv3x3
-
-
-class WideBlock(nn.Module):
-    """Pre-activation block BN-ReLU-conv3x3-(dropout)-BN-ReLU-conv3x3; 1x1 projection on a shape change."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, dropout: float) -> None:
-        super().__init__()
-        self.bn1, self.conv1 = nn.BatchNorm2d(c_in), conv3x3(c_in, c_out, stride)
-        self.bn2, self.conv2 = nn.BatchNorm2d(c_out), conv3x3(c_out, c_out)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.shortcut: nn.Module | None = None
-        if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        pre = F.relu(self.bn1(x))
-        skip = x if self.shortcut is None else self.shortcut(pre)
-        out = self.dropout(self.conv1(pre))
-        out = self.conv2(F.relu(self.bn2(out), inplace=True))
-        return out + skip
+from lossbench.models.resnet import PreActBlock, conv3x3
 
 
 @register_model("wrn28_10")
@@ -61,7 +40,7 @@ class WideResNet(Classifier):
         c = 16
         for stage, base in enumerate((16, 32, 64)):
             for i in range(n):
-                layers.append(WideBlock(c, base * width, 2 if stage > 0 and i == 0 else 1, dropout))
+                layers.append(PreActBlock(c, base * width, 2 if stage > 0 and i == 0 else 1, dropout))
                 c = base * width
         layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         super().__init__(nn.Sequential(*layers), c, num_classes)

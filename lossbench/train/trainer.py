@@ -182,9 +182,9 @@ class Trainer:
                 for key, obj in state_objects.items():
                     obj.load_state_dict(state[key])
                 reweight.load_state_dict(state["reweight"])
-                generator.set_state(state["rng"]["batch"])
-                aug_generator.set_state(state["rng"]["augment"].to(aug_generator.device)
-                                        if device.type != "cuda" else state["rng"]["augment"].cpu())
+                # generator states are CPU byte tensors, whatever map_location did to them
+                generator.set_state(state["rng"]["batch"].cpu())
+                aug_generator.set_state(state["rng"]["augment"].cpu())
                 torch.set_rng_state(state["rng"]["torch"].cpu())
                 if device.type == "cuda" and state["rng"].get("cuda") is not None:
                     torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
