@@ -26,8 +26,6 @@ HYDRA_INFO_FLAGS = (
 def _run(argv: list[str]) -> None:
     import hydra
 
-    from lossbench.run import run
-
     overrides = [a for a in argv if not a.startswith("-")]
     if not any(a in HYDRA_INFO_FLAGS for a in argv):
         from lossbench.precheck import check_output_dir, check_overrides
@@ -36,6 +34,8 @@ def _run(argv: list[str]) -> None:
         if problem:
             print(f"lossbench: error: {problem}", file=sys.stderr)
             sys.exit(2)
+    from lossbench.run import run  # torch and the catalogue load only once the overrides are known good
+
     main = hydra.main(config_path="pkg://lossbench.conf", config_name="config", version_base="1.3")(run)
     sys.argv = ["lossbench run", *argv]
     main()

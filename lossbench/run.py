@@ -17,13 +17,15 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from lossbench import noise as noise_lib
-from lossbench.data.transforms import BatchTransform
+from lossbench.data.split import Split
 from lossbench.errors import ConfigError, config_differences
+from lossbench.evaluate import evaluate_model
 from lossbench.io import provenance, read_json, write_json_atomic
 from lossbench.losses.base import Loss
-from lossbench.metrics import summarize
+from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
 from lossbench.train.sinks import build_sinks
 from lossbench.train.trainer import Diverged, RestartFromScratch, Trainer, set_determinism
@@ -34,11 +36,13 @@ FINISHED = ("completed", "diverged")
 CHECKPOINT = "checkpoint.pt"
 
 
-def build_loss(cfg: DictConfig, num_classes: int) -> Loss:
-    """Instantiate ``cfg.loss``, passing ``num_classes`` to losses that take it."""
+def build_loss(cfg: DictConfig, num_classes: int, num_train: int | None = None) -> Loss:
+    """Instantiate ``cfg.loss``, passing ``num_classes`` (and ``num_train``, the size of the
+    training set, for losses with per-sample state) to losses whose constructor takes them."""
     factory = instantiate(cfg, _partial_=True)
     params = inspect.signature(factory.func).parameters
-    kwargs = {"num_classes": num_classes} if "num_classes" in params else {}
+    known = {"num_classes": num_classes, "num_train": num_train}
+    kwargs = {k: v for k, v in known.items() if k in params and v is not None and k not in factory.keywords}
     return factory(**kwargs)
 
 
@@ -163,6 +167,20 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"seed and noise_seed must be >= 0, got {cfg.seed} and {cfg.noise_seed}")
 
 
+def build_data(cfg: DictConfig) -> tuple[NoiseModel, Split, NoisyLabels]:
+    """The run's dataset with its noisy labels (on the CPU): (noise model, split, noisy labels)."""
+    noise_model = instantiate(cfg.noise)
+    split = instantiate(cfg.dataset)
+    split, noisy = noise_lib.apply(noise_model, split, int(cfg.noise_seed))
+    return noise_model, split, noisy
+
+
+def build_model(cfg: DictConfig, trainer: Trainer, split: Split) -> nn.Module:
+    """A freshly initialised model of the run's architecture on the trainer's device
+    (its initial weights come from torch's global generator)."""
+    return trainer.prepare_model(instantiate(cfg.model)(split.input_shape, split.num_classes))
+
+
 def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) -> dict:
     started = time.perf_counter()
     choices = _choices()
@@ -171,19 +189,16 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
         trainer = Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True))
         seed = int(cfg.seed)
         set_determinism(seed, trainer.deterministic)
-        noise_model = instantiate(cfg.noise)
-        split = instantiate(cfg.dataset)
-        split, noisy = noise_lib.apply(noise_model, split, int(cfg.noise_seed))
+        noise_model, split, noisy = build_data(cfg)
         device = trainer.torch_device
         split = split.to(device)
         torch.manual_seed(seed)
-        model = trainer.prepare_model(instantiate(cfg.model)(split.input_shape, split.num_classes))
-        loss_fn = build_loss(cfg.loss, split.num_classes).to(device)
+        model = build_model(cfg, trainer, split)
+        loss_fn = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(device)
         reweight = instantiate(cfg.reweight)
         reweight.setup(ReweightContext(
             split=split, loss=loss_fn, true_T=noisy.expected_T, device=device, seed=seed,
-            make_model=lambda: trainer.prepare_model(
-                instantiate(cfg.model)(split.input_shape, split.num_classes)),
+            make_model=lambda: build_model(cfg, trainer, split),
             train_warmup=lambda m, epochs: _warmup(cfg, trainer, m, split, epochs, seed),
         ))
         optimizer = instantiate(cfg.optim)(model.parameters())
@@ -239,11 +254,7 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
     if status == "diverged":
         summary["diverged_epoch"] = diverged_epoch
     else:
-        transform = BatchTransform(split, trainer.channels_last)
-        val_logits = trainer.predict(model, split.x_val, transform)
-        test_logits = trainer.predict(model, split.x_test, transform)
-        summary.update(summarize(val_logits, split.y_val_noisy, test_logits, split.y_test))
-        summary["class_names"] = split.class_names
+        summary.update(evaluate_model(trainer, model, split))
     summary.update(_history_figures(history))
     summary.update({f"reweight_{k}": v for k, v in reweight.summary().items()})
     if checkpoint_error:

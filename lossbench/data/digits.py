@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from sklearn.datasets import load_digits
 
 from lossbench.data.registry import register_dataset
 from lossbench.data.split import Split, carve_validation, split_from_pool
@@ -16,6 +15,8 @@ def digits(test_size: float = 0.25, val_size: float = 0.1, split_seed: int = 0) 
     Pixels (0..16) are scaled to [0, 1] float features of length 64. The test
     split and then the validation split are carved with ``split_seed``.
     """
+    from sklearn.datasets import load_digits  # imported here: scikit-learn costs seconds to import
+
     bunch = load_digits()
     x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0
     y = torch.as_tensor(bunch.target, dtype=torch.long)

@@ -48,12 +48,29 @@ class BatchTransform:
             self.shift = -torch.tensor(split.mean, device=device).view(shape) / std
 
     def __call__(self, x: Tensor, train: bool, generator: torch.Generator | None = None) -> Tensor:
+        """Model input for a batch: ``normalize(pixels(x, train, generator))`` in one pass."""
         if train and self.augment is not None:
             x = augment_batch(x, self.augment, generator)
         if x.dtype == torch.uint8:
             x = x.float().mul_(self.scale)
             if self.shift is not None:
                 x = x.add_(self.shift)
+        return self._layout(x)
+
+    def pixels(self, x: Tensor, train: bool, generator: torch.Generator | None = None) -> Tensor:
+        """The batch augmented (when ``train``) and in pixel space: uint8 images as floats in [0, 1];
+        float features unchanged. Attacks perturb this representation."""
+        if train and self.augment is not None:
+            x = augment_batch(x, self.augment, generator)
+        return x.float().mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """Pixel-space input (see ``pixels``) to model input: (x - mean) / std for images."""
+        if self.shift is not None:
+            x = x * (self.scale * 255.0) + self.shift
+        return self._layout(x)
+
+    def _layout(self, x: Tensor) -> Tensor:
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

@@ -21,23 +21,37 @@ class Loss(nn.Module):
     Subclasses set ``family`` (one of FAMILIES), ``paper`` (short citation) and
     implement ``compute(logits, target) -> Tensor[B]`` in float32.
 
-    ``probabilistic`` is True when the loss depends on the logits only through
-    softmax(logits); transition-matrix corrections need that. ``needs_features``
-    asks the trainer to pass the model's penultimate features [B, D] as
-    ``features`` (then ``compute(logits, target, features)``). Both are class
-    attributes; an instance may refine them where a hyperparameter decides
-    (LogitClip takes ``needs_features`` from its inner loss; LDR losses are
-    probabilistic only with raw scores), so read them from the instance. The
-    class value is the conservative one. A loss that needs training progress
-    overrides ``on_epoch_start``. Stable building blocks are in ``functional``.
+    What a loss needs beyond (logits, target) it declares as a class attribute,
+    and the trainer serves it in one place (``lossbench.train.objective``):
+
+    - ``probabilistic``: True when the loss depends on the logits only through
+      softmax(logits); transition-matrix corrections need that.
+    - ``needs_features``: the model's penultimate features [B, D] are passed
+      (then ``compute(logits, target, features)``).
+    - ``needs_index``: the batch's positions in the training set [B] are passed
+      as ``compute(..., index=index)``, for losses that keep per-sample state
+      (a buffer of ``num_train`` values, saved with the loss's state_dict, so
+      checkpoints carry it). The constructor may take ``num_train`` (and
+      ``num_classes``); ``build_loss`` fills them in.
+
+    Instances may refine these where a hyperparameter decides (LogitClip takes
+    ``needs_features`` from its inner loss; LDR losses are probabilistic only
+    with raw scores), so read them from the instance; the class value is the
+    conservative one. A loss that needs training progress overrides
+    ``on_epoch_start``. Stable building blocks are in ``functional``.
+
+    Inputs are computed in float32 (half types are upcast); float64 logits stay
+    float64, so formulas can be checked at double precision.
     """
 
     family: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     probabilistic: ClassVar[bool] = True
     needs_features: ClassVar[bool] = False
+    needs_index: ClassVar[bool] = False
 
-    def forward(self, logits: Tensor, target: Tensor, features: Tensor | None = None) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor, features: Tensor | None = None,
+                index: Tensor | None = None) -> Tensor:
         if logits.ndim != 2:
             raise ValueError(f"logits must be [batch, classes], got shape {tuple(logits.shape)}")
         if target.ndim != 1 or target.shape[0] != logits.shape[0]:
@@ -47,14 +61,21 @@ class Loss(nn.Module):
             )
         if target.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"target must hold integer class indices, got {target.dtype}")
-        logits = logits.float()
+        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        logits = logits.to(dtype)
+        args: tuple[Tensor, ...] = ()
+        kwargs: dict[str, Tensor] = {}
         if self.needs_features:
             if features is None:
                 raise ValueError(f"{type(self).__name__} needs the model's features")
-            return self.compute(logits, target.long(), features.float())
-        return self.compute(logits, target.long())
+            args = (features.to(dtype),)
+        if self.needs_index:
+            if index is None:
+                raise ValueError(f"{type(self).__name__} needs the batch's training-set indices")
+            kwargs["index"] = index
+        return self.compute(logits, target.long(), *args, **kwargs)
 
-    def compute(self, logits: Tensor, target: Tensor, *args: Tensor) -> Tensor:
+    def compute(self, logits: Tensor, target: Tensor, *args: Tensor, **kwargs: Tensor) -> Tensor:
         raise NotImplementedError
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:

@@ -47,7 +47,7 @@ class Reweighter:
     - ``on_epoch_start(epoch, num_epochs)``;
     - ``epoch_indices(n, generator)`` -> training positions to visit this epoch
       (resampling methods); None means a plain permutation of all;
-    - ``per_sample_loss(loss, logits, target, features)`` -> Tensor[B] (loss
+    - ``per_sample_loss(loss, logits, target, features, index)`` -> Tensor[B] (loss
       corrections); the default calls the loss;
     - ``weights(losses, target, index)`` -> Tensor[B] with mean 1, or None for
       uniform weights (the trainer then takes a plain mean, bit for bit).
@@ -66,9 +66,10 @@ class Reweighter:
         return None
 
     def per_sample_loss(
-        self, loss: Loss, logits: Tensor, target: Tensor, features: Tensor | None = None
+        self, loss: Loss, logits: Tensor, target: Tensor, features: Tensor | None = None,
+        index: Tensor | None = None,
     ) -> Tensor:
-        return loss(logits, target, features)
+        return loss(logits, target, features, index)
 
     def weights(self, losses: Tensor, target: Tensor, index: Tensor) -> Tensor | None:
         return None

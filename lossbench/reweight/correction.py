@@ -51,11 +51,12 @@ class ForwardCorrection(TransitionReweighter):
             )
 
     def per_sample_loss(
-        self, loss: Loss, logits: Tensor, target: Tensor, features: Tensor | None = None
+        self, loss: Loss, logits: Tensor, target: Tensor, features: Tensor | None = None,
+        index: Tensor | None = None,
     ) -> Tensor:
         if self.T is None:
             raise RuntimeError("forward: setup() was not called")
-        return loss(forward_logits(logits, self.T), target, features)
+        return loss(forward_logits(logits, self.T), target, features, index)
 
 
 def forward_logits(logits: Tensor, T: Tensor) -> Tensor:
@@ -114,11 +115,12 @@ class BackwardCorrection(TransitionReweighter):
         self.T_inv = torch.as_tensor(np.linalg.inv(T64)).to(device=device, dtype=torch.float32)
 
     def per_sample_loss(
-        self, loss: Loss, logits: Tensor, target: Tensor, features: Tensor | None = None
+        self, loss: Loss, logits: Tensor, target: Tensor, features: Tensor | None = None,
+        index: Tensor | None = None,
     ) -> Tensor:
         if self.T_inv is None:
             raise RuntimeError("backward: setup() was not called")
-        return backward_corrected(loss, logits, target, self.T_inv, features, self.loss_cap)
+        return backward_corrected(loss, logits, target, self.T_inv, features, self.loss_cap, index)
 
 
 def backward_corrected(
@@ -128,13 +130,15 @@ def backward_corrected(
     T_inv: Tensor,
     features: Tensor | None = None,
     loss_cap: float | None = None,
+    index: Tensor | None = None,
 ) -> Tensor:
     """sum_j T_inv[y~, j] min(l(z, j), loss_cap) per sample: the loss at every label, mixed by T^-1."""
     b, c = logits.shape
     every_logits = logits.unsqueeze(1).expand(b, c, c).reshape(b * c, c)
     every_label = torch.arange(c, device=logits.device).repeat(b)
     every_feature = None if features is None else features.repeat_interleave(c, dim=0)
-    every_loss = loss(every_logits, every_label, every_feature).float().view(b, c)
+    every_index = None if index is None else index.repeat_interleave(c)
+    every_loss = loss(every_logits, every_label, every_feature, every_index).float().view(b, c)
     if loss_cap is not None:
         every_loss = every_loss.clamp_max(loss_cap)
     return (T_inv.float()[target] * every_loss).sum(1)

@@ -22,12 +22,13 @@ class _RatioWeights(TransitionReweighter):
         self._beta: Tensor | None = None
 
     def per_sample_loss(
-        self, loss: Loss, logits: Tensor, target: Tensor, features: Tensor | None = None
+        self, loss: Loss, logits: Tensor, target: Tensor, features: Tensor | None = None,
+        index: Tensor | None = None,
     ) -> Tensor:
         if self.T is None:
             raise RuntimeError(f"{self.registry_name}: setup() was not called")
         self._beta = importance_weights(logits, target, self.T)
-        return loss(logits, target, features)
+        return loss(logits, target, features, index)
 
     def _take_beta(self, target: Tensor) -> Tensor:
         beta, self._beta = self._beta, None

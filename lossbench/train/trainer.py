@@ -21,6 +21,7 @@ from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
 from lossbench.reweight.base import Reweighter
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+from lossbench.train.objective import Objective
 from lossbench.train.sinks import Sink
 
 log = logging.getLogger("lossbench")
@@ -89,6 +90,7 @@ class Trainer:
     checkpoint_every: int = 1
     force: bool = False
     grad_clip: float | None = None
+    l1: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs <= 0:
@@ -105,6 +107,8 @@ class Trainer:
             raise ValueError(f"trainer.checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"trainer.grad_clip must be positive or null, got {self.grad_clip}")
+        if not self.l1 >= 0:
+            raise ValueError(f"trainer.l1 must be >= 0, got {self.l1}")
         self.torch_device = resolve_device(self.device)
         self.autocast_dtype = PRECISIONS[str(self.precision)]
         if self.autocast_dtype is torch.float16 and self.torch_device.type != "cuda":
@@ -161,7 +165,7 @@ class Trainer:
         x_train, y_noisy, y_clean = split.x_train, split.y_train_noisy, split.y_train
         is_noisy = y_noisy != y_clean
         n = len(y_noisy)
-        needs_features = getattr(loss_fn, "needs_features", False)
+        objective = Objective(loss_fn, reweight, transform, self.l1)
         history: list[dict] = []
         start_epoch = 0
         seen_loss = torch.zeros(n, device=device)
@@ -213,16 +217,9 @@ class Trainer:
                 order = order[:-1]  # a batch of one breaks batch norm
             for i in range(0, len(order), self.batch_size):
                 index = order[i : i + self.batch_size]
-                xb = transform(x_train[index], train=True, generator=aug_generator)
-                yb = y_noisy[index]
                 with self.autocast():
-                    if needs_features:
-                        logits, features = step_model(xb, return_features=True)
-                    else:
-                        logits, features = step_model(xb), None
-                    per_sample = reweight.per_sample_loss(loss_fn, logits, yb, features)
-                weights = reweight.weights(per_sample.detach(), yb, index)
-                loss = per_sample.mean() if weights is None else (per_sample * weights).mean()
+                    step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator)
+                loss = step.loss
                 optimizer.zero_grad(set_to_none=True)
                 if scaler.is_enabled():
                     scaler.scale(loss).backward()
@@ -237,8 +234,8 @@ class Trainer:
                         nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
                     optimizer.step()
                 # two cheap writes per step; the epoch's statistics are reduced once below
-                seen_loss[index] = per_sample.detach().float()
-                seen_pred[index] = logits.detach().argmax(1)
+                seen_loss[index] = step.per_sample.float()
+                seen_pred[index] = step.logits.argmax(1)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # time the work, not its queueing
             train_seconds = time.perf_counter() - started

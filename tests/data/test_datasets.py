@@ -14,10 +14,11 @@ import torchvision.datasets as tvd
 import yaml
 from hydra.utils import get_object
 
+from lossbench.conf import CONF_DIR
 from lossbench.data import DATASETS, DatasetNotFoundError, Split, vision
 from lossbench.data.synthetic import synthetic
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
+CONF = CONF_DIR / "dataset"
 
 
 def _md5(path: Path) -> str:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from omegaconf import OmegaConf
 
+from lossbench.conf import CONF_DIR
 from lossbench.losses.base import Loss
 from lossbench.run import build_loss
 
-LOSS_CONF = Path(__file__).resolve().parents[2] / "conf" / "loss"
+LOSS_CONF = CONF_DIR / "loss"
 
 
 def load_loss(name: str, num_classes: int = 10, **overrides) -> Loss:

@@ -11,9 +11,10 @@ import torch
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from lossbench.conf import CONF_DIR
 from lossbench.losses import FAMILIES, LOSSES, Loss
 
-LOSS_CONF = Path(__file__).resolve().parents[2] / "conf" / "loss"
+LOSS_CONF = CONF_DIR / "loss"
 NAMES = LOSSES.names()
 YAMLS = sorted(p.stem for p in LOSS_CONF.glob("*.yaml"))
 

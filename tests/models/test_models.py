@@ -10,9 +10,10 @@ import yaml
 from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
+from lossbench.conf import CONF_DIR
 from lossbench.models import MODELS, Classifier
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
+CONF = CONF_DIR / "model"
 DIGITS, MNIST, CIFAR = (64,), (1, 28, 28), (3, 32, 32)
 
 # (config name, overrides of its YAML, input shapes it supports)

@@ -1,0 +1,28 @@
+"""End-of-run evaluation of a trained model: every figure summary.json holds about it.
+
+One function serves a run that just trained and a saved model evaluated
+later, so a metric added here reaches both.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from lossbench.data.split import Split
+from lossbench.data.transforms import BatchTransform
+from lossbench.metrics import summarize
+from lossbench.train.trainer import Trainer
+
+
+def evaluate_model(trainer: Trainer, model: nn.Module, split: Split) -> dict:
+    """Test accuracy and calibration (before and after post-hoc calibration fitted on validation).
+
+    The split is on the trainer's device; the model is evaluated in eval mode
+    at the trainer's precision and memory format.
+    """
+    transform = BatchTransform(split, trainer.channels_last)
+    val_logits = trainer.predict(model, split.x_val, transform)
+    test_logits = trainer.predict(model, split.x_test, transform)
+    out = summarize(val_logits, split.y_val_noisy, test_logits, split.y_test)
+    out["class_names"] = split.class_names
+    return out
