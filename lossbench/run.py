@@ -239,6 +239,7 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
     summary: dict = {"status": status, **choices}
     summary.update(
         loss_family=type(loss_fn).family,
+        loss_params=loss_fn.hyperparameters(),
         seed=seed,
         noise_seed=int(cfg.noise_seed),
         noise_kind=noise_model.kind,
