@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from torch import nn
 
+from lossbench.adversarial.evaluation import RobustEvaluation
 from lossbench.data.split import Split
 from lossbench.data.transforms import BatchTransform
 from lossbench.metrics import summarize
 from lossbench.train.trainer import Trainer
 
 
-def evaluate_model(trainer: Trainer, model: nn.Module, split: Split) -> dict:
-    """Test accuracy and calibration (before and after post-hoc calibration fitted on validation).
+def evaluate_model(trainer: Trainer, model: nn.Module, split: Split, robust: RobustEvaluation | None = None) -> dict:
+    """Test accuracy and calibration (before and after post-hoc calibration fitted on validation),
+    and the robust test accuracy when ``robust`` (the ``attack`` config group) is given.
 
     The split is on the trainer's device; the model is evaluated in eval mode
     at the trainer's precision and memory format.
@@ -25,4 +27,6 @@ def evaluate_model(trainer: Trainer, model: nn.Module, split: Split) -> dict:
     test_logits = trainer.predict(model, split.x_test, transform)
     out = summarize(val_logits, split.y_val_noisy, test_logits, split.y_test)
     out["class_names"] = split.class_names
+    if robust is not None:
+        out.update(robust.evaluate(model, split, transform))
     return out
