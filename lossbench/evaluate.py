@@ -15,7 +15,8 @@ from lossbench.metrics import summarize
 from lossbench.train.trainer import Trainer
 
 
-def evaluate_model(trainer: Trainer, model: nn.Module, split: Split, robust: RobustEvaluation | None = None) -> dict:
+def evaluate_model(trainer: Trainer, model: nn.Module, split: Split,
+                   robust: RobustEvaluation | None = None) -> dict:
     """Test accuracy and calibration (before and after post-hoc calibration fitted on validation),
     and the robust test accuracy when ``robust`` (the ``attack`` config group) is given.
 

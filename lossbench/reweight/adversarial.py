@@ -46,7 +46,8 @@ def logit_margin(logits: Tensor, target: Tensor) -> Tensor:
 
 
 def one_vs_rest(logits: Tensor, target: Tensor) -> Tensor:
-    """OVR loss: -log sigmoid(z_y) - sum_{k != y} log(1 - sigmoid(z_k)) = softplus(-z_y) + sum_{k != y} softplus(z_k)."""
+    """OVR loss: -log sigmoid(z_y) - sum_{k != y} log(1 - sigmoid(z_k))
+    = softplus(-z_y) + sum_{k != y} softplus(z_k)."""
     z = logits.float() if logits.dtype != torch.float64 else logits
     signed = torch.where(target_mask(z, target), -z, z)
     return F.softplus(signed).sum(1)
