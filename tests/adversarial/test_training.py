@@ -56,7 +56,8 @@ def test_kl_and_score_distance_by_hand():
     assert float(kl_rows(p, q)[0]) == pytest.approx(0.110944, abs=1e-6)
     assert float(kl_rows(p, p)[0]) == pytest.approx(0.0, abs=1e-7)
     # ||[3, 0] - [0, 4]||_2 = 5
-    assert float(score_distance(torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 4.0]]))[0]) == pytest.approx(5.0)
+    d = score_distance(torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 4.0]]))
+    assert float(d[0]) == pytest.approx(5.0)
 
 
 def test_trades_term_equals_its_formula(fixed_adversary):
@@ -70,14 +71,17 @@ def test_trades_term_equals_its_formula(fixed_adversary):
 
 
 @pytest.mark.parametrize("rho,expected", [
-    # comp_sum tau 0.5: Phi = 2 (sqrt(1 / p_y) - 1). rho 1: p_y = 0.731059 -> 0.339126; plus nu * ||[1,0]|| = 2
+    # comp_sum tau 0.5: Phi = 2 (sqrt(1 / p_y) - 1).
+    # rho 1: p_y = 0.731059 -> 0.339126; plus nu * ||[1,0]|| = 2
     (1.0, 0.339126 + 2.0),
-    # rho 2: logits / 2 = [0.5, 0], p_y = 0.622459 -> 2 (1.267490 - 1) = 0.534981; the distance is of h, not h / rho
+    # rho 2: logits / 2 = [0.5, 0], p_y = 0.622459 -> 2 (1.267490 - 1) = 0.534981;
+    # the distance is of h, not h / rho
     (2.0, 0.534981 + 2.0),
 ])
 def test_adv_comp_sum_term_equals_its_formula(fixed_adversary, rho, expected):
     method = AdvCompSum(nu=2.0, rho=rho, eps=0.5, steps=1, step_size=0.1)
-    batch = _identity_batch(torch.tensor([[1.0, 0.0]], dtype=torch.float64), torch.tensor([0]), CompSum(tau=0.5))
+    x = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    batch = _identity_batch(x, torch.tensor([0]), CompSum(tau=0.5))
     per_sample, _ = method.per_sample(batch)
     assert float(per_sample[0].detach()) == pytest.approx(expected, abs=1e-5)
 
@@ -197,7 +201,8 @@ def test_bad_method_settings_are_refused(cls, kwargs, match):
 
 
 def test_bad_settings_stop_before_training_in_one_line(run_once):
-    """One subprocess run; the other refusals (inputs outside [0, 1], AutoAttack missing) are checked in process."""
+    """One subprocess run; the other refusals (inputs outside [0, 1], AutoAttack missing) are
+    checked in process (test_attacks.py)."""
     message = "adversarial.eps must be >= 0"
     out, summary, proc = run_once("adversarial=pgd_at", "adversarial.eps=-0.1", check=False)
     assert proc.returncode == 2

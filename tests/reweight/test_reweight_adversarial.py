@@ -13,10 +13,12 @@ from lossbench.reweight.adversarial import DONE, SOVR, logit_margin, one_vs_rest
 
 def test_done_weights_by_hand():
     # losses [0, ln 2], r = 1: exp -> [1, 2], softmax [1/3, 2/3], mean 1 -> [2/3, 4/3]
-    w = DONE(r=1.0).weights(torch.tensor([0.0, math.log(2)]), torch.zeros(2, dtype=torch.long), torch.arange(2))
+    losses, target = torch.tensor([0.0, math.log(2)]), torch.zeros(2, dtype=torch.long)
+    index = torch.arange(2)
+    w = DONE(r=1.0).weights(losses, target, index)
     assert w.tolist() == pytest.approx([2 / 3, 4 / 3], abs=1e-6)
     # r = 0.5 squares the ratio: [1, 4] -> [0.4, 1.6]
-    w = DONE(r=0.5).weights(torch.tensor([0.0, math.log(2)]), torch.zeros(2, dtype=torch.long), torch.arange(2))
+    w = DONE(r=0.5).weights(losses, target, index)
     assert w.tolist() == pytest.approx([0.4, 1.6], abs=1e-6)
 
 
@@ -46,8 +48,10 @@ def test_sovr_switches_the_smallest_margins_to_one_vs_the_rest():
         [0.169846, 1.551445], abs=1e-5)  # fraction 0: CE for both; CE of z2 = ln(2 + e) = 1.551445
 
 
-@pytest.mark.parametrize("cls,kwargs,match", [(DONE, dict(r=0), "reweight.r must be positive"),
-                                              (SOVR, dict(fraction=1.5), r"reweight.fraction must be in \[0, 1\]")])
+@pytest.mark.parametrize("cls,kwargs,match", [
+    (DONE, dict(r=0), "reweight.r must be positive"),
+    (SOVR, dict(fraction=1.5), r"reweight.fraction must be in \[0, 1\]"),
+])
 def test_bad_settings_are_refused(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):
         cls(**kwargs)
