@@ -195,14 +195,23 @@ def run_part(
         )
 
 
-def timing(out: Path, mnist_train: int) -> None:
-    """Seconds per training epoch (train only, no evaluation), one thread, same process, 1 epoch each."""
+def timing(out: Path, mnist_train: int, device: str = "cpu", gpu_train: int = 10000) -> None:
+    """Seconds per training epoch (train only, no evaluation), same process, 1 epoch each.
+
+    ``device=cuda``: resnet18 on CIFAR-shaped synthetic data (epoch time measured with CUDA
+    synchronisation by the trainer); on CPU the same case runs as a smoke check on ``gpu_train`` images.
+    """
     rows = []
     cases = [
         ("digits", "mlp", None, ["dataset=digits", "model=mlp"]),
         ("mnist", "mlp", mnist_train, ["dataset=mnist", "model=mlp", "trainer.batch_size=128"]),
         ("mnist", "cnn4", mnist_train, ["dataset=mnist", "model=cnn4", "trainer.batch_size=128"]),
     ]
+    if device != "cpu" or gpu_train < 1000:
+        cases = [("synthetic_cifar10", "resnet18", gpu_train,
+                  ["dataset=synthetic_cifar10", "model=resnet18", "trainer.batch_size=128"]
+                  + (["dataset.num_samples=400", "dataset.test_size=100", "dataset.val_size=100"]
+                     if gpu_train < 1000 else []))]
     for dataset, model, n, over in cases:
         for method in ("none", "pgd_at", "trades", "adv_comp_sum"):
             for rep in range(2):
@@ -212,7 +221,7 @@ def timing(out: Path, mnist_train: int) -> None:
                     "trainer.epochs=1",
                     "trainer.progress=none",
                     "trainer.checkpoint_every=0",
-                    "trainer.device=cpu",
+                    f"trainer.device={device}",
                     f"seed={rep}",
                 ]
                 r = run_one(o, n)
@@ -306,6 +315,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--mnist-train", type=int, default=6000)
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--device", default="cpu", help="timing only: cuda times resnet18 on synthetic CIFAR-10")
     p.add_argument("--out-dir", type=Path, default=OUT)
     p.add_argument("--report", action="store_true")
     args = p.parse_args()
@@ -317,7 +327,9 @@ def main() -> None:
             min(args.mnist_train, 500),
         )
     if args.part == "timing":
-        timing(args.out_dir / "timing.jsonl", args.mnist_train)
+        timing(args.out_dir / ("timing.jsonl" if args.device == "cpu" and not args.smoke else
+                               f"timing_{args.device}.jsonl"), args.mnist_train, args.device,
+               64 if args.smoke else 10000)
     elif args.part:
         run_part(
             args.part,
