@@ -146,11 +146,11 @@ def grid(part: str, seeds: list[int], epochs: int | None, smoke: bool) -> list[t
     losses = dict(list(LOSSES.items())[:1]) if part == "mnist" else LOSSES
     if smoke:
         losses = dict(list(LOSSES.items())[:1])
-    cells = []
-    for noise in NOISES:
-        for loss, loss_over in losses.items():
-            for method in METHODS:
-                for seed in seeds:
+    cells = []  # seed outermost: an interrupted part leaves whole tables with fewer seeds
+    for seed in seeds:
+        for noise in NOISES:
+            for loss, loss_over in losses.items():
+                for method in METHODS:
                     key = dict(part=part, loss=loss, method=method, noise=noise, seed=seed)
                     over = [
                         *setup,
