@@ -223,7 +223,7 @@ def run_part(
         )
 
 
-def timing(out: Path, mnist_train: int, device: str = "cpu", gpu_train: int = 10000) -> None:
+def timing(out: Path, mnist_train: int, device: str = "cpu", gpu_train: int = 10000, only=()) -> None:
     """Seconds per training epoch (train only, no evaluation), same process, 1 epoch each.
 
     ``device=cuda``: resnet18 on CIFAR-shaped synthetic data (epoch time measured with CUDA
@@ -250,8 +250,10 @@ def timing(out: Path, mnist_train: int, device: str = "cpu", gpu_train: int = 10
             )
         ]
     for dataset, model, n, over in cases:
-        for method in ("none", "pgd_at", "trades", "adv_comp_sum"):
-            for rep in range(2):
+        if only and dataset not in only:
+            continue
+        for rep in range(3):  # methods interleaved within each repetition: ratios under the same load
+            for method in ("none", "pgd_at", "trades", "adv_comp_sum"):
                 o = [
                     *over,
                     f"adversarial={method}",
@@ -261,7 +263,7 @@ def timing(out: Path, mnist_train: int, device: str = "cpu", gpu_train: int = 10
                     f"trainer.device={device}",
                     f"seed={rep}",
                 ]
-                r = run_one(o, n)
+                r = run_one(o, n, *(MNIST_EVAL if dataset == "mnist" else (None, None)))
                 rows.append(
                     dict(
                         dataset=dataset,
@@ -280,8 +282,9 @@ def _ms(values: list[float], scale: float = 100.0) -> str:
     if not values:
         return "–"
     m = statistics.mean(values) * scale
-    s = statistics.stdev(values) * scale if len(values) > 1 else 0.0
-    return f"{m:.1f} ± {s:.1f}"
+    if len(values) == 1:
+        return f"{m:.1f}"
+    return f"{m:.1f} ± {statistics.stdev(values) * scale:.1f}"
 
 
 def accuracy_table(path: Path) -> list[str]:
@@ -292,20 +295,19 @@ def accuracy_table(path: Path) -> list[str]:
         cells[(k["loss"], k["method"], k["noise"])].append(r)
     losses = list(dict.fromkeys(r["key"]["loss"] for r in runs))
     lines = [
-        "| loss | training | " + " | ".join(f"{n} clean acc | {n} robust acc" for n in NOISES) + " | n |",
-        "|---|---|" + "---|---|" * len(NOISES) + "---|",
+        "| loss | training | " + " | ".join(f"{n} clean acc | {n} robust acc" for n in NOISES) + " |",
+        "|---|---|" + "---|---|" * len(NOISES),
     ]
     for loss in losses:
         for method in METHODS:
-            row, n = [], 0
+            row = []
             for noise in NOISES:
                 rs = cells.get((loss, method, noise), [])
-                n = max(n, len(rs))
                 ok = [r for r in rs if r.get("status", "completed") == "completed"]
                 bad = len(rs) - len(ok)
-                tag = f" ({bad} diverged)" if bad else ""
-                row += [_ms([r["test_acc"] for r in ok]) + tag, _ms([r["test_robust_acc"] for r in ok])]
-            lines.append(f"| {loss} | {method} | " + " | ".join(row) + f" | {n} |")
+                n = f" (n={len(ok)}" + (f", {bad} diverged)" if bad else ")") if rs else ""
+                row += [_ms([r["test_acc"] for r in ok]) + n, _ms([r["test_robust_acc"] for r in ok])]
+            lines.append(f"| {loss} | {method} | " + " | ".join(row) + " |")
     return lines
 
 
@@ -332,6 +334,28 @@ def timing_table(path: Path) -> list[str]:
     return lines
 
 
+def cost_from_runs(path: Path) -> list[str]:
+    """Training seconds per epoch (evaluation excluded) of the accuracy runs, per method, and the ratio
+    to standard training; the runs ran one after another in one process on a shared CPU."""
+    runs = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    per = defaultdict(list)
+    for r in runs:
+        if r.get("status", "completed") == "completed":
+            per[r["key"]["method"]].append(r["train_seconds"] / r["epochs"])
+    if "none" not in per:
+        return []
+    base = statistics.median(per["none"])
+    lines = ["| method | s / epoch, median (min-max) | runs | × standard |", "|---|---|---|---|"]
+    for method in METHODS:
+        if per.get(method):
+            v = per[method]
+            lines.append(
+                f"| {method} | {statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f}) | {len(v)} | "
+                f"{statistics.median(v) / base:.1f} |"
+            )
+    return lines
+
+
 def provenance() -> str:
     try:
         commit = subprocess.run(
@@ -352,6 +376,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--mnist-train", type=int, default=2000)
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--only", nargs="*", default=(), help="timing only: datasets to time (default all)")
     p.add_argument("--device", default="cpu", help="timing only: cuda times resnet18 on synthetic CIFAR-10")
     p.add_argument("--out-dir", type=Path, default=OUT)
     p.add_argument("--report", action="store_true")
@@ -370,6 +395,7 @@ def main() -> None:
             args.mnist_train,
             args.device,
             64 if args.smoke else 10000,
+            tuple(args.only),
         )
     elif args.part:
         run_part(
@@ -389,6 +415,12 @@ def main() -> None:
                     "",
                     "## mnist",
                     *accuracy_table(args.out_dir / "mnist.jsonl"),
+                    "",
+                    "## cost (digits runs)",
+                    *cost_from_runs(args.out_dir / "digits.jsonl"),
+                    "",
+                    "## cost (mnist runs)",
+                    *cost_from_runs(args.out_dir / "mnist.jsonl"),
                     "",
                     "## timing",
                     *timing_table(args.out_dir / "timing.jsonl"),
