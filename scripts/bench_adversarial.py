@@ -295,7 +295,7 @@ def accuracy_table(path: Path) -> list[str]:
         cells[(k["loss"], k["method"], k["noise"])].append(r)
     losses = list(dict.fromkeys(r["key"]["loss"] for r in runs))
     lines = [
-        "| loss | training | " + " | ".join(f"{n} clean acc | {n} robust acc" for n in NOISES) + " |",
+        "| loss | training | " + " | ".join(f"{n}: test acc | {n}: robust acc" for n in NOISES) + " |",
         "|---|---|" + "---|---|" * len(NOISES),
     ]
     for loss in losses:
