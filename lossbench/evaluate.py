@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from torch import nn
 
+from lossbench.adversarial.evaluation import RobustEvaluation
 from lossbench.data.split import Split
 from lossbench.data.transforms import BatchTransform
 from lossbench.metrics import summarize
 from lossbench.train.trainer import Trainer
 
 
-def evaluate_model(trainer: Trainer, model: nn.Module, split: Split) -> dict:
+def evaluate_model(trainer: Trainer, model: nn.Module, split: Split,
+                   robust: RobustEvaluation | None = None) -> dict:
     """Test accuracy and calibration (before and after post-hoc calibration fitted on validation,
-    once on its noisy labels and once on its clean ones).
+    once on its noisy labels and once on its clean ones), and the robust test accuracy when
+    ``robust`` (the ``attack`` config group) is given.
 
     The split is on the trainer's device; the model is evaluated in eval mode
     at the trainer's precision and memory format.
@@ -26,4 +29,6 @@ def evaluate_model(trainer: Trainer, model: nn.Module, split: Split) -> dict:
     test_logits = trainer.predict(model, split.x_test, transform)
     out = summarize(val_logits, split.y_val_noisy, test_logits, split.y_test, split.y_val)
     out["class_names"] = split.class_names
+    if robust is not None:
+        out.update(robust.evaluate(model, split, transform))
     return out

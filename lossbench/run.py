@@ -205,6 +205,10 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
             make_model=lambda: build_model(cfg, trainer, split),
             train_warmup=lambda m, epochs: _warmup(cfg, trainer, m, split, epochs, seed),
         ))
+        adversarial = instantiate(cfg.adversarial)
+        adversarial.setup(split)
+        robust = instantiate(cfg.attack)
+        robust.setup(split)
         optimizer = instantiate(cfg.optim)(model.parameters())
         scheduler = instantiate(cfg.scheduler)(optimizer)
     except ConfigError:
@@ -231,6 +235,7 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
             model, loss_fn, reweight, optimizer, scheduler, split, seed, sinks,
             checkpoint_path=ckpt if trainer.checkpoint_every else None,
             checkpoint_meta={"experiment": experiment_key(OmegaConf.to_container(cfg, resolve=True))},
+            adversarial=adversarial, robust=robust,
         )
     except Diverged as exc:
         status, diverged_epoch, history = "diverged", exc.epoch, exc.history
@@ -259,9 +264,11 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
     if status == "diverged":
         summary["diverged_epoch"] = diverged_epoch
     else:
-        summary.update(evaluate_model(trainer, model, split))
+        summary.update(evaluate_model(trainer, model, split, robust))
     summary.update(_history_figures(history))
     summary.update({f"reweight_{k}": v for k, v in reweight.summary().items()})
+    if adversarial.settings():
+        summary["adversarial_settings"] = adversarial.settings()
     if checkpoint_error:
         summary["checkpoint_error"] = checkpoint_error
     summary["wall_time_s"] = time.perf_counter() - started

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lossbench.adversarial.evaluation import RobustEvaluation
+from lossbench.adversarial.training import AdversarialMethod
 from lossbench.data.split import Split
 from lossbench.data.transforms import BatchTransform
 from lossbench.errors import ConfigError, config_differences
@@ -150,12 +152,17 @@ class Trainer:
         sinks: Sequence[Sink] = (),
         checkpoint_path: Path | None = None,
         checkpoint_meta: dict | None = None,
+        adversarial: AdversarialMethod | None = None,
+        robust: RobustEvaluation | None = None,
     ) -> list[dict]:
         """Train for ``self.epochs`` epochs (resuming from ``checkpoint_path`` if valid).
 
         ``checkpoint_meta`` (plain data, e.g. the experiment's config) is saved
         with each checkpoint; a checkpoint whose meta differs is not resumed
         from: that is a ConfigError, and the checkpoint is left in place.
+        ``adversarial`` is the adversarial training method (None: standard
+        training); its random starts come from a seeded, checkpointed generator.
+        ``robust`` adds its figures to the records of the epochs it is due at.
         """
         device = self.torch_device
         transform = BatchTransform(split, self.channels_last)
@@ -163,10 +170,11 @@ class Trainer:
         scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype is torch.float16)
         generator = torch.Generator().manual_seed(int(seed))
         aug_generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
+        attack_generator = torch.Generator(device=device).manual_seed(int(seed) + 2)
         x_train, y_noisy, y_clean = split.x_train, split.y_train_noisy, split.y_train
         is_noisy = y_noisy != y_clean
         n = len(y_noisy)
-        objective = Objective(loss_fn, reweight, transform, self.l1)
+        objective = Objective(loss_fn, reweight, transform, self.l1, adversarial)
         history: list[dict] = []
         start_epoch = 0
         seen_loss = torch.zeros(n, device=device)
@@ -190,6 +198,7 @@ class Trainer:
                 # generator states are CPU byte tensors, whatever map_location did to them
                 generator.set_state(state["rng"]["batch"].cpu())
                 aug_generator.set_state(state["rng"]["augment"].cpu())
+                attack_generator.set_state(state["rng"]["attack"].cpu())
                 torch.set_rng_state(state["rng"]["torch"].cpu())
                 if device.type == "cuda" and state["rng"].get("cuda") is not None:
                     torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
@@ -219,7 +228,8 @@ class Trainer:
             for i in range(0, len(order), self.batch_size):
                 index = order[i : i + self.batch_size]
                 with self.autocast():
-                    step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator)
+                    step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator,
+                                     attack_generator)
                 loss = step.loss
                 optimizer.zero_grad(set_to_none=True)
                 if scaler.is_enabled():
@@ -259,6 +269,8 @@ class Trainer:
                 logits_eval = self.predict(model, x, transform)
                 for prefix, y in views.items():
                     record.update({f"{prefix}_{k}": v for k, v in epoch_metrics(logits_eval, y).items()})
+            if robust is not None and robust.due(epoch, self.epochs):
+                record.update(robust.epoch_metrics(model, split, transform))
             record["seconds"] = time.perf_counter() - started
             history.append(record)
             for sink in sinks:
@@ -272,6 +284,7 @@ class Trainer:
                     rng={
                         "batch": generator.get_state(),
                         "augment": aug_generator.get_state(),
+                        "attack": attack_generator.get_state(),
                         "torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                     },
