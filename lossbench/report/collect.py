@@ -15,7 +15,7 @@ from lossbench.io import read_json, read_jsonl
 
 STATUSES = ("completed", "diverged", "failed", "unfinished")
 # Hydra choices a run records (summary.json and failure.json keep them at top level).
-CHOICE_KEYS = ("dataset", "model", "loss", "noise", "reweight", "optim", "scheduler", "trainer", "logger")
+CHOICE_KEYS = ("dataset", "model", "loss", "noise", "reweight", "detect", "optim", "scheduler", "trainer", "logger")
 # Summary entries that are not table material: long text, or nested data read from the record itself.
 _SKIPPED = {"traceback", "config", "choices", "test_reliability", "test_reliability_ts"}
 
