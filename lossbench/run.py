@@ -21,6 +21,8 @@ from torch import nn
 
 from lossbench import noise as noise_lib
 from lossbench.data.split import Split
+from lossbench.detect import detection_scores
+from lossbench.detect.runner import detection_context, run_detector
 from lossbench.errors import ConfigError, config_differences
 from lossbench.evaluate import evaluate_model
 from lossbench.io import provenance, read_json, write_json_atomic
@@ -200,10 +202,17 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
         model = build_model(cfg, trainer, split)
         loss_fn = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(device)
         reweight = instantiate(cfg.reweight)
+        detector = instantiate(cfg.detect)
+        detection = run_detector(detector, detection_context(
+            split, seed, device, trainer.eval_batch_size,
+            make_model=lambda s: build_model(cfg, trainer, s),
+            train=lambda m, s, epochs: _warmup(cfg, trainer, m, s, epochs, seed),
+        ), out_dir, reuse=(out_dir / CHECKPOINT).exists())
         reweight.setup(ReweightContext(
             split=split, loss=loss_fn, true_T=noisy.expected_T, device=device, seed=seed,
             make_model=lambda: build_model(cfg, trainer, split),
             train_warmup=lambda m, epochs: _warmup(cfg, trainer, m, split, epochs, seed),
+            detection=detection,
         ))
         adversarial = instantiate(cfg.adversarial)
         adversarial.setup(split)
@@ -269,6 +278,10 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
     summary.update({f"reweight_{k}": v for k, v in reweight.summary().items()})
     if adversarial.settings():
         summary["adversarial_settings"] = adversarial.settings()
+    if detection is not None:
+        truth = (split.y_train_noisy != split.y_train).cpu()
+        scores = detection_scores(detection, truth, float(truth.double().mean()), noisy.expected_T)
+        summary.update({f"detect_{k}": v for k, v in scores.items()})
     if checkpoint_error:
         summary["checkpoint_error"] = checkpoint_error
     summary["wall_time_s"] = time.perf_counter() - started

@@ -15,8 +15,8 @@ from lossbench.io import read_json, read_jsonl
 
 STATUSES = ("completed", "diverged", "failed", "unfinished")
 # Hydra choices a run records (summary.json and failure.json keep them at top level).
-CHOICE_KEYS = ("dataset", "model", "loss", "noise", "reweight", "adversarial", "attack", "optim", "scheduler",
-               "trainer", "logger")
+CHOICE_KEYS = ("dataset", "model", "loss", "noise", "reweight", "detect", "adversarial", "attack", "optim",
+               "scheduler", "trainer", "logger")
 # Summary entries that are not table material: long text, or nested data read from the record itself.
 # Reliability bins (test_reliability, test_reliability_ts_noisy, ...) are skipped by their prefix.
 _SKIPPED = {"traceback", "config", "choices"}

@@ -3,6 +3,7 @@
 from lossbench.reweight import (  # noqa: F401  (registration)
     adversarial,
     class_balanced,
+    cleaning,
     correction,
     importance,
     loss_based,
