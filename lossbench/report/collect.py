@@ -64,20 +64,22 @@ def _read_text(path: Path) -> tuple[str | None, str | None]:
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        return None, None
+        return None, ("a link to nothing" if os.path.lexists(path) else None)
     except OSError as exc:
         return None, f"cannot read ({exc.strerror or exc})"
     if not stat.S_ISREG(info.st_mode):
         return None, "not a regular file"
     if info.st_size > MAX_FILE_BYTES:
-        return None, f"larger than {MAX_FILE_BYTES // 2**20} MiB"
+        return None, f"larger than {MAX_FILE_BYTES:,} bytes"
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         return None, f"cannot read ({exc.strerror or exc})"
+    if len(data) > MAX_FILE_BYTES:  # grew while being read
+        return None, f"larger than {MAX_FILE_BYTES:,} bytes"
     try:
-        return data.decode("utf-8"), None
+        return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 text (byte {exc.start})"
 

@@ -104,7 +104,8 @@ def offline_records(paths: Iterable[str | Path], group: str | None = None) -> li
             try:
                 run = read_run(path)
             except Exception as exc:  # a damaged file (framing, checksum, protobuf, JSON): listed, not fatal
-                damaged[path.parent.parent.parent.resolve()] = f"{path.name}: {printable(exc, 160)}"
+                why = str(exc).removeprefix(f"{path}: ") or type(exc).__name__
+                damaged[path.parent.parent.parent.resolve()] = f"{path.name}: {printable(why, 160)}"
                 continue
             if not run.run_id or (group is not None and run.group != group):
                 continue
