@@ -18,7 +18,7 @@ def _config(loss: str, noise: str, seed: int, extra: dict | None = None) -> dict
         "dataset": {"_target_": "lossbench.data.digits.digits", "test_size": 0.25},
         "model": {"_target_": "lossbench.models.mlp.MLP", "hidden": [256, 256]},
         "loss": {"_target_": f"x.{loss}"},
-        "noise": {"_target_": "x.Symmetric", "rate": RATE[noise]},
+        "noise": {"_target_": "x.Symmetric", "rate": RATE.get(noise, 0.4)},
         "trainer": {"epochs": 3},
     }
     for key, value in (extra or {}).items():
@@ -57,7 +57,7 @@ def make_run(tmp_path):
                 f.write(json.dumps(record) + "\n")
         if status in ("completed", "diverged"):
             summary = {"status": status, **choices, "loss_family": FAMILY.get(loss), "seed": seed,
-                       "noise_kind": "symmetric", "noise_rate": RATE[noise], **figures,
+                       "noise_kind": "symmetric", "noise_rate": RATE.get(noise, 0.4), **figures,
                        "overrides": overrides, "provenance": {"torch": "2.x"}, "config": cfg}
             (run / "summary.json").write_text(json.dumps(summary))
         elif status == "failed":
