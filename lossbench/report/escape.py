@@ -20,7 +20,7 @@ _LATEX = {
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
 }
-_MD_ALWAYS = set("\\`*[]|~$")
+_MD_ALWAYS = set("\\`*[|~$")  # "]" needs no escape once "[" has one
 _HTML_IN_MD = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")

@@ -249,6 +249,19 @@ def test_a_file_too_big_to_read(maker, monkeypatch):
     assert (row["status"], row["error"]) == ("corrupt", "summary.json: larger than 100 bytes")
 
 
+def test_a_summary_that_cannot_be_opened(maker, monkeypatch):
+    """What a collaborator sees of a summary.json created mode 0600 by someone else (simulated: the
+    test runs as root here, who reads any file)."""
+    run = _completed(maker, "private")
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(collect, "open", refuse, raising=False)
+    row = runs_frame([read_run(run)]).iloc[0]
+    assert (row["status"], row["error"]) == ("corrupt", "summary.json: cannot read (Permission denied)")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_a_summary_others_cannot_read(maker):
     run = _completed(maker, "private")

@@ -29,7 +29,7 @@ def test_latex():
 def test_markdown():
     assert escape.markdown("nce_rce") == "nce_rce"  # intraword: never emphasis
     assert escape.markdown("_x_ a_ *b* `c` [d](e) a|b ~f~ $g$") == (
-        "\\_x\\_ a\\_ \\*b\\* \\`c\\` \\[d\\](e) a\\|b \\~f\\~ \\$g\\$")
+        "\\_x\\_ a\\_ \\*b\\* \\`c\\` \\[d](e) a\\|b \\~f\\~ \\$g\\$")
     assert escape.markdown("<img src=x onerror=alert(1)> & \\") == (
         "&lt;img src=x onerror=alert(1)&gt; &amp; \\\\")
 

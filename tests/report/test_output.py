@@ -46,9 +46,9 @@ def test_csv_on_stdout_parses_as_csv_with_plots(sweep, tmp_path, cli):
 
 
 def test_messages_go_to_stderr_in_every_mode(sweep, tmp_path, capsys):
-    main([str(sweep), "--format", "md", "--plots", str(tmp_path / "p")])
+    main([str(sweep), "--format", "md"])
     out, err = capsys.readouterr()
-    assert out.startswith("**test_acc (%)") and "wrote" not in out and "wrote" in err
+    assert out.startswith("**test_acc (%)") and out.endswith("| ValueError: bad q |\n") and err == ""
     main([str(sweep), "--out", str(tmp_path / "t.md"), "--runs-csv", str(tmp_path / "runs.csv")])
     out, err = capsys.readouterr()
     assert out == "" and f"wrote {tmp_path / 't.md'}" in err and "1 failed" in err
