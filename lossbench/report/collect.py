@@ -293,7 +293,9 @@ def _hydra_files(run_dir: Path) -> tuple[dict, list | None, dict | None, list[st
     if problem:
         problems.append(f".hydra/hydra.yaml: {problem}")
     elif data is not None:
-        found = data.get("hydra", {}).get("runtime", {}).get("choices") if isinstance(data, dict) else None
+        found = data
+        for key in ("hydra", "runtime", "choices"):
+            found = found.get(key) if isinstance(found, dict) else None
         found = found if isinstance(found, dict) else None
         if found is None:
             problems.append(".hydra/hydra.yaml: no hydra.runtime.choices")

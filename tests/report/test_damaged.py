@@ -131,6 +131,12 @@ CASES = [
     ("hydra_yaml_without_choices",
      lambda m, n: (_unfinished(m, n) / ".hydra" / "hydra.yaml").write_text("hydra: {run: {dir: x}}\n"),
      "corrupt", ".hydra/hydra.yaml: no hydra.runtime.choices"),
+    ("hydra_yaml_hydra_a_list",
+     lambda m, n: (_unfinished(m, n) / ".hydra" / "hydra.yaml").write_text("hydra: [runtime]\n"),
+     "corrupt", ".hydra/hydra.yaml: no hydra.runtime.choices"),
+    ("hydra_yaml_choice_a_list", lambda m, n: (_unfinished(m, n) / ".hydra" / "hydra.yaml").write_text(
+        "hydra: {runtime: {choices: {loss: [gce], noise: sym60}}}\n"),
+     "corrupt", ".hydra/hydra.yaml: choice loss is a list, not text"),
     ("hydra_yaml_alias_bomb", lambda m, n: (_unfinished(m, n) / ".hydra" / "hydra.yaml").write_text(
         "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
             f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
