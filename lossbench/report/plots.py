@@ -6,23 +6,39 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from lossbench.report.collect import RunRecord, load_history
+from lossbench.report.escape import file_stem, printable
 from lossbench.report.tables import _label, metric_direction, metric_scale
 
 _FAMILY_STYLE = {"comp-sum": "-", "robust": "--", "calibration": ":"}
 _FORMATS = ("png", "svg")
+_LABEL_CHARS = 60
+# Text from the files is drawn as written: "$...$" in a loss name is not mathtext.
+_plain_text = mpl.rc_context({"text.parse_math": False})
+
+
+def _short(text: object) -> str:
+    """A label as drawn: one visible line, at most 60 characters."""
+    return printable(text, _LABEL_CHARS)
 
 
 def _save(fig: Figure, out_dir: Path, name: str, dpi: int = 110) -> list[Path]:
+    """Write ``name``.png and .svg into ``out_dir``; the name is reduced to a safe stem first, so
+    whatever a metric is called, the files land in ``out_dir`` and nowhere else."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    stem = file_stem(name)
     paths = []
     for fmt in _FORMATS:
-        path = out_dir / f"{name}.{fmt}"
+        path = out_dir / f"{stem}.{fmt}"
+        if path.resolve().parent != out_dir.resolve():
+            raise ValueError(f"refusing to write {printable(path)} outside {printable(out_dir)}")
         fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
         paths.append(path)
     return paths
@@ -43,6 +59,7 @@ def _style(family: object) -> str:
     return _FAMILY_STYLE.get(family, "-.") if isinstance(family, str) else "-."
 
 
+@_plain_text
 def plot_metric_vs_noise(frame: pd.DataFrame, metric: str, out_dir: Path, lines: Sequence[str] = ("loss",),
                          ) -> list[Path]:
     """``metric`` (mean ± std over seeds) against the noise rate, one line per ``lines`` label.
@@ -53,9 +70,12 @@ def plot_metric_vs_noise(frame: pd.DataFrame, metric: str, out_dir: Path, lines:
     if done.empty:
         return []
     done["_value"] = pd.to_numeric(done[metric], errors="coerce") * metric_scale(metric)
+    done = done[np.isfinite(done["_value"])]
+    if done.empty:
+        return []
     done["_rate"] = pd.to_numeric(done.get("noise_rate", 0.0), errors="coerce").fillna(0.0)
     kinds = done.get("noise_kind", pd.Series("noise", index=done.index)).fillna("noise")
-    done["_kind"] = kinds.astype(str)
+    done["_kind"] = kinds.map(_label)
     done["_dataset"] = done.get("dataset", pd.Series("", index=done.index)).map(_label)
     done["_line"] = done.apply(lambda r: _line_label(r, lines), axis=1)
     noisy_kinds = sorted(set(done["_kind"]) - {"clean"}) or ["clean"]
@@ -72,23 +92,42 @@ def plot_metric_vs_noise(frame: pd.DataFrame, metric: str, out_dir: Path, lines:
             if points.empty:
                 continue
             family = part.loc[part["_line"] == line, "loss_family"].iloc[0]
-            ax.errorbar(points.index * 100, points["mean"], yerr=points["std"].fillna(0.0), label=line,
-                        linestyle=_style(family), marker="o", markersize=4, capsize=3)
+            ax.errorbar(points.index * 100, points["mean"], yerr=points["std"].fillna(0.0),
+                        label=_short(line), linestyle=_style(family), marker="o", markersize=4, capsize=3)
         title = " ".join(t for t in (dataset, kind if kind != "clean" else "") if t)
-        ax.set_title(title or metric)
+        ax.set_title(_short(title or metric))
         ax.set_xlabel("noise rate (%)")
-        ax.set_ylabel(f"{metric}{' (%)' if metric_scale(metric) == 100 else ''}")
+        ax.set_ylabel(f"{_short(metric)}{' (%)' if metric_scale(metric) == 100 else ''}")
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=8, title=" / ".join(lines), title_fontsize=8)
+    axes[-1].legend(fontsize=8, title=_short(" / ".join(lines)), title_fontsize=8)
     direction = metric_direction(metric)
     if direction is not None:
         better = {"max": "higher", "min": "lower", "abs": "closer to 0"}[direction]
         from lossbench.metrics.views import view_text
 
         view = view_text(metric)
-        fig.suptitle(f"{metric} vs noise rate (mean ± std over seeds; {better} is better)"
-                     + (f"\n{metric}: {view}" if view else ""), fontsize=10)
+        fig.suptitle(f"{_short(metric)} vs noise rate (mean ± std over seeds; {better} is better)"
+                     + (f"\n{_short(metric)}: {view}" if view else ""), fontsize=10)
     return _save(fig, Path(out_dir), f"{metric}_vs_noise")
+
+
+def usable_bins(rel: object) -> bool:
+    """Whether ``rel`` holds reliability bins that can be drawn: ``n_bins`` >= 1 and lists ``count``
+    (finite, >= 0), ``confidence`` and ``accuracy`` (numbers or null) of one length, at least n_bins."""
+    if not isinstance(rel, dict):
+        return False
+    n_bins, count = rel.get("n_bins"), rel.get("count")
+    conf, acc = rel.get("confidence"), rel.get("accuracy")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        return False
+    if not all(isinstance(v, list) for v in (count, conf, acc)) or not len(count) == len(conf) == len(acc):
+        return False
+
+    def number(x: object) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    return len(count) >= n_bins and all(number(c) and c >= 0 for c in count) \
+        and all(x is None or number(x) for x in (*conf, *acc))
 
 
 def _merged_bins(rel: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,22 +173,24 @@ _TS_PANELS = (("clean", "T fitted on clean val labels (oracle)"),
               ("noisy", "T fitted on noisy val labels (practitioner)"))
 
 
+@_plain_text
 def plot_reliability(records: Sequence[RunRecord], out_dir: Path, name: str = "reliability") -> list[Path]:
     """Reliability diagrams of the test split, one row per run: before temperature scaling, and after
     it with T fitted on the clean, then on the noisy validation labels."""
-    usable = [r for r in records if isinstance(r.summary.get("test_reliability"), dict)]
+    usable = [r for r in records if usable_bins(r.summary.get("test_reliability"))]
     if not usable:
         return []
     fig = Figure(figsize=(10.8, 3.3 * len(usable)), layout="constrained")
     axes = fig.subplots(len(usable), 1 + len(_TS_PANELS), squeeze=False)
     for row, record in zip(axes, usable, strict=True):
         s = record.summary
-        who = " ".join(f"{s[k]}" for k in ("loss", "noise", "dataset") if s.get(k)) + f" seed {s.get('seed')}"
+        who = _short(" ".join(f"{s[k]}" for k in ("loss", "noise", "dataset") if s.get(k))
+                     + f" seed {s.get('seed')}")
         before = f"{who}\nbefore scaling: ECE {_pct(s.get('test_ece'))}"
         _draw_reliability(row[0], s["test_reliability"], before)
         for ax, (view, title) in zip(row[1:], _TS_PANELS, strict=True):
             bins, t = s.get(f"test_reliability_ts_{view}"), s.get(f"temperature_{view}")
-            if not isinstance(bins, dict):
+            if not usable_bins(bins):
                 ax.set_axis_off()
                 continue
             label = f"T = {t:.2f}" if isinstance(t, (int, float)) else "T = ?"
@@ -162,6 +203,7 @@ def _pct(value: object) -> str:
     return f"{100 * value:.2f}%" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
 
 
+@_plain_text
 def plot_learning_curves(frame: pd.DataFrame, records: Sequence[RunRecord], out_dir: Path,
                          lines: Sequence[str] = ("loss",), panels: Sequence[str] = ("noise",),
                          series: Sequence[str] = ("test_acc", "memorization")) -> list[Path]:
@@ -174,6 +216,11 @@ def plot_learning_curves(frame: pd.DataFrame, records: Sequence[RunRecord], out_
         history = pd.DataFrame(load_history(records[i]))
         if history.empty or "epoch" not in history:
             continue
+        history["epoch"] = pd.to_numeric(history["epoch"], errors="coerce")
+        history = history[history["epoch"].notna()]
+        for name in series:
+            if name in history:
+                history[name] = pd.to_numeric(history[name], errors="coerce")
         history["_line"] = _line_label(row, lines)
         history["_panel"] = _line_label(row, panels)
         history["_family"] = row.get("loss_family")
@@ -181,11 +228,14 @@ def plot_learning_curves(frame: pd.DataFrame, records: Sequence[RunRecord], out_
     if not curves:
         return []
     data = pd.concat(curves, ignore_index=True)
+    by_rate = frame.assign(_rate=pd.to_numeric(frame["noise_rate"], errors="coerce")).sort_values("_rate") \
+        if "noise_rate" in frame else None
     panel_order = list(dict.fromkeys(
-        frame.sort_values("noise_rate").apply(lambda r: _line_label(r, panels), axis=1)
-        if "noise_rate" in frame else data["_panel"]))
+        by_rate.apply(lambda r: _line_label(r, panels), axis=1) if by_rate is not None else data["_panel"]))
     panel_order = [p for p in panel_order if p in set(data["_panel"])]
-    series = [s for s in series if s in data]
+    series = [s for s in series if s in data and data[s].notna().any()]
+    if not series or not panel_order:
+        return []
     fig = Figure(figsize=(4.0 * len(panel_order), 2.9 * len(series)), layout="constrained")
     axes = fig.subplots(len(series), len(panel_order), squeeze=False, sharex=True)
     family_of = data.groupby("_line")["_family"].first()
@@ -203,16 +253,17 @@ def plot_learning_curves(frame: pd.DataFrame, records: Sequence[RunRecord], out_
                 stats = sub.groupby("epoch")[name].agg(["mean", "std"]) * scale
                 epochs = stats.index + 1
                 family = sub["_family"].iloc[0]
-                ax.plot(epochs, stats["mean"], label=line, color=colours[line], linestyle=_style(family))
+                ax.plot(epochs, stats["mean"], label=_short(line), color=colours[line],
+                        linestyle=_style(family))
                 ax.fill_between(epochs, stats["mean"] - stats["std"].fillna(0), stats["mean"]
                                 + stats["std"].fillna(0), color=colours[line], alpha=0.15, linewidth=0)
             ax.grid(alpha=0.3)
             if i == 0:
-                ax.set_title(panel)
+                ax.set_title(_short(panel))
             if j == 0:
-                ax.set_ylabel(f"{name}{' (%)' if scale == 100 else ''}")
+                ax.set_ylabel(f"{_short(name)}{' (%)' if scale == 100 else ''}")
             if i == len(series) - 1:
                 ax.set_xlabel("epoch")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0][-1].legend(fontsize=8, title=" / ".join(lines), title_fontsize=8)
+    axes[0][-1].legend(fontsize=8, title=_short(" / ".join(lines)), title_fontsize=8)
     return _save(fig, Path(out_dir), "learning_curves")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import statistics
 from collections import defaultdict
@@ -64,7 +65,7 @@ def test_sweep_report_prints_writes_and_matches_the_summaries(sweep, cli, tmp_pa
     table = pd.read_csv(outs[2])
     assert len(table) == 8
     markdown = outs[0].read_text()
-    latex = outs[1].read_text()
+    plain_latex = re.sub(r"\\textbf\{([^}]*)\}", r"\1", outs[1].read_text())
     html = outs[3].read_text()
     for (loss, noise), values in expected.items():
         line = table[(table["loss"] == loss) & (table["noise"] == noise)].iloc[0]
@@ -73,7 +74,8 @@ def test_sweep_report_prints_writes_and_matches_the_summaries(sweep, cli, tmp_pa
         assert line["n"] == 3 and line["runs"] == 3
         shown = f"{100 * mean:.2f} ± {100 * std:.2f} (3)"
         assert shown in markdown and shown in html
-        assert shown.replace("±", "$\\pm$") in latex
+        whole, fraction = f"{100 * mean:.2f}".split(".")  # LaTeX splits a column at the decimal point
+        assert f"{whole} & .{fraction} $\\pm$ {100 * std:.2f} (3)" in plain_latex
     for noise in ("sym20", "sym60"):
         best = max((statistics.fmean(v), loss) for (loss, n), v in expected.items() if n == noise)[1]
         assert table[(table["noise"] == noise) & table["best"]]["loss"].tolist() == [best]
