@@ -54,8 +54,10 @@ def _losses(argv: list[str]) -> None:
     for (dataset, name), entry in sorted(dataset_settings().items()):
         per_dataset.setdefault(name, {}).setdefault(describe(entry), []).append(dataset)
     table = Table(title="lossbench losses (defaults; a run on a listed dataset gets its values instead)")
-    for column in ("name", "family", "paper", "hyperparameters", "per dataset (conf/dataset_loss)"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)
+    table.add_column("family", no_wrap=True)
+    for column in ("paper", "hyperparameters", "per dataset (conf/dataset_loss)"):
+        table.add_column(column, overflow="fold")
     order = {family: i for i, family in enumerate(FAMILIES)}
     rows = sorted(LOSSES.items(), key=lambda kv: (order.get(kv[1].family, 99), kv[0]))
     for name, cls in rows:
