@@ -26,12 +26,15 @@ def _check_warmup(warmup_epochs: int) -> int:
 @register_reweight("drop_flagged")
 class DropFlagged(Reweighter):
     """Train without the samples the detector flagged (weight 0): each epoch visits a
-    permutation of the unflagged training samples only.
+    permutation of the unflagged training samples only, the pruning step of
+    Northcutt et al. 2021 (Confident Learning) and of Chen et al. 2023 (ReCoV).
 
     During the first ``warmup_epochs`` every sample is visited (an optional warm-up on
     all labels). If the detector flags every sample, the run is refused. The summary
     records how many samples were kept.
     """
+
+    paper = "Northcutt et al. 2021"
 
     def __init__(self, warmup_epochs: int = 0) -> None:
         self.warmup_epochs = _check_warmup(warmup_epochs)
@@ -64,8 +67,11 @@ class DownweightByScore(Reweighter):
     """Down-weight each sample by the detector's score: w_i proportional to (1 - s_i)^power,
     rescaled to mean 1 over the batch (a batch whose weights are all 0 falls back to
     uniform weights). s_i in [0, 1] is higher for labels judged more likely wrong.
-    Plain mean during the first ``warmup_epochs``.
+    Plain mean during the first ``warmup_epochs``. The soft counterpart of the pruning in
+    Northcutt et al. 2021 (Confident Learning): their per-sample label-quality score as s_i.
     """
+
+    paper = "Northcutt et al. 2021"
 
     def __init__(self, power: float = 1.0, warmup_epochs: int = 0) -> None:
         if not power > 0:

@@ -327,7 +327,7 @@ def test_losses_command_lists_every_loss_with_family_hyperparameters_and_dataset
     assert families == {name: cls.family for name, cls in LOSSES.items()}
     assert rows["nce_rce"][3] == "alpha=1.0, beta=1.0, A=paper"
     assert rows["nce_rce"][4] == ("cifar100: alpha=10, beta=0.1; "
-                                  "digits, fashion_mnist, mnist: alpha=1, beta=10")
+                                  "fashion_mnist, mnist: alpha=1, beta=10")
     assert "trainer.l1=5e-05" in rows["anl_ce"][4] and "optim.weight_decay=0" in rows["anl_ce"][4]
     assert rows["ce"][3] == "" and rows["gce"][4] == ""
 

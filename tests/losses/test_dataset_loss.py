@@ -128,8 +128,8 @@ def test_a_run_gets_the_authors_setting_for_its_dataset(dataset, name, expected)
 
 # Hydra's own composition agrees with the files as read above: one case per dataset and kind of file.
 COMPOSED = [("mnist", "nce_rce"), ("mnist", "anl_fl"), ("cifar10", "anl_ce"), ("cifar100", "nce_aul"),
-            ("cifar100", "aldr_kl"), ("fashion_mnist", "ngce"), ("fashion_mnist", "anl_ce"), ("svhn", "anl_fl"),
-            ("svhn", "nce_rce"), ("cifar10", "nfl")]
+            ("cifar100", "aldr_kl"), ("fashion_mnist", "ngce"), ("fashion_mnist", "anl_ce"),
+            ("svhn", "anl_fl"), ("svhn", "nce_rce"), ("cifar10", "nfl")]
 
 
 @pytest.mark.parametrize(("dataset", "name"), COMPOSED, ids=[f"{d}-{n}" for d, n in COMPOSED])
