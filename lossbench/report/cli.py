@@ -11,7 +11,7 @@ import pandas as pd
 from lossbench.report.collect import CHOICE_KEYS, RunRecord, local_records, read_run, runs_frame
 from lossbench.report.render import FORMATS, format_for, print_rich, print_status, render, status_line
 from lossbench.report.stats import TESTS
-from lossbench.report.tables import DIRECTIONS, _label, build_table, metric_direction
+from lossbench.report.tables import DIRECTIONS, _label, build_table
 
 EPILOG = """\
 examples:
@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--digits", type=int, help="decimals in cells (default 2 for %% figures, else 3)")
     p.add_argument("--plots", metavar="DIR", help="write PNG and SVG figures into DIR")
     p.add_argument("--reliability", nargs="+", metavar="RUN_DIR",
-                   help="runs for the reliability diagrams (default: the best run per row)")
+                   help="runs for the per-run reliability diagrams (default: per row label, the run with the "
+                        "highest noise rate and smallest seed; the grid figures pool every run of a cell)")
     p.add_argument("--runs-csv", metavar="FILE", help="also write the per-run DataFrame (one row per run)")
     p.add_argument("--list", action="store_true", help="list the metrics and keys found, then stop")
     return p
@@ -101,22 +102,28 @@ def _filter(frame: pd.DataFrame, where: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _reliability_records(args, frame: pd.DataFrame, records: list[RunRecord], rows: list[str],
-                         metric: str) -> list[RunRecord]:
-    """The runs named by --reliability, else the best completed run (on ``metric``) of each row label."""
+RELIABILITY_RULE = ("Runs: for each row label, the completed run with the highest noise rate and, among "
+                    "those, the smallest seed (no run is chosen by a metric); --reliability RUN_DIR ... "
+                    "names others.")
+
+
+def _reliability_records(args, frame: pd.DataFrame, records: list[RunRecord], rows: list[str]
+                         ) -> tuple[list[RunRecord], str]:
+    """The runs named by --reliability, else one run per row label by RELIABILITY_RULE; and the caption."""
     if args.reliability:
         by_dir = {str(Path(r.run_dir).resolve()): r for r in records if r.run_dir}
-        return [by_dir.get(str(Path(d).resolve())) or read_run(d) for d in args.reliability]
-    direction = metric_direction(metric) or "max"
-    done = frame[(frame["status"] == "completed") & frame[metric].notna()]
+        chosen = [by_dir.get(str(Path(d).resolve())) or read_run(d) for d in args.reliability]
+        return chosen, "Runs: named on the command line (--reliability)."
+    done = frame[frame["status"] == "completed"]
     if done.empty:
-        return []
-    score = pd.to_numeric(done[metric])
-    score = -score if direction == "max" else (score.abs() if direction == "abs" else score)
+        return [], RELIABILITY_RULE
+    rate = pd.to_numeric(done.get("noise_rate", pd.Series(0.0, index=done.index)), errors="coerce")
+    rate = rate.fillna(0.0)
+    seed = pd.to_numeric(done.get("seed", pd.Series(0, index=done.index)), errors="coerce").fillna(0)
     label = done[rows].apply(lambda r: " / ".join(_label(v) for v in r), axis=1)
-    order = done.assign(_score=score, _label=label, _family=done["loss_family"].map(_label))
-    order = order.sort_values(["_family", "_label", "_score"])
-    return [records[i] for i in order.groupby("_label", sort=False)["_score"].idxmin()]
+    order = done.assign(_rate=-rate, _seed=seed, _label=label, _family=done["loss_family"].map(_label))
+    order = order.sort_values(["_family", "_label", "_rate", "_seed"], kind="stable")
+    return [records[i] for i in order.groupby("_label", sort=False).head(1).index], RELIABILITY_RULE
 
 
 def main(argv: list[str]) -> None:
@@ -186,12 +193,14 @@ def main(argv: list[str]) -> None:
         from lossbench.report import plots
 
         written = plots.plot_metric_vs_noise(frame, args.metric, Path(args.plots), rows)
-        chosen = _reliability_records(args, frame, records, rows, args.metric)
+        chosen, caption = _reliability_records(args, frame, records, rows)
         for record in chosen:
             if not isinstance(record.summary.get("test_reliability"), dict):
                 print(f"warning: {record.run_dir} has no reliability bins (status "
                       f"{record.summary.get('status')}); left out of the diagrams", file=sys.stderr)
-        written += plots.plot_reliability(chosen, Path(args.plots))
+        written += plots.plot_reliability(chosen, Path(args.plots), caption=caption)
+        for state in plots.grid_states(records):
+            written += plots.plot_reliability_grid(frame, records, Path(args.plots), rows, cols, state)
         written += plots.plot_learning_curves(frame, records, Path(args.plots), rows, cols)
         for path in written:
             print(f"wrote {path}")
