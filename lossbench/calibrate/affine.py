@@ -69,13 +69,12 @@ def fit_affine_softmax(x: Tensor, labels: Tensor, lam: float = 0.0, mu: float = 
             break
         qr = q[:, :rows]
         # sum_i (diag q_i - q_i q_i^T)_{ab} x~_ip x~_ir, laid out as [(a, p), (b, r)]
-        diag = torch.einsum("ia,ip,ir->apr", qr, x1, x1)
-        cross = torch.einsum("ia,ib,ip,ir->apbr", qr, qr, x1, x1)
-        hessian = -cross
-        idx = torch.arange(rows, device=x.device)
-        hessian[idx, :, idx, :] += diag
-        d = (c + 1) * rows
-        hessian = hessian.reshape(d, d) / n + torch.diag(penalty)
+        qx = (qr[:, :, None] * x1[:, None, :]).reshape(n, -1)  # [n, (a, p)]
+        hessian = -(qx.T @ qx)
+        d1 = c + 1
+        for a in range(rows):
+            hessian[a * d1:(a + 1) * d1, a * d1:(a + 1) * d1] += (x1 * qr[:, a:a + 1]).T @ x1
+        hessian = hessian / n + torch.diag(penalty)
         step = torch.linalg.lstsq(hessian, g.unsqueeze(1)).solution.squeeze(1).view(rows, c + 1)
         for size in [1.0 / 2**k for k in range(40)]:
             candidate = free - size * step

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lossbench.calibrate.affine import fit_affine_softmax
-from lossbench.calibrate.base import Calibrator, Fitted, lbfgs, register_calibrator
+from lossbench.calibrate.base import Calibrator, Fitted, newton, register_calibrator
 from lossbench.metrics.temperature import fit_temperature, scale
 
 
@@ -42,7 +42,7 @@ class TemperatureScaling(Calibrator):
 
 @register_calibrator("vector")
 class VectorScaling(Calibrator):
-    """softmax(w * z + b), w and b in R^C: argmin NLL on validation (L-BFGS, float64, from w = 1, b = 0).
+    """softmax(w * z + b), w and b in R^C: argmin NLL on validation (Newton, float64, from w = 1, b = 0).
 
     ``tie_weights`` fits one scalar w for every class and ``bias: false`` drops b;
     with both, vector scaling is temperature scaling (w = 1/T). Guo et al. 2017,
@@ -66,18 +66,26 @@ class VectorScaling(Calibrator):
     def fit(self, logits: Tensor, labels: Tensor, views: Tensor | None = None) -> Fitted:
         z = logits.detach().double()
         c = z.shape[1]
-        w = torch.ones(1 if self.tie_weights else c, dtype=torch.float64, device=z.device, requires_grad=True)
-        b = torch.zeros(c, dtype=torch.float64, device=z.device, requires_grad=self.bias)
-        leaves = [w, b] if self.bias else [w]
-        lbfgs(leaves, lambda: F.cross_entropy(z * w + b, labels))
-        w, b = w.detach(), b.detach()
+        k = 1 if self.tie_weights else c
+
+        def split(theta: Tensor) -> tuple[Tensor, Tensor]:
+            return theta[:k], (theta[k:] if self.bias else torch.zeros(c, dtype=z.dtype, device=z.device))
+
+        def objective(theta: Tensor) -> Tensor:
+            w, b = split(theta)
+            return F.cross_entropy(z * w + b, labels)
+
+        theta0 = torch.cat((torch.ones(k, dtype=z.dtype, device=z.device),
+                            torch.zeros(c if self.bias else 0, dtype=z.dtype, device=z.device)))
+        w, b = split(newton(theta0, objective))
         params = {"w": w, **({"b": b} if self.bias else {})}
         return Fitted(lambda x, _views=None: x.double() * w + b, params)
 
 
 @register_calibrator("matrix")
 class MatrixScaling(Calibrator):
-    """softmax(W z + b), W in R^{CxC}, b in R^C: argmin NLL on validation (L-BFGS, float64, from W = I).
+    """softmax(W z + b), W in R^{CxC}, b in R^C: argmin NLL on validation (lossbench.calibrate.affine:
+    Newton up to 36 classes, else L-BFGS; float64, from W = I).
 
     Guo et al. 2017, "On Calibration of Modern Neural Networks", ICML (no
     regularisation: the default). ``reg_lambda`` and ``reg_mu`` add Kull et al.
