@@ -121,7 +121,9 @@ def _reliability_records(args, frame: pd.DataFrame, records: list[RunRecord], ro
     rate = rate.fillna(0.0)
     seed = pd.to_numeric(done.get("seed", pd.Series(0, index=done.index)), errors="coerce").fillna(0)
     label = done[rows].apply(lambda r: " / ".join(_label(v) for v in r), axis=1)
-    order = done.assign(_rate=-rate, _seed=seed, _label=label, _family=done["loss_family"].map(_label))
+    from lossbench.report.plots import _family_rank
+
+    order = done.assign(_rate=-rate, _seed=seed, _label=label, _family=done["loss_family"].map(_family_rank))
     order = order.sort_values(["_family", "_label", "_rate", "_seed"], kind="stable")
     return [records[i] for i in order.groupby("_label", sort=False).head(1).index], RELIABILITY_RULE
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -23,7 +24,8 @@ def _save(fig: Figure, out_dir: Path, name: str, dpi: int = 110) -> list[Path]:
     paths = []
     for fmt in _FORMATS:
         path = out_dir / f"{name}.{fmt}"
-        fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+        with rc_context({"svg.fonttype": "none"}):  # SVG text stays text: editable, searchable
+            fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
         paths.append(path)
     return paths
 
