@@ -4,6 +4,7 @@
     python scripts/bench_calibration.py --parts digits_mlp     # one part
     python scripts/bench_calibration.py --tables-only          # rebuild the tables from the runs on disk
     python scripts/bench_calibration.py --smoke                # 1 seed, 1 epoch, 2 losses: does it run?
+    python scripts/bench_calibration.py --parts fmnist_resnet18     # on a GPU (--smoke: tiny, on CPU)
 
 Parts (dataset, model, epochs): digits + MLP (30 epochs, the default protocol), Fashion-MNIST + MLP
 (10 epochs) and Fashion-MNIST + cnn4 (3 epochs; about 15-20 s an epoch on one CPU thread). Each part is
@@ -43,14 +44,25 @@ PARTS = {
                    "overrides": ["dataset=fashion_mnist", "model=mlp"], "epochs": 10},
     "fmnist_cnn4": {"title": "Fashion-MNIST, cnn4, 3 epochs",
                     "overrides": ["dataset=fashion_mnist", "model=cnn4"], "epochs": 3},
+    # GPU only (not in the default parts): the larger-model regime where CE becomes over-confident
+    "fmnist_resnet18": {"title": "Fashion-MNIST, resnet18 (GPU, bf16), 15 epochs", "gpu": True,
+                        "overrides": ["dataset=fashion_mnist", "model=resnet18", "trainer.device=cuda",
+                                      "trainer.precision=bf16", "trainer.batch_size=128"], "epochs": 15,
+                        "smoke": ["dataset=synthetic", "dataset.image_shape=[1,28,28]",
+                                  "dataset.num_samples=300", "model=resnet18", "model.widths=[8,16,32,64]",
+                                  "trainer.device=cpu"]},
 }
+DEFAULT_PARTS = [name for name, part in PARTS.items() if not part.get("gpu")]
+NOT_MEASURED = "not measured (no GPU lent to this session)"
 MARKER = "<!-- everything below is written by scripts/bench_calibration.py; text above it is kept -->"
 METRICS = (("test_ece", "ECE (%)", 100), ("test_smece", "SmoothECE (%)", 100), ("test_nll", "NLL", 1),
            ("test_gap", "gap = confidence - accuracy (%)", 100))
 
 
-def command(part: dict, sweep: Path, losses, seeds, epochs: int, data_dir: str | None) -> list[str]:
-    cmd = [sys.executable, "-m", "lossbench", "run", "-m", *part["overrides"], f"loss={','.join(losses)}",
+def command(part: dict, sweep: Path, losses, seeds, epochs: int, data_dir: str | None,
+            smoke: bool = False) -> list[str]:
+    overrides = part.get("smoke", part["overrides"]) if smoke else part["overrides"]
+    cmd = [sys.executable, "-m", "lossbench", "run", "-m", *overrides, f"loss={','.join(losses)}",
            f"noise={','.join(NOISES)}", f"seed={','.join(map(str, seeds))}", f"trainer.epochs={epochs}",
            f"calibrator=[{','.join(CALIBRATORS)}]", "trainer.checkpoint_every=0", "trainer.progress=none",
            f"hydra.sweep.dir={sweep}"]
@@ -74,7 +86,7 @@ def _cell(values: list[float], scale: float) -> str:
 def tables(sweep: Path, title: str) -> list[str]:
     runs = [s for s in summaries(sweep) if s.get("status") == "completed"]
     if not runs:
-        return [f"### {title}\n\nno completed runs in {sweep}\n"]
+        return [f"### {title}", "", f"{NOT_MEASURED if 'GPU' in title else 'no completed runs'}.", ""]
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for s in runs:
         groups[s["loss"], s["noise"]].append(s)
@@ -123,7 +135,9 @@ def tables(sweep: Path, title: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
+    parser.add_argument("--parts", default=",".join(DEFAULT_PARTS),
+                        help=f"comma list of {', '.join(PARTS)} (default: all but the GPU part)")
+    parser.add_argument("--epochs", type=int, help="override every part's epochs")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_calibration")
     parser.add_argument("--table", type=Path, default=REPO / "benchmarks" / "calibration.md")
     parser.add_argument("--data-dir", default=os.environ.get("LOSSBENCH_DATA_DIR"))
@@ -141,7 +155,8 @@ def main() -> None:
     if not args.tables_only:
         for name in parts:
             part = PARTS[name]
-            cmd = command(part, out / name, losses, seeds, 1 if args.smoke else part["epochs"], args.data_dir)
+            epochs = 1 if args.smoke else args.epochs or part["epochs"]
+            cmd = command(part, out / name, losses, seeds, epochs, args.data_dir, args.smoke)
             print("$", shlex.join(cmd), flush=True)
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
@@ -156,7 +171,8 @@ def main() -> None:
              "lossbench's default protocol: SGD lr 0.1, momentum 0.9, cosine schedule, batch 64)."]
     if log:
         lines += ["", "Cost of this invocation: " + "; ".join(log) + "."]
-    for name in parts:
+    shown = parts + [name for name in PARTS if name not in parts and PARTS[name].get("gpu")]
+    for name in shown:
         lines += ["", *tables(out / name, PARTS[name]["title"])]
     if args.smoke:
         print("\n".join(lines))

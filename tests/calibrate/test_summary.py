@@ -84,3 +84,11 @@ def test_the_default_run_fits_temperature_scaling_only():
     with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):
         assert [c.key for c in build_calibrators(compose("config").calibrator)] == ["ts"]
         assert build_calibrators(compose("config", overrides=["calibrator=none"]).get("calibrator")) == []
+
+
+def test_a_run_refuses_matrix_scaling_on_too_small_a_validation_split_before_training(run_once):
+    out, summary, proc = run_once("calibrator=[temperature,matrix]", "dataset.val_size=50", check=False)
+    assert proc.returncode == 2 and summary is None
+    assert ("lossbench: error: calibrator matrix fits 110 parameters for 10 classes and needs at least 110 "
+            "validation samples; the validation split has 50") in proc.stderr
+    assert not (out / "metrics.jsonl").exists()  # refused before the first epoch
