@@ -7,9 +7,8 @@ d_hat(t) of the predictions, smECE_s = integral |r_hat(t)| d_hat(t) dt, at
 the bandwidth s* that solves smECE_s = s (the paper's fixed point, which
 relplot finds by bisection). relplot (the authors' package, pip install
 relplot==1.0.3) computes it on a grid; lossbench calls it and does not
-re-implement it. "Calibration Error for Heterogeneous Binary Classifiers"
-is not this; the paper is Blasiok and Nakkiran 2023, "Smooth ECE: Principled
-Reliability Diagrams via Kernel Smoothing", ICLR 2024.
+re-implement it. Blasiok and Nakkiran 2023, "Smooth ECE: Principled
+Reliability Diagrams via Kernel Smoothing" (ICLR 2024).
 
 Multiclass variants (as for binned ECE): top-label (confidence calibration),
 f_i = max_k p_ik and y_i = [argmax_k p_ik = label_i]; classwise, the mean over
@@ -85,7 +84,7 @@ def smooth_reliability(probs: Tensor, labels: Tensor, mesh_points: int = 101) ->
     ``mu``: kernel regression of correctness on confidence (relplot's KernelSmoother with its
     reflected Gaussian kernel); ``density``: kernel density of the confidences; ``sigma``: s*.
     """
-    relplot = _relplot()
+    _relplot()  # the one-line hint when it is missing
     from relplot.estimators import KernelSmoother
     from relplot.kernels import ReflectedGaussianKernel
 
@@ -95,6 +94,5 @@ def smooth_reliability(probs: Tensor, labels: Tensor, mesh_points: int = 101) ->
     kernel = ReflectedGaussianKernel(sigma)
     mu = KernelSmoother(kernel).fit(f.reshape(-1, 1), y).predict(mesh.reshape(-1, 1))
     density = kernel.kde(f, mesh)
-    del relplot
     return {"sigma": sigma, "mu": [round(float(v), 6) for v in mu],
             "density": [round(float(v), 6) for v in density]}
