@@ -38,10 +38,10 @@ def balanced_weights(correct: Tensor) -> Tensor:
     return torch.where(correct, 1.0 - a, a)
 
 
-def ca_loss(conf: Tensor, correct: Tensor) -> Tensor:
+def ca_loss(conf: Tensor, correct: Tensor, balanced: bool = True) -> Tensor:
     """sum_i w_i (conf_i - c_i)^2 / sum_i w_i: calibrated top-label confidence against correctness
-    c_i = [argmax z_i = y_i], class-balanced (w from ``balanced_weights``)."""
-    w = balanced_weights(correct)
+    c_i = [argmax z_i = y_i], class-balanced (w from ``balanced_weights``; uniform when not ``balanced``)."""
+    w = balanced_weights(correct) if balanced else torch.ones_like(conf)
     return (w * (conf - correct.float()) ** 2).sum() / w.sum()
 
 
@@ -78,7 +78,10 @@ class CorrectnessAware(Calibrator):
     sum_i w_i (max_k softmax(z_i / T(u_i))_k - [argmax z_i = y_i])^2 / sum_i w_i,
     w_i = 1 - a for correct and a for wrong predictions (a: the batch's share
     of correct ones). A positive temperature keeps every prediction, so accuracy
-    is unchanged.
+    is unchanged. The balance gives the few wrong predictions of an accurate
+    model as much weight as all its correct ones, which pushes confidence down
+    when the views do not tell the two apart; ``balanced: false`` (not the
+    paper's) weighs every sample alike.
 
     Views (lossbench.calibrate.views): images get the paper's rotation,
     greyscale (a blur for single-channel images) and colour jitter; feature
@@ -103,7 +106,7 @@ class CorrectnessAware(Calibrator):
 
     def __init__(self, views: Sequence[str] | None = None, top_k: int = 4, hidden: int = 5,
                  temperature_map: str = "smooth", lr: float = 1e-2, epochs: int = 200,
-                 batch_size: int = 1000, seed: int = 0) -> None:
+                 batch_size: int = 1000, seed: int = 0, balanced: bool = True) -> None:
         if views is not None:
             for name in views:
                 view_op(name)  # raises for an unknown name
@@ -119,6 +122,7 @@ class CorrectnessAware(Calibrator):
         self.views = list(views) if views is not None else None
         self.top_k, self.hidden, self.temperature_map = top_k, hidden, temperature_map
         self.lr, self.epochs, self.batch_size, self.seed = float(lr), epochs, batch_size, int(seed)
+        self.balanced = bool(balanced)
 
     def view_names(self, is_image: bool) -> list[str]:
         """The views this calibrator reads: as configured, else the defaults for the input kind."""
@@ -150,7 +154,7 @@ class CorrectnessAware(Calibrator):
                 for index in torch.randperm(n, generator=generator).to(z.device).split(self.batch_size):
                     t = net(u[index])
                     conf = (z[index] / t[:, None]).softmax(1).max(1).values
-                    loss = ca_loss(conf, correct[index])
+                    loss = ca_loss(conf, correct[index], self.balanced)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
