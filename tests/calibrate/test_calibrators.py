@@ -126,6 +126,7 @@ def test_ca_loss_and_features_by_hand():
     conf = torch.tensor([0.9, 0.8, 0.6, 0.7])
     # sum w (conf - c)^2 / sum w = (0.25 (0.01 + 0.04 + 0.16) + 0.75 * 0.49) / 1.5
     assert ca_loss(conf, correct).item() == pytest.approx((0.25 * 0.21 + 0.75 * 0.49) / 1.5)
+    assert ca_loss(conf, correct, balanced=False).item() == pytest.approx((0.01 + 0.04 + 0.16 + 0.49) / 4)
     assert balanced_weights(torch.tensor([True, True])).tolist() == [1.0, 1.0]  # all correct: uniform
     # features: each view's softmax at the original's top-2 classes, views side by side
     logits = torch.tensor([[3.0, 1.0, 2.0]])
