@@ -255,10 +255,32 @@ def plot_reliability(records: Sequence[RunRecord], out_dir: Path, name: str = "r
                     ax.set_axis_off()
                 continue
             _draw_reliability(*axes[i][j], bins, _state_title(s, states[j - 1], view), labels=False)
-    fig.legend(*axes[0][0][0].get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=7)
-    fig.text(0.0, 0.0, "\n".join(_wrap(t) for t in (caption, RELIABILITY_LEGEND) if t), fontsize=7,
-             ha="left", va="top", transform=fig.transFigure)
-    return _save(fig, Path(out_dir), name, dpi=80)
+    _legend_and_caption(fig, axes[0][0][0], [caption, RELIABILITY_LEGEND])
+    return _save(fig, Path(out_dir), name, dpi=72)
+
+
+def _legend_handles() -> list:
+    """Every element a reliability diagram can draw, whether or not the first panel has it."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    return [
+        Patch(facecolor=_BARS, alpha=0.85, edgecolor="black", label="accuracy per bin"),
+        Patch(facecolor=_BARS, alpha=0.25, edgecolor="black", label=f"bin with < {FEW_SAMPLES} samples"),
+        Patch(facecolor=_OVER, alpha=0.4, edgecolor=_OVER, hatch="//", label="gap, over-confident (red)"),
+        Patch(facecolor=_UNDER, alpha=0.4, edgecolor=_UNDER, hatch="//", label="gap, under-confident (orange)"),
+        Line2D([], [], color=_CURVE, linewidth=1.3, label="smoothed curve (relplot)"),
+        Line2D([], [], color="gray", linestyle="--", linewidth=0.9, label="perfect calibration"),
+    ]
+
+
+def _legend_and_caption(fig: Figure, ax, texts: Sequence[str | None]) -> None:
+    """The diagrams' legend just under the figure, and the caption (wrapped) under the legend."""
+    fig.legend(handles=_legend_handles(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               bbox_transform=fig.transFigure, ncol=3, fontsize=7)
+    height = fig.get_figheight()
+    fig.text(0.0, -0.62 / height, "\n".join(_wrap(t) for t in texts if t), fontsize=7, ha="left", va="top",
+             transform=fig.transFigure)
 
 
 def _wrap(text: str, width: int = 170) -> str:
@@ -326,13 +348,11 @@ def plot_reliability_grid(frame: pd.DataFrame, records: Sequence[RunRecord], out
         f"after {CALIBRATOR_TITLES.get(state.rsplit('_', 1)[0], state)} "
         f"{_VIEW_WORDS.get(state.rsplit('_', 1)[-1], '')}")
     fig.suptitle(f"Reliability on the test set, {what}", fontsize=10)
-    fig.legend(*first.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=7)
     caption = (f"Rows: {' / '.join(rows)}; columns: {' / '.join(cols)}. Each panel pools every completed run "
                "of its cell (all seeds): bin counts and sums are added, smoothed curves averaged; no run is "
                "selected by any metric.")
-    fig.text(0.0, 0.0, "\n".join(_wrap(t) for t in (caption, RELIABILITY_LEGEND)), fontsize=7, ha="left",
-             va="top", transform=fig.transFigure)
-    return _save(fig, Path(out_dir), f"reliability_grid_{state}" if state else "reliability_grid", dpi=80)
+    _legend_and_caption(fig, first, [caption, RELIABILITY_LEGEND])
+    return _save(fig, Path(out_dir), f"reliability_grid_{state}" if state else "reliability_grid", dpi=72)
 
 
 def _pct(value: object) -> str:
