@@ -268,7 +268,8 @@ def _legend_handles() -> list:
         Patch(facecolor=_BARS, alpha=0.85, edgecolor="black", label="accuracy per bin"),
         Patch(facecolor=_BARS, alpha=0.25, edgecolor="black", label=f"bin with < {FEW_SAMPLES} samples"),
         Patch(facecolor=_OVER, alpha=0.4, edgecolor=_OVER, hatch="//", label="gap, over-confident (red)"),
-        Patch(facecolor=_UNDER, alpha=0.4, edgecolor=_UNDER, hatch="//", label="gap, under-confident (orange)"),
+        Patch(facecolor=_UNDER, alpha=0.4, edgecolor=_UNDER, hatch="//",
+              label="gap, under-confident (orange)"),
         Line2D([], [], color=_CURVE, linewidth=1.3, label="smoothed curve (relplot)"),
         Line2D([], [], color="gray", linestyle="--", linewidth=0.9, label="perfect calibration"),
     ]
