@@ -35,6 +35,15 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(lines[:3])
 
 
+def _choice_names(value: object) -> list:
+    """The option names in an override value: itself, a list's items, or those of a "[a,b]" string."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        return [v.strip() for v in value[1:-1].split(",") if v.strip()]
+    return [value]
+
+
 def check_overrides(overrides: list[str]) -> str | None:
     """None if every override parses and composes, else a one-line description.
 
@@ -62,8 +71,9 @@ def check_overrides(overrides: list[str]) -> str | None:
         else:
             values = None
         for value in values if values is not None else [o.value()]:
-            if options is not None and isinstance(value, str) and value not in options:
-                return f"unknown {group} '{value}'; known: {', '.join(options)}"
+            for name in _choice_names(value):  # a group takes one option or a list: calibrator=[a,b]
+                if options is not None and isinstance(name, str) and name not in options:
+                    return f"unknown {group} '{name}'; known: {', '.join(options)}"
             if group == "objective" and isinstance(value, str):
                 from lossbench.metrics.views import renamed_hint  # only then: it imports torch
 

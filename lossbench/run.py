@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lossbench import noise as noise_lib
+from lossbench.calibrate import build_calibrators
 from lossbench.data.split import Split
 from lossbench.detect import detection_scores
 from lossbench.detect.runner import detection_context, run_detector
@@ -201,6 +202,9 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
         torch.manual_seed(seed)
         model = build_model(cfg, trainer, split)
         loss_fn = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(device)
+        calibrators = build_calibrators(cfg.get("calibrator"))
+        for calibrator in calibrators:
+            calibrator.check(len(split.y_val), split.num_classes)
         reweight = instantiate(cfg.reweight)
         detector = instantiate(cfg.detect)
         detection = run_detector(detector, detection_context(
@@ -273,7 +277,7 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
     if status == "diverged":
         summary["diverged_epoch"] = diverged_epoch
     else:
-        summary.update(evaluate_model(trainer, model, split, robust))
+        summary.update(evaluate_model(trainer, model, split, calibrators, robust))
     summary.update(_history_figures(history))
     summary.update({f"reweight_{k}": v for k, v in reweight.summary().items()})
     if adversarial.settings():

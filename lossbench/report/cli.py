@@ -20,7 +20,7 @@ from lossbench.report.render import (
     status_line,
 )
 from lossbench.report.stats import TESTS
-from lossbench.report.tables import DIRECTIONS, ComparisonTable, _label, build_table, metric_direction
+from lossbench.report.tables import DIRECTIONS, ComparisonTable, _label, build_table
 
 EPILOG = """\
 examples:
@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--digits", type=int, help="decimals in cells (default 2 for %% figures, else 3)")
     p.add_argument("--plots", metavar="DIR", help="write PNG and SVG figures into DIR")
     p.add_argument("--reliability", nargs="+", metavar="RUN_DIR",
-                   help="runs for the reliability diagrams (default: the best run per row)")
+                   help="runs for the per-run reliability diagrams (default: per row label, the run with the "
+                        "highest noise rate and smallest seed; the grid figures pool every run of a cell)")
     p.add_argument("--runs-csv", metavar="FILE", help="also write the per-run DataFrame (one row per run)")
     p.add_argument("--list", action="store_true", help="list the metrics and keys found, then stop")
     return p
@@ -120,6 +121,32 @@ def _filter(frame: pd.DataFrame, where: list[str]) -> pd.DataFrame:
     return frame
 
 
+RELIABILITY_RULE = ("Runs: for each row label, the completed run with the highest noise rate and, among "
+                    "those, the smallest seed (no run is chosen by a metric); --reliability RUN_DIR ... "
+                    "names others.")
+
+
+def _reliability_records(args, frame: pd.DataFrame, records: list[RunRecord], rows: list[str]
+                         ) -> tuple[list[RunRecord], str]:
+    """The runs named by --reliability, else one run per row label by RELIABILITY_RULE; and the caption."""
+    if args.reliability:
+        by_dir = {str(Path(r.run_dir).resolve()): r for r in records if r.run_dir}
+        chosen = [by_dir.get(str(Path(d).resolve())) or read_run(d) for d in args.reliability]
+        return chosen, "Runs: named on the command line (--reliability)."
+    done = frame[frame["status"] == "completed"]
+    if done.empty:
+        return [], RELIABILITY_RULE
+    rate = pd.to_numeric(done.get("noise_rate", pd.Series(0.0, index=done.index)), errors="coerce")
+    rate = rate.fillna(0.0)
+    seed = pd.to_numeric(done.get("seed", pd.Series(0, index=done.index)), errors="coerce").fillna(0)
+    label = done[rows].apply(lambda r: " / ".join(_label(v) for v in r), axis=1)
+    from lossbench.report.plots import _family_rank
+
+    order = done.assign(_rate=-rate, _seed=seed, _label=label, _family=done["loss_family"].map(_family_rank))
+    order = order.sort_values(["_family", "_label", "_rate", "_seed"], kind="stable")
+    return [records[i] for i in order.groupby("_label", sort=False).head(1).index], RELIABILITY_RULE
+
+
 def _check_options(args: argparse.Namespace) -> dict[str, str]:
     """Refuse bad options before reading anything; the format of each --out file."""
     if not (args.dirs or args.wandb or args.wandb_dir):
@@ -157,25 +184,6 @@ def read_records(args: argparse.Namespace) -> list[RunRecord]:
         _fail(f"no runs in {', '.join(sources)} (a run directory holds .hydra/config.yaml; "
               "a W&B run is a wandb/*run-*/run-*.wandb file)")
     return records
-
-
-def _reliability_records(args, frame: pd.DataFrame, records: list[RunRecord], rows: list[str],
-                         metric: str) -> list[RunRecord]:
-    """The runs named by --reliability, else the best completed run (on ``metric``) of each row label."""
-    if args.reliability:
-        by_dir = {str(Path(r.run_dir).resolve()): r for r in records if r.run_dir}
-        return [by_dir.get(str(Path(d).resolve())) or read_run(d) for d in args.reliability]
-    direction = metric_direction(metric) or "max"
-    done = frame[(frame["status"] == "completed")]
-    score = pd.to_numeric(done[metric], errors="coerce")
-    done, score = done[score.notna()], score[score.notna()]
-    if done.empty:
-        return []
-    score = -score if direction == "max" else (score.abs() if direction == "abs" else score)
-    label = done[rows].apply(lambda r: " / ".join(_label(v) for v in r), axis=1)
-    order = done.assign(_score=score, _label=label, _family=done["loss_family"].map(_label))
-    order = order.sort_values(["_family", "_label", "_score"])
-    return [records[i] for i in order.groupby("_label", sort=False)["_score"].idxmin()]
 
 
 def _status_console(to_stdout: bool):
@@ -221,12 +229,14 @@ def write_plots(args: argparse.Namespace, frame: pd.DataFrame, records: list[Run
     out_dir = Path(args.plots)
     try:
         written = plots.plot_metric_vs_noise(frame, args.metric, out_dir, rows)
-        chosen = _reliability_records(args, frame, records, rows, args.metric)
+        chosen, caption = _reliability_records(args, frame, records, rows)
         for record in chosen:
             if not plots.usable_bins(record.summary.get("test_reliability")):
                 _say(f"warning: {record.run_dir} has no reliability bins (status "
                      f"{record.summary.get('status')}); left out of the diagrams")
-        written += plots.plot_reliability(chosen, out_dir)
+        written += plots.plot_reliability(chosen, out_dir, caption=caption)
+        for state in plots.grid_states(records):
+            written += plots.plot_reliability_grid(frame, records, out_dir, rows, _keys(args.cols), state)
         written += plots.plot_learning_curves(frame, records, out_dir, rows, _keys(args.cols))
     except OSError as exc:
         _fail(f"cannot write the plots into {out_dir} ({exc.strerror or exc})", status=1)

@@ -42,7 +42,8 @@ def test_csv_on_stdout_parses_as_csv_with_plots(sweep, tmp_path, cli):
     assert rows[0][:5] == ["loss_family", "loss", "noise", "metric", "mean"]
     assert len(rows) == 5 and all(len(r) == len(rows[0]) for r in rows)
     assert {(r[1], r[2]) for r in rows[1:]} == set(ACC)
-    assert proc.stderr.count("wrote ") == 6 and "1 failed" in proc.stderr
+    # metric vs noise, per-run reliability, the before-calibration grid, learning curves: png + svg each
+    assert proc.stderr.count("wrote ") == 8 and "1 failed" in proc.stderr
 
 
 def test_messages_go_to_stderr_in_every_mode(sweep, tmp_path, capsys):
