@@ -62,6 +62,7 @@ class _State:
     watch_file: Path | None = None  # a worker polls it
     watch_pid: int | None = None  # a worker polls whether this process (the command) lives
     next_poll: float = 0.0
+    orphaned: bool = False  # the command this worker served is gone
     chained: dict[int, Callable] = field(default_factory=dict)
 
 
@@ -92,8 +93,16 @@ def stop_requested() -> int | None:
             if _STATE.watch_file is not None and _STATE.watch_file.exists():
                 request_stop(signal.SIGTERM, "the sweep was stopped")
             elif _STATE.watch_pid is not None and not _alive(_STATE.watch_pid):
+                _STATE.orphaned = True
                 request_stop(signal.SIGTERM, f"the sweep's command (pid {_STATE.watch_pid}) is gone")
     return _STATE.signum
+
+
+def orphaned() -> bool:
+    """Whether this worker's command is gone (nobody will give it another job: it should exit)."""
+    if _STATE.watch_pid is not None and not _STATE.orphaned and not _alive(_STATE.watch_pid):
+        _STATE.orphaned = True
+    return _STATE.orphaned
 
 
 def stop_reason() -> str:

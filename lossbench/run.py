@@ -134,7 +134,12 @@ def run(cfg: DictConfig) -> float:
     """
     hc = HydraConfig.get()
     with lifecycle.handle_signals():
-        return _Job(cfg, hc).run()
+        value = _Job(cfg, hc).run()
+    if lifecycle.orphaned():  # a worker whose sweep command died: its job is saved; leave now
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + int(lifecycle.stop_requested() or 15))
+    return value
 
 
 @dataclass
@@ -168,7 +173,8 @@ class _Job:
 
     def outcome(self, status: str, **extra) -> None:
         if self.multirun:
-            record_outcome(self.num, {"status": status, "run_dir": str(self.out_dir), **extra})
+            record_outcome(self.num, {"status": status, "run_dir": str(self.out_dir), "at": time.time(),
+                                      **extra})
 
     def run(self) -> float:
         if self.multirun:
@@ -439,7 +445,7 @@ class _Job:
     def _resume_hint(self) -> str:
         if self.multirun:
             return f"rerun the sweep's command with hydra.sweep.dir={self.hc.sweep.dir}"
-        hydra = [o for o in self.hc.overrides.hydra if not o.startswith("hydra.run.dir=")]
+        hydra = [o for o in self.hc.overrides.hydra if not o.startswith(("hydra.run.dir=", "hydra.mode="))]
         words = ["lossbench", "run", *self.hc.overrides.task, *hydra, f"hydra.run.dir={self.out_dir}"]
         return "resume with: " + " ".join(shlex.quote(w) for w in words)
 
