@@ -117,7 +117,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "scheduler.factor": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "scheduler.total_iters": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
     "dataset.val_size": (_size(zero_ok=True), _SIZE),
-    "dataset.test_size": (_size(zero_ok=False), _SIZE.replace("[0, 1)", "(0, 1)").replace(">= 0", ">= 1")),
+    "dataset.test_size": (_size(zero_ok=False), "a fraction of the dataset in (0, 1) or a whole number of "
+                          "samples >= 1 (write 2, not 2.0, for 2)"),
     "trainer.progress": _choices(_progress_modes),
     "trainer.precision": _choices(_precisions),
     "logger.mode": _choices(_wandb_modes),
@@ -271,18 +272,26 @@ def check_node_target(prefix: str, node: dict) -> None:
     _check_node(prefix, node, schema, var_kw, str(target).rsplit(".", 1)[-1])
 
 
-def check_types(config: dict) -> None:
-    """Every key of the resolved config against its group's schema."""
+def check_types(config: dict, groups: str = "all") -> None:
+    """Every key of the resolved config against its group's schema.
+
+    ``groups``: "own" (top level, trainer, logger: the keys others interpolate, such as
+    ``scheduler.T_max: ${trainer.epochs}``, so they are named first), "plugins" (every node
+    with a ``_target_``) or "all".
+    """
     from lossbench.train.trainer import Trainer
 
     top_schema, _ = _schema_of(TopLevel)
     for key, value in config.items():
         if key == "hydra":
             continue
-        if isinstance(value, dict):
-            if "_target_" in value:
-                check_node_target(key, value)
-            elif key == "trainer":
+        plugin = isinstance(value, dict) and "_target_" in value
+        if groups != "all" and plugin != (groups == "plugins"):
+            continue
+        if plugin:
+            check_node_target(key, value)
+        elif isinstance(value, dict):
+            if key == "trainer":
                 schema, var_kw = _schema_of(Trainer)
                 _check_node(key, value, schema, var_kw, "the trainer")
             elif key == "logger":
@@ -325,38 +334,41 @@ def dataset_identity(node: dict) -> tuple[str, int] | None:
     return name, int(num_classes)
 
 
+def _attempt(group: str, build: Callable[[], Any]) -> Any:
+    try:
+        return build()
+    except ConfigError:
+        raise
+    except Exception as exc:
+        message = describe_error(exc)
+        named = message.startswith((f"{group}:", f"{group}.", "trainer.", "unknown trainer"))
+        raise ConfigError(("" if named else f"{group}: ") + message) from None
+
+
+def check_trainer(config: dict) -> None:
+    from lossbench.train.trainer import Trainer
+
+    _attempt("trainer", lambda: Trainer(**config["trainer"]))
+
+
 def check_components(cfg: DictConfig, config: dict) -> None:
     """Build the cheap parts (no data, no model) so their constructors' own checks run."""
     import torch
     from hydra.utils import instantiate
 
-    from lossbench.train.trainer import Trainer
-
-    def attempt(group: str, build: Callable[[], Any]) -> Any:
-        try:
-            return build()
-        except ConfigError:
-            raise
-        except Exception as exc:
-            message = describe_error(exc)
-            named = message.startswith((f"{group}:", f"{group}.", "trainer.", "unknown trainer"))
-            prefix = "" if named else f"{group}: "
-            raise ConfigError(prefix + message) from None
-
-    attempt("trainer", lambda: Trainer(**config["trainer"]))
     identity = dataset_identity(config.get("dataset", {}))
     if identity is not None:
         from lossbench.run import build_loss
 
         name, num_classes = identity
         # num_train only sizes per-sample buffers; any count serves to check the constructor
-        attempt("loss", lambda: build_loss(cfg.loss, num_classes, 2))
-        noise = attempt("noise", lambda: instantiate(cfg.noise))
-        attempt("noise", lambda: noise.check(num_classes, name))
-    attempt("reweight", lambda: instantiate(cfg.reweight))
-    optimizer = attempt("optim", lambda: instantiate(cfg.optim)([torch.nn.Parameter(torch.zeros(1))]))
-    attempt("scheduler", lambda: instantiate(cfg.scheduler)(optimizer))
-    attempt("model", lambda: instantiate(cfg.model))
+        _attempt("loss", lambda: build_loss(cfg.loss, num_classes, 2))
+        noise = _attempt("noise", lambda: instantiate(cfg.noise))
+        _attempt("noise", lambda: noise.check(num_classes, name))
+    _attempt("reweight", lambda: instantiate(cfg.reweight))
+    optimizer = _attempt("optim", lambda: instantiate(cfg.optim)([torch.nn.Parameter(torch.zeros(1))]))
+    _attempt("scheduler", lambda: instantiate(cfg.scheduler)(optimizer))
+    _attempt("model", lambda: instantiate(cfg.model))
 
 
 def check_missing(cfg: DictConfig, choices: dict | None = None) -> None:
@@ -381,6 +393,8 @@ def check_config(cfg: DictConfig, choices: dict | None = None) -> dict:
     """Refuse a composed config in one line (ConfigError), or return it resolved."""
     check_missing(cfg, choices)
     config = resolved(cfg)
-    check_types(config)
+    check_types(config, "own")
+    check_trainer(config)
+    check_types(config, "plugins")
     check_components(cfg, config)
     return config
