@@ -68,7 +68,8 @@ def wait_for(condition: Callable[[], bool], timeout: float = 300, what: str = "t
 
 def logged(run_dir: Path, n: int = 1) -> Callable[[], bool]:
     """True once ``run_dir`` logged ``n`` epochs and holds a checkpoint."""
-    return lambda: len(read_jsonl(Path(run_dir) / "metrics.jsonl")) >= n and (Path(run_dir) / "checkpoint.pt").exists()
+    run_dir = Path(run_dir)
+    return lambda: len(read_jsonl(run_dir / "metrics.jsonl")) >= n and (run_dir / "checkpoint.pt").exists()
 
 
 def status_lines(text: str) -> list[str]:
