@@ -103,6 +103,7 @@ CASES = [
     # output folders
     (["hydra.run.dir=/proc/lossbench-test/run"], ["/proc/lossbench-test/run cannot be written", "proc"]),
     (["-m", "seed=0,1", "hydra.sweep.dir=/proc/lossbench-test/sweep"], ["cannot be written"]),
+    (["hydra.run.dir=existing/note.txt/run"], ["note.txt is a file, not a folder"]),
 ]
 if not torch.cuda.is_available():
     CASES += [
