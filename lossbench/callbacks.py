@@ -116,9 +116,8 @@ def tally(ledger: Path, sweep_dir: Path) -> tuple[int, str]:
     if missing:
         parts.append(f"{missing} gave no report (killed?)")
     line = f"lossbench: sweep {sweep_dir}: {total} jobs: " + ", ".join(parts)
-    signum = lifecycle.stop_requested()
-    if signum is not None or stopped:
-        return 128 + int(signum or 15), line
+    if stopped:  # a signal that came after every job had trained does not change how the sweep went
+        return 128 + int(lifecycle.stop_requested() or 15), line
     return (1 if count["failed"] or refused or missing else 0), line
 
 

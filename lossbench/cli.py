@@ -86,11 +86,12 @@ def _run(argv: list[str]) -> None:
             code = 130
     if code == 2 and not multirun and output_dir is not None and existing is not None:
         _remove_created(output_dir, existing)
-    if multirun and callbacks.LAST_SWEEP and not code:
-        code = callbacks.LAST_SWEEP["status"]
-    signum = lifecycle.stop_requested()
-    if signum is not None and code in (0, 1, None):
-        code = 128 + int(signum)
+    if multirun:
+        signum = lifecycle.stop_requested()
+        if callbacks.LAST_SWEEP and not code:
+            code = callbacks.LAST_SWEEP["status"]
+        elif not callbacks.LAST_SWEEP and signum is not None and code in (0, 1, None):
+            code = 128 + int(signum)  # the sweep itself gave up after a signal (a worker died)
     if code:
         sys.exit(code)
 
