@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 USAGE = """\
 usage: lossbench <command> [args]
@@ -23,22 +24,76 @@ HYDRA_INFO_FLAGS = (
 )
 
 
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _remove_created(folder: Path, existing: Path) -> None:
+    """Remove the empty folders a refused run left between ``folder`` and ``existing`` (which stays)."""
+    for d in (folder, *folder.parents):
+        if d == existing or d in existing.parents:
+            return
+        try:
+            d.rmdir()  # only empty folders go
+        except OSError:
+            if d.exists():
+                return
+
+
 def _run(argv: list[str]) -> None:
+    """`lossbench run`: check every combination, run (Hydra), then exit with a status that says
+    what happened: 0 done (completed or diverged), 1 a run or a sweep's job failed, 2 refused
+    before anything started, 128 + signal when stopped by SIGTERM (143) or SIGINT (130)."""
     import hydra
 
-    overrides = [a for a in argv if not a.startswith("-")]
-    if not any(a in HYDRA_INFO_FLAGS for a in argv):
-        from lossbench.precheck import check_output_dir, check_overrides
+    from lossbench import lifecycle
 
-        problem = check_overrides(overrides) or check_output_dir(overrides)
-        if problem:
-            print(f"lossbench: error: {problem}", file=sys.stderr)
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = [a for a in argv if not a.startswith("-")]
+    output_dir = None
+    if not any(a in HYDRA_INFO_FLAGS for a in argv):
+        from lossbench.precheck import check
+
+        result = check(overrides, multirun)
+        if result.problem:
+            print(f"lossbench: error: {result.problem}", file=sys.stderr)
             sys.exit(2)
-    from lossbench.run import run  # torch and the catalogue load only once the overrides are known good
+        output_dir = result.output_dir
+    existing = _nearest_existing(output_dir) if output_dir is not None else None
+
+    from lossbench import callbacks
+    from lossbench.run import run
 
     main = hydra.main(config_path="pkg://lossbench.conf", config_name="config", version_base="1.3")(run)
     sys.argv = ["lossbench run", *argv]
-    main()
+    lifecycle.reset()
+    callbacks.LAST_SWEEP.clear()
+    code: int | str | None = 0
+    with lifecycle.handle_signals(command=True):
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code
+        except KeyboardInterrupt:
+            if lifecycle.stop_requested() is None:  # the parent of a cluster sweep: Ctrl-C detaches
+                print("lossbench: stopped waiting; jobs already submitted keep running; rerun the same "
+                      "command to collect them (finished runs are skipped)", file=sys.stderr)
+            else:
+                print("lossbench: stopped at once (second signal); the last checkpoint is kept; rerun the "
+                      "same command to resume", file=sys.stderr)
+            code = 130
+    if code == 2 and not multirun and output_dir is not None and existing is not None:
+        _remove_created(output_dir, existing)
+    if multirun:
+        signum = lifecycle.stop_requested()
+        if callbacks.LAST_SWEEP and not code:
+            code = callbacks.LAST_SWEEP["status"]
+        elif not callbacks.LAST_SWEEP and signum is not None and code in (0, 1, None):
+            code = 128 + int(signum)  # the sweep itself gave up after a signal (a worker died)
+    if code:
+        sys.exit(code)
 
 
 def _losses(argv: list[str]) -> None:

@@ -130,12 +130,14 @@ def _load(path: Path) -> Detection | None:
 
 
 def run_detector(
-    detector: Detector, ctx: DetectContext, out_dir: Path | None = None, reuse: bool = False
+    detector: Detector, ctx: DetectContext, out_dir: Path | None = None, reuse: bool = False,
+    save: bool = True,
 ) -> Detection | None:
     """The detector's result, computed with torch's global RNG left as it was.
 
-    With ``out_dir`` the result is saved to ``detect.npz`` there; with ``reuse`` (a run
-    resuming from its checkpoint) a saved result is read back instead of recomputed.
+    With ``out_dir`` the result is saved to ``detect.npz`` there (unless ``save`` is false:
+    the caller saves it later with ``save_detection``); with ``reuse`` (a run resuming from
+    its checkpoint) a saved result is read back instead of recomputed.
     """
     path = Path(out_dir) / CACHE if out_dir is not None else None
     if reuse and path is not None and path.exists():
@@ -145,6 +147,12 @@ def run_detector(
     devices = [ctx.device] if ctx.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         found = detector.detect(ctx)
-    if found is not None and path is not None:
+    if found is not None and path is not None and save:
         _save(path, found)
     return found
+
+
+def save_detection(out_dir: Path, found: Detection | None) -> None:
+    """Write ``found`` to ``detect.npz`` in ``out_dir`` (atomically); nothing for None."""
+    if found is not None:
+        _save(Path(out_dir) / CACHE, found)

@@ -6,13 +6,16 @@ import logging
 import sys
 from pathlib import Path
 
-from lossbench.io import append_jsonl, read_jsonl
+from lossbench.io import append_jsonl, write_jsonl_atomic
 
 log = logging.getLogger("lossbench")
 
 
 class Sink:
     """Receives every epoch's metrics; ``close`` is called once at the end."""
+
+    def resume(self, history: list[dict]) -> None:
+        """Called first, with the epoch records the run already has (from its checkpoint; [] if none)."""
 
     def start(self, num_epochs: int, start_epoch: int = 0) -> None:
         """Called before the first epoch that will run."""
@@ -30,13 +33,15 @@ class JsonlSink(Sink):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def start(self, num_epochs: int, start_epoch: int = 0) -> None:
-        """Keep only the epochs a resumed run will not redo (a killed run may have
-        logged an epoch after its last checkpoint)."""
-        kept = [r for r in read_jsonl(self.path) if r.get("epoch", num_epochs) < start_epoch]
-        self.path.unlink(missing_ok=True)
-        for record in kept:
-            append_jsonl(self.path, record)
+    def resume(self, history: list[dict]) -> None:
+        """Rebuild the file from the checkpoint's records, atomically (temporary file, fsync, rename).
+
+        The checkpoint, not the file, is the truth: a killed run may have logged
+        an epoch after its last checkpoint, and the file may have been truncated
+        or damaged. At every moment the file holds either the old records or
+        exactly the checkpoint's, so a second interruption loses nothing.
+        """
+        write_jsonl_atomic(self.path, history)
 
     def epoch(self, record: dict) -> None:
         append_jsonl(self.path, record)
@@ -103,15 +108,18 @@ class RichProgress(Sink):
         self.progress.stop()
 
 
+PROGRESS_MODES = ("auto", "rich", "plain", "none")
+
+
 def progress_sink(mode: str, name: str = "") -> Sink | None:
-    """The progress display for ``trainer.progress`` (auto|rich|plain|none)."""
+    """The progress display for ``trainer.progress`` (one of PROGRESS_MODES)."""
     if mode == "none":
         return None
     if mode == "rich" or (mode == "auto" and sys.stdout.isatty()):
         return RichProgress(name)
     if mode in ("plain", "auto"):
         return PlainProgress(name)
-    raise ValueError(f"unknown trainer.progress '{mode}'; known: auto, rich, plain, none")
+    raise ValueError(f"unknown trainer.progress '{mode}'; known: {', '.join(PROGRESS_MODES)}")
 
 
 def build_sinks(cfg, out_dir: Path, choices: dict, progress: str) -> list[Sink]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lossbench import lifecycle
 from lossbench.adversarial.evaluation import RobustEvaluation
 from lossbench.adversarial.training import AdversarialMethod
 from lossbench.data.split import Split
@@ -163,6 +164,13 @@ class Trainer:
         ``adversarial`` is the adversarial training method (None: standard
         training); its random starts come from a seeded, checkpointed generator.
         ``robust`` adds its figures to the records of the epochs it is due at.
+
+        When ``lifecycle.stop_requested()`` (SIGTERM, SIGINT, preemption) at a
+        batch boundary, the state so far, including the epoch's sample order,
+        position and statistics, is checkpointed and ``lifecycle.Interrupted``
+        is raised; resuming from it continues bit for bit as if never stopped.
+        Sinks get ``resume(history)`` (the records the checkpoint holds, [] on a
+        fresh start) before ``start``.
         """
         device = self.torch_device
         transform = BatchTransform(split, self.channels_last)
@@ -183,6 +191,25 @@ class Trainer:
         state_objects = dict(
             model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn, scaler=scaler
         )
+        partial: dict | None = None  # a checkpoint taken inside an epoch (on a stop request)
+
+        def snapshot(last_epoch: int) -> dict:
+            state = {key: obj.state_dict() for key, obj in state_objects.items()}
+            state.update(
+                reweight=reweight.state_dict(),
+                rng={
+                    "batch": generator.get_state(),
+                    "augment": aug_generator.get_state(),
+                    "attack": attack_generator.get_state(),
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                },
+                history=history,
+                epoch=last_epoch,
+                meta=checkpoint_meta,
+            )
+            return state
+
         if checkpoint_path is not None and Path(checkpoint_path).exists():
             try:
                 state = load_checkpoint(checkpoint_path, map_location=device)
@@ -204,7 +231,10 @@ class Trainer:
                     torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
                 history = list(state["history"])
                 start_epoch = int(state["epoch"]) + 1
-                log.info("resumed from %s at epoch %d", checkpoint_path, start_epoch)
+                partial = state.get("partial")
+                where = f"epoch {start_epoch}" + (f", batch {int(partial['next']) // self.batch_size}"
+                                                  if partial is not None else "")
+                log.info("resumed from %s at %s", checkpoint_path, where)
             except ConfigError:
                 raise
             except (CorruptCheckpoint, KeyError, RuntimeError, ValueError) as exc:
@@ -213,19 +243,44 @@ class Trainer:
                 raise RestartFromScratch(str(exc)) from exc
 
         for sink in sinks:
+            sink.resume(history)
+        for sink in sinks:
             sink.start(self.epochs, start_epoch)
         model.train()
         for epoch in range(start_epoch, self.epochs):
             started = time.perf_counter()
+            # progress hooks are functions of the epoch, so calling them again on a mid-epoch resume is safe
             loss_fn.on_epoch_start(epoch, self.epochs)
             reweight.on_epoch_start(epoch, self.epochs)
-            order = reweight.epoch_indices(n, generator)
-            if order is None:
-                order = torch.randperm(n, generator=generator)
-            order = order.to(device, non_blocking=True)
-            if len(order) % self.batch_size == 1 and len(order) > 1:
-                order = order[:-1]  # a batch of one breaks batch norm
-            for i in range(0, len(order), self.batch_size):
+            if partial is not None:  # resume inside this epoch: its order and statistics so far
+                order = partial["order"].to(device)
+                first, carried = int(partial["next"]), float(partial["train_seconds"])
+                seen_loss.copy_(partial["seen_loss"].to(device))
+                seen_pred.copy_(partial["seen_pred"].to(device))
+                partial = None
+            else:
+                order = reweight.epoch_indices(n, generator)
+                if order is None:
+                    order = torch.randperm(n, generator=generator)
+                order = order.to(device, non_blocking=True)
+                if len(order) % self.batch_size == 1 and len(order) > 1:
+                    order = order[:-1]  # a batch of one breaks batch norm
+                first, carried = 0, 0.0
+            for i in range(first, len(order), self.batch_size):
+                signum = lifecycle.stop_requested()
+                if signum is not None:  # a batch boundary: save the epoch so far, then stop
+                    batches = -(-len(order) // self.batch_size)
+                    where = f"at epoch {epoch}, batch {i // self.batch_size} of {batches}"
+                    if checkpoint_path is None:
+                        raise lifecycle.Interrupted(signum, where, None)
+                    state = snapshot(epoch - 1)
+                    state["partial"] = {
+                        "next": i, "order": order.cpu(), "seen_loss": seen_loss.cpu(),
+                        "seen_pred": seen_pred.cpu(),
+                        "train_seconds": carried + time.perf_counter() - started,
+                    }
+                    save_checkpoint(checkpoint_path, state)
+                    raise lifecycle.Interrupted(signum, where, Path(checkpoint_path))
                 index = order[i : i + self.batch_size]
                 with self.autocast():
                     step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator,
@@ -249,7 +304,7 @@ class Trainer:
                 seen_pred[index] = step.logits.argmax(1)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # time the work, not its queueing
-            train_seconds = time.perf_counter() - started
+            train_seconds = carried + time.perf_counter() - started
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             record = {"epoch": epoch, **_train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)}
@@ -278,20 +333,7 @@ class Trainer:
             if checkpoint_path is not None and self.checkpoint_every and (
                 (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
             ):
-                state = {key: obj.state_dict() for key, obj in state_objects.items()}
-                state.update(
-                    reweight=reweight.state_dict(),
-                    rng={
-                        "batch": generator.get_state(),
-                        "augment": aug_generator.get_state(),
-                        "attack": attack_generator.get_state(),
-                        "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    },
-                    history=history,
-                    epoch=epoch,
-                    meta=checkpoint_meta,
-                )
+                state = snapshot(epoch)
                 save_checkpoint(checkpoint_path, state)
         return history
 

@@ -28,9 +28,11 @@ FAST = ["trainer.epochs=3", "trainer.progress=none"]
 def sweep(tmp_path_factory, cli_session) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("report_sweep")
     cli_session("run", "-m", *SWEEP, *FAST, f"hydra.sweep.dir={root / 'sweep'}", cwd=root)
-    # gce refuses q > 1 when the loss is built: a job that fails inside a multirun, which goes on.
-    cli_session("run", "-m", "loss=gce", "noise=sym20", "seed=3", "loss.q=5", *FAST,
-                f"hydra.sweep.dir={root / 'more'}", "hydra.sweep.subdir=gce_q5", cwd=root)
+    # missing data files are known only inside the job: a job that fails inside a multirun (exit 1)
+    (root / "no-data").mkdir()
+    cli_session("run", "-m", "loss=gce", "noise=sym20", "seed=3", "dataset=mnist",
+                f"data_dir={root / 'no-data'}", *FAST, f"hydra.sweep.dir={root / 'more'}",
+                "hydra.sweep.subdir=gce_q5", cwd=root, check=False)
     return {"root": root, "sweep": root / "sweep", "failed": root / "more" / "gce_q5"}
 
 
@@ -92,7 +94,7 @@ def test_sweep_report_prints_writes_and_matches_the_summaries(sweep, cli, tmp_pa
 
 def test_failed_and_unfinished_runs_are_reported(sweep, tmp_path, capsys):
     failure = json.loads((sweep["failed"] / "failure.json").read_text())
-    assert failure["status"] == "failed" and "q" in failure["error"]
+    assert failure["status"] == "failed" and "missing" in failure["error"]
     assert not (sweep["failed"] / "summary.json").exists()
 
     copy = tmp_path / "sweep"
