@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from lossbench.io import jsonable, read_jsonl
-from lossbench.train.sinks import Sink
+from lossbench.sink import Sink
 
 log = logging.getLogger("lossbench")
 

@@ -7,21 +7,9 @@ import sys
 from pathlib import Path
 
 from lossbench.io import append_jsonl, read_jsonl
+from lossbench.sink import Sink
 
 log = logging.getLogger("lossbench")
-
-
-class Sink:
-    """Receives every epoch's metrics; ``close`` is called once at the end."""
-
-    def start(self, num_epochs: int, start_epoch: int = 0) -> None:
-        """Called before the first epoch that will run."""
-
-    def epoch(self, record: dict) -> None:
-        raise NotImplementedError
-
-    def close(self, summary: dict | None) -> None:
-        """Called once at the end: with the run's summary, or None if it failed."""
 
 
 class JsonlSink(Sink):

@@ -20,9 +20,9 @@ from lossbench.errors import ConfigError, config_differences
 from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
 from lossbench.reweight.base import Reweighter
+from lossbench.sink import Sink
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
 from lossbench.train.objective import Objective
-from lossbench.train.sinks import Sink
 
 log = logging.getLogger("lossbench")
 
