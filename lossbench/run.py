@@ -21,6 +21,7 @@ from torch import nn
 
 from lossbench import noise as noise_lib
 from lossbench.data.split import Split
+from lossbench.data.transforms import BatchTransform
 from lossbench.errors import ConfigError, config_differences
 from lossbench.evaluate import evaluate_model
 from lossbench.io import provenance, read_json, write_json_atomic
@@ -28,6 +29,8 @@ from lossbench.losses.base import Loss
 from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
 from lossbench.train.sinks import build_sinks
+from lossbench.train.threads import apply_threads
+from lossbench.train.weights import WEIGHT_FILES, BestWeights, kept, weights_summary
 from lossbench.train.trainer import Diverged, RestartFromScratch, Trainer, set_determinism
 
 log = logging.getLogger("lossbench")
@@ -56,8 +59,8 @@ def finished_summary(out_dir: Path) -> dict | None:
 
 # Settings that do not change what a run computes: a finished run or a checkpoint
 # made with other values of these is still the same experiment.
-NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None,
-                  "trainer": ("progress", "force", "checkpoint_every"), "dataset": ("data_dir", "download")}
+NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None, "verbose": None,
+                  "trainer": ("progress", "force", "checkpoint_every", "threads", "save_weights"), "dataset": ("data_dir", "download")}
 
 
 def experiment_key(config: dict) -> dict:
@@ -118,7 +121,7 @@ def run(cfg: DictConfig) -> float:
                      "Set trainer.force=true to rerun.", out_dir, done["status"])
             return _objective(cfg, done)
     else:
-        for name in ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz"):
+        for name in ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", *WEIGHT_FILES.values()):
             (out_dir / name).unlink(missing_ok=True)
     (out_dir / "failure.json").unlink(missing_ok=True)
     try:
@@ -194,6 +197,8 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
         split = split.to(device)
         torch.manual_seed(seed)
         model = build_model(cfg, trainer, split)
+        threads = apply_threads(trainer.threads, model, BatchTransform(split, trainer.channels_last)(
+            split.x_train[:2], train=False), trainer.batch_size, device)
         loss_fn = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(device)
         reweight = instantiate(cfg.reweight)
         reweight.setup(ReweightContext(
@@ -220,6 +225,9 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
 
     ckpt = out_dir / CHECKPOINT
     sinks = build_sinks(cfg, out_dir, choices, trainer.progress)
+    best = BestWeights(model, out_dir) if "best" in kept(trainer.save_weights) else None
+    if best is not None:
+        sinks.append(best)
 
     status, diverged_epoch = "completed", None
     try:
@@ -257,11 +265,12 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
         summary.update(evaluate_model(trainer, model, split))
     summary.update(_history_figures(history))
     summary.update({f"reweight_{k}": v for k, v in reweight.summary().items()})
+    summary.update(weights_summary(trainer.save_weights, out_dir, model, best, status == "completed"))
     if checkpoint_error:
         summary["checkpoint_error"] = checkpoint_error
     summary["wall_time_s"] = time.perf_counter() - started
     summary["overrides"] = list(HydraConfig.get().overrides.task)
-    summary["provenance"] = provenance(device)
+    summary["provenance"] = {**provenance(device), **threads.provenance()}
     summary["config"] = OmegaConf.to_container(cfg, resolve=True)
     for sink in sinks:
         try:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from lossbench.reweight.base import Reweighter
 from lossbench.sink import Sink
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
 from lossbench.train.objective import Objective
+from lossbench.train.threads import check_threads
+from lossbench.train.weights import check_save_weights
 
 log = logging.getLogger("lossbench")
 
@@ -30,7 +33,7 @@ PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16-mixed": torch.float16}
 
 
 class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite in epoch ``epoch`` (1-based, as records number them)."""
 
     def __init__(self, epoch: int, history: list[dict]) -> None:
         super().__init__(f"training loss is not finite at epoch {epoch}")
@@ -58,11 +61,22 @@ def set_determinism(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    _deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def _deterministic_algorithms(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode, warn_only=True)`` without importing inductor.
+
+    The public call also sets inductor's ``deterministic`` flag, and importing
+    inductor's config costs about 2 s, a fifth of the default run; the flag
+    matters only to ``torch.compile`` (``Trainer.fit`` sets it there).
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=True)
     else:
-        torch.use_deterministic_algorithms(False)
-        torch.backends.cudnn.benchmark = True
+        setter(mode, warn_only=True)
 
 
 @dataclass
@@ -91,6 +105,8 @@ class Trainer:
     force: bool = False
     grad_clip: float | None = None
     l1: float = 0.0
+    threads: int | str = "auto"
+    save_weights: str = "final"
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs <= 0:
@@ -109,6 +125,8 @@ class Trainer:
             raise ValueError(f"trainer.grad_clip must be positive or null, got {self.grad_clip}")
         if not self.l1 >= 0:
             raise ValueError(f"trainer.l1 must be >= 0, got {self.l1}")
+        self.threads = check_threads(self.threads)
+        check_save_weights(self.save_weights)
         self.torch_device = resolve_device(self.device)
         self.autocast_dtype = PRECISIONS[str(self.precision)]
         if self.autocast_dtype is torch.float16 and self.torch_device.type != "cuda":
@@ -158,6 +176,10 @@ class Trainer:
         """
         device = self.torch_device
         transform = BatchTransform(split, self.channels_last)
+        if self.compile:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.deterministic = torch.are_deterministic_algorithms_enabled()
         step_model = torch.compile(model) if self.compile else model
         scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype is torch.float16)
         generator = torch.Generator().manual_seed(int(seed))
@@ -194,7 +216,7 @@ class Trainer:
                     torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
                 history = list(state["history"])
                 start_epoch = int(state["epoch"]) + 1
-                log.info("resumed from %s at epoch %d", checkpoint_path, start_epoch)
+                log.info("resumed from %s after epoch %d of %d", checkpoint_path, start_epoch, self.epochs)
             except ConfigError:
                 raise
             except (CorruptCheckpoint, KeyError, RuntimeError, ValueError) as exc:
@@ -236,19 +258,22 @@ class Trainer:
                 # two cheap writes per step; the epoch's statistics are reduced once below
                 seen_loss[index] = step.per_sample.float()
                 seen_pred[index] = step.logits.argmax(1)
+                done = min(i + self.batch_size, len(order))
+                for sink in sinks:
+                    sink.batch(epoch + 1, done, len(order))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # time the work, not its queueing
             train_seconds = time.perf_counter() - started
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            record = {"epoch": epoch, **_train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)}
+            record = {"epoch": epoch + 1, **_train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)}
             record.update(
                 lr=lr,
                 train_seconds=train_seconds,
                 throughput=len(order) / train_seconds if train_seconds > 0 else float("nan"),
             )
             if not math.isfinite(record["train_loss"]):
-                raise Diverged(epoch, history)
+                raise Diverged(epoch + 1, history)
             evals = (("val", split.x_val, split.y_val_noisy), ("test", split.x_test, split.y_test))
             for prefix, x, y in evals:
                 if len(y) == 0:
