@@ -107,7 +107,8 @@ def _list(argv: list[str]) -> None:
         if group_options(group) is None:
             print(f"lossbench: error: unknown config group '{group}'", file=sys.stderr)
             sys.exit(2)
-    table = Table(title="lossbench config groups", caption="pick with group=option; presets with +experiment=NAME")
+    table = Table(title="lossbench config groups",
+                  caption="pick with group=option; presets with +experiment=NAME")
     table.add_column("group", no_wrap=True)
     table.add_column("option", no_wrap=True)
     table.add_column("description", overflow="fold")
@@ -166,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
 
         report_main(rest)
     else:
-        print(f"lossbench: unknown command '{command}'; known: run, evaluate, report, losses, list\n", file=sys.stderr)
+        print(f"lossbench: unknown command '{command}'; known: run, evaluate, report, losses, list\n",
+              file=sys.stderr)
         print(USAGE, file=sys.stderr)
         sys.exit(2)
 

@@ -40,12 +40,13 @@ def load_config(run_dir: Path, overrides: list[str]):
     else:
         recorded = (read_json(run_dir / "summary.json") or {}).get("config")
         if not isinstance(recorded, dict):
-            raise ConfigError(f"{run_dir} holds no run config ({CONFIG} or summary.json); is it a run directory?")
+            raise ConfigError(f"{run_dir} holds no run config ({CONFIG} or summary.json): not a run folder")
         cfg = OmegaConf.create(recorded)
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except Exception as exc:
-        raise ConfigError(f"malformed override ({str(exc).splitlines()[0]}); overrides look like key=value") from exc
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"malformed override ({first}); overrides look like key=value") from exc
     OmegaConf.set_struct(cfg, True)
     for o in parsed:
         key = o.get_key_element()

@@ -46,8 +46,11 @@ def installed(extra: str) -> bool:
 def hint(extra: str, what: str) -> str:
     """One line: what needs which extra, and the pip command."""
     requirement = EXTRAS[extra][1]
-    return (f"{what} needs the optional package {requirement.split('>')[0]} (the lossbench[{extra}] extra); "
-            f"install it with: pip install '{requirement}'  (or, in a lossbench checkout: pip install '.[{extra}]')")
+    package = requirement.split(">")[0]
+    return (
+        f"{what} needs the optional package {package} (the lossbench[{extra}] extra); "
+        f"install it with: pip install '{requirement}'  (in a lossbench checkout: pip install '.[{extra}]')"
+    )
 
 
 def require(extra: str, what: str) -> None:

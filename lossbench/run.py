@@ -30,8 +30,8 @@ from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
 from lossbench.train.sinks import build_sinks
 from lossbench.train.threads import apply_threads
-from lossbench.train.weights import WEIGHT_FILES, BestWeights, kept, weights_summary
 from lossbench.train.trainer import Diverged, RestartFromScratch, Trainer, set_determinism
+from lossbench.train.weights import WEIGHT_FILES, BestWeights, kept, weights_summary
 
 log = logging.getLogger("lossbench")
 
@@ -60,7 +60,8 @@ def finished_summary(out_dir: Path) -> dict | None:
 # Settings that do not change what a run computes: a finished run or a checkpoint
 # made with other values of these is still the same experiment.
 NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None, "verbose": None,
-                  "trainer": ("progress", "force", "checkpoint_every", "threads", "save_weights"), "dataset": ("data_dir", "download")}
+                  "trainer": ("progress", "force", "checkpoint_every", "threads", "save_weights"),
+                  "dataset": ("data_dir", "download")}
 
 
 def experiment_key(config: dict) -> dict:

@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="about this long per timed block")
     parser.add_argument("--cases", default=",".join(CASES))
     args = parser.parse_args()
-    print(f"torch {torch.__version__}; auto's threshold: {SMALL_BATCH_FLOPS / 1e6:.0f} MFLOP per batch forward")
+    print(f"torch {torch.__version__}; threshold {SMALL_BATCH_FLOPS / 1e6:.0f} MFLOP per batch (forward)")
     print("| model | batch | MFLOP per batch (forward) | 1 thread (ms/step) "
           f"| {args.threads} threads (ms/step) | ratio {args.threads}/1 | auto picks |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")

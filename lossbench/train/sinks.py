@@ -159,7 +159,7 @@ class RichProgress(ConsoleQuiet):
         super().start(num_epochs, start_epoch)
         self.num_epochs = num_epochs
         originals = [(h, h.stream) for h in self.handlers]
-        out, err = sys.stdout, sys.stderr
+        out = sys.stdout
         self.progress.start()  # on a terminal, sys.stdout/stderr now print above the live bars
         for handler, stream in originals:
             handler.setStream(sys.stdout if stream is out else sys.stderr)

@@ -266,7 +266,8 @@ class Trainer:
             train_seconds = time.perf_counter() - started
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            record = {"epoch": epoch + 1, **_train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)}
+            stats = _train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)
+            record = {"epoch": epoch + 1, **stats}
             record.update(
                 lr=lr,
                 train_seconds=train_seconds,
