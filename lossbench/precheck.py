@@ -15,12 +15,30 @@ CONFIG_MODULE = "lossbench.conf"
 MAX_COMPOSED = 256
 
 
-def group_options(group: str) -> list[str] | None:
-    """The YAML option names of config group ``group`` (None if it is not a group)."""
-    folder = resources.files(CONFIG_MODULE).joinpath(group)
-    if not folder.is_dir():
-        return None
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+def search_roots(searchpath: list[str]) -> list:
+    """Config folders of ``hydra.searchpath`` entries (``pkg://module`` or ``file://dir``) that exist."""
+    roots = []
+    for entry in searchpath:
+        entry = str(entry)
+        try:
+            if entry.startswith("pkg://"):
+                roots.append(resources.files(entry[len("pkg://"):].strip("/").replace("/", ".")))
+            else:
+                roots.append(Path(entry.removeprefix("file://")))
+        except (ImportError, TypeError, ValueError):
+            continue  # Hydra itself reports a search path it cannot use
+    return roots
+
+
+def group_options(group: str, searchpath: list[str] = ()) -> list[str] | None:
+    """The YAML option names of config group ``group`` in lossbench's config tree and in the
+    ``hydra.searchpath`` folders (None if it is a group in none of them)."""
+    found = None
+    for root in [resources.files(CONFIG_MODULE), *search_roots(list(searchpath))]:
+        folder = root.joinpath(group)
+        if folder.is_dir():
+            found = (found or set()) | {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")}
+    return None if found is None else sorted(found)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -48,12 +66,15 @@ def check_overrides(overrides: list[str]) -> str | None:
         bad = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return f"malformed override ({bad}); overrides look like key=value, group=option or key=a,b,c"
     base, sweeps = [], []
+    searchpath = [o for o in parsed if o.get_key_element().lstrip("+~") == "hydra.searchpath"]
+    roots = [str(v) for o in searchpath if isinstance(o.value(), list) for v in o.value()]
+    base.extend(o.input_line for o in searchpath)  # a user's own config folders (their losses, models)
     for o in parsed:
         key = o.get_key_element()
         if key.lstrip("+~").startswith("hydra"):
             continue
         group = key.lstrip("+~")
-        options = group_options(group) if "." not in group and "@" not in group else None
+        options = group_options(group, roots) if "." not in group and "@" not in group else None
         if o.is_sweep_override():
             try:
                 values = list(o.sweep_string_iterator())
