@@ -128,7 +128,7 @@ class RichProgress(ConsoleQuiet):
     messages stay readable) and the per-epoch lines go to run.log only.
     """
 
-    def __init__(self, name: str = "") -> None:
+    def __init__(self, name: str = "", console=None) -> None:
         super().__init__()
         from rich.progress import (
             BarColumn,
@@ -147,6 +147,7 @@ class RichProgress(ConsoleQuiet):
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+            console=console,
             transient=False,
         )
         self.name = name or "train"
@@ -197,6 +198,10 @@ class RichProgress(ConsoleQuiet):
         super().close(summary)
 
 
+def _terminal() -> bool:
+    return sys.stdout.isatty()
+
+
 def _parallel_sweep() -> bool:
     """True inside a job that shares the terminal with other jobs running at the same time."""
     from lossbench.train.threads import available_cores, parallel_jobs
@@ -215,7 +220,7 @@ def progress_sinks(mode: str, name: str = "") -> list[Sink]:
     if mode not in modes:
         raise ValueError(f"unknown trainer.progress '{mode}'; known: {', '.join(modes)}")
     if mode == "auto":
-        mode = "rich" if sys.stdout.isatty() and not _parallel_sweep() else "plain"
+        mode = "rich" if _terminal() and not _parallel_sweep() else "plain"
     display: list[Sink] = {"rich": lambda: [RichProgress(name)], "none": lambda: [ConsoleQuiet()],
                            "plain": lambda: []}[mode]()
     return [EpochLog(name), *display]
