@@ -91,7 +91,7 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(cli, tmp_path):
     ok = json.loads((sweep / "0" / "summary.json").read_text())
     bad = json.loads((sweep / "1" / "summary.json").read_text())
     assert ok["status"] == "completed"
-    assert bad["status"] == "diverged" and bad["diverged_epoch"] == 0
+    assert bad["status"] == "diverged" and bad["diverged_epoch"] == 1  # epochs count from 1
 
 
 def test_failed_job_does_not_stop_the_sweep(cli, tmp_path):
