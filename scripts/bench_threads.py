@@ -42,6 +42,11 @@ def step_time(model, opt, x, y, steps: int) -> float:
     return (time.perf_counter() - started) / steps
 
 
+def spread(values: list[float], scale: float = 1.0) -> str:
+    v = sorted(x * scale for x in values)
+    return f"{statistics.median(v):.2f} [{v[0]:.2f}, {v[-1]:.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="the thread count compared with 1")
@@ -50,8 +55,9 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     args = parser.parse_args()
     print(f"torch {torch.__version__}; threshold {SMALL_BATCH_FLOPS / 1e6:.0f} MFLOP per batch (forward)")
-    print("| model | batch | MFLOP per batch (forward) | 1 thread (ms/step) "
-          f"| {args.threads} threads (ms/step) | ratio {args.threads}/1 | auto picks |")
+    print("| model | batch | MFLOP per batch (forward) | 1 thread (ms/step, median [min, max]) "
+          f"| {args.threads} threads (ms/step) | ratio {args.threads}/1 (median [min, max] of repeats) "
+          "| auto picks |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for name in args.cases.split(","):
         make, shape, batch = CASES[name]
@@ -68,10 +74,10 @@ def main() -> None:
             for threads in (1, args.threads):
                 torch.set_num_threads(threads)
                 times[threads].append(step_time(model, opt, x, y, steps))
-        one, many = statistics.median(times[1]), statistics.median(times[args.threads])
+        ratios = [m / o for o, m in zip(times[1], times[args.threads], strict=True)]
         picks = "1 thread" if flops < SMALL_BATCH_FLOPS else "the job's share of cores"
-        print(f"| {name} | {batch} | {flops / 1e6:.1f} | {one * 1e3:.2f} | {many * 1e3:.2f} "
-              f"| {many / one:.2f} | {picks} |", flush=True)
+        print(f"| {name} | {batch} | {flops / 1e6:.1f} | {spread(times[1], 1e3)} "
+              f"| {spread(times[args.threads], 1e3)} | {spread(ratios)} | {picks} |", flush=True)
 
 
 if __name__ == "__main__":

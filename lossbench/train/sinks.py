@@ -96,7 +96,8 @@ class _HideProgressLines(logging.Filter):
 def _console_handlers() -> list[logging.StreamHandler]:
     """The root logger's handlers that write to a terminal stream (not to a file)."""
     return [h for h in logging.getLogger().handlers
-            if type(h) is logging.StreamHandler and getattr(h, "stream", None) in (sys.stdout, sys.stderr)]
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+            and getattr(h, "stream", None) in (sys.stdout, sys.stderr)]
 
 
 class ConsoleQuiet(Sink):
