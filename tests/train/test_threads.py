@@ -99,3 +99,25 @@ def test_apply_threads_sets_torch_and_records_why(hydra_job, monkeypatch):
     small = MLP((64,), 10, hidden=(16,))
     assert T.apply_threads("auto", small, torch.randn(2, 64), 64, torch.device("cpu")).threads == 1
     assert torch.get_num_threads() == 1
+
+
+def test_forward_flops_of_a_convolution_by_hand():
+    from torch import nn
+
+    conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, groups=1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2))
+    x = torch.randn(2, 3, 10, 10)
+    # 2 x (C_in / groups x k x k) multiply-adds per output element
+    first = 2 * (3 * 9) * (2 * 8 * 10 * 10)
+    second = 2 * (4 * 9) * (2 * 8 * 8 * 8)
+    assert T.forward_flops(conv, x) == first + second
+
+
+def test_counting_flops_does_not_load_dynamo():
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from lossbench.models.mlp import MLP; from lossbench.train.threads import "
+            "forward_flops; forward_flops(MLP((64,), 10), torch.zeros(2, 64)); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
