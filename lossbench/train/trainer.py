@@ -6,7 +6,6 @@ import contextlib
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,22 +60,11 @@ def set_determinism(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    _deterministic_algorithms(deterministic)
-    torch.backends.cudnn.benchmark = not deterministic
-
-
-def _deterministic_algorithms(mode: bool) -> None:
-    """``torch.use_deterministic_algorithms(mode, warn_only=True)`` without importing inductor.
-
-    The public call also sets inductor's ``deterministic`` flag, and importing
-    inductor's config costs about 2 s, a fifth of the default run; the flag
-    matters only to ``torch.compile`` (``Trainer.fit`` sets it there).
-    """
-    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if setter is None or "torch._inductor.config" in sys.modules:
-        torch.use_deterministic_algorithms(mode, warn_only=True)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
     else:
-        setter(mode, warn_only=True)
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = True
 
 
 @dataclass
@@ -176,10 +164,6 @@ class Trainer:
         """
         device = self.torch_device
         transform = BatchTransform(split, self.channels_last)
-        if self.compile:
-            import torch._inductor.config as inductor_config
-
-            inductor_config.deterministic = torch.are_deterministic_algorithms_enabled()
         step_model = torch.compile(model) if self.compile else model
         scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype is torch.float16)
         generator = torch.Generator().manual_seed(int(seed))
