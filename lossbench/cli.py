@@ -54,6 +54,12 @@ def _run(argv: list[str]) -> None:
     import hydra
 
     overrides = [a for a in argv if not a.startswith("-")]
+    from lossbench.extras import missing_extra
+
+    missing = missing_extra(overrides)  # first: composing a missing plugin's config fails less clearly
+    if missing:
+        print(f"lossbench: error: {missing}", file=sys.stderr)
+        sys.exit(2)
     if not any(a in HYDRA_INFO_FLAGS for a in argv):
         from lossbench.precheck import check_output_dir, check_overrides
 
@@ -61,12 +67,6 @@ def _run(argv: list[str]) -> None:
         if problem:
             print(f"lossbench: error: {problem}", file=sys.stderr)
             sys.exit(2)
-    from lossbench.extras import missing_extra
-
-    missing = missing_extra(overrides)
-    if missing:
-        print(f"lossbench: error: {missing}", file=sys.stderr)
-        sys.exit(2)
     quiet_libraries(overrides)
     from lossbench.run import run  # torch and the catalogue load only once the overrides are known good
 

@@ -40,15 +40,20 @@ def test_nothing_to_say_when_installed_or_not_needed(nothing_installed, monkeypa
     assert extras.missing_extra(["hydra/launcher=joblib", "model=timm"]) is None
 
 
-def test_run_refuses_before_anything_starts(nothing_installed, capsys, tmp_path):
+@pytest.mark.parametrize(("args", "what"), [
+    (["-m", "hydra/launcher=joblib", "seed=0,1"], "hydra/launcher=joblib"),
+    (["-m", "+experiment=optuna_gce"], "hydra/sweeper=optuna"),
+    (["model=timm"], "model=timm"),
+])
+def test_run_refuses_before_anything_starts(nothing_installed, capsys, tmp_path, args, what):
     from lossbench.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["run", f"hydra.run.dir={tmp_path / 'run'}", "-m", "hydra/launcher=joblib", "seed=0,1"])
+        main(["run", f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", *args])
     assert exit_info.value.code == 2
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("lossbench: error: hydra/launcher=joblib needs") and "pip install" in line
-    assert not (tmp_path / "run").exists()
+    assert line.startswith(f"lossbench: error: {what} needs") and "pip install" in line
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
 
 
 def test_timm_model_without_timm_is_a_one_line_config_error(nothing_installed):
