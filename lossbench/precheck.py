@@ -23,12 +23,30 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 CONFIG_MODULE = "lossbench.conf"
 
 
-def group_options(group: str) -> list[str] | None:
-    """The YAML option names of config group ``group`` (None if it is not a group)."""
-    folder = resources.files(CONFIG_MODULE).joinpath(group)
-    if not folder.is_dir():
-        return None
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+def search_roots(searchpath: list[str]) -> list:
+    """Config folders of ``hydra.searchpath`` entries (``pkg://module`` or ``file://dir``) that exist."""
+    roots = []
+    for entry in searchpath:
+        entry = str(entry)
+        try:
+            if entry.startswith("pkg://"):
+                roots.append(resources.files(entry[len("pkg://"):].strip("/").replace("/", ".")))
+            else:
+                roots.append(Path(entry.removeprefix("file://")))
+        except (ImportError, TypeError, ValueError):
+            continue  # Hydra itself reports a search path it cannot use
+    return roots
+
+
+def group_options(group: str, searchpath: list[str] = ()) -> list[str] | None:
+    """The YAML option names of config group ``group`` in lossbench's config tree and in the
+    ``hydra.searchpath`` folders (None if it is a group in none of them)."""
+    found = None
+    for root in [resources.files(CONFIG_MODULE), *search_roots(list(searchpath))]:
+        folder = root.joinpath(group)
+        if folder.is_dir():
+            found = (found or set()) | {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")}
+    return None if found is None else sorted(found)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -90,15 +108,18 @@ def check(overrides: list[str], multirun: bool = False) -> Precheck:
         return Precheck(f"malformed override ({bad}); "
                         "overrides look like key=value, group=option or key=a,b,c")
     hydra_lines, base_groups, base_values, group_dims, value_dims = [], [], [], [], []
+    searchpath = [o for o in parsed if o.get_key_element().lstrip("+~") == "hydra.searchpath"]
+    roots = [str(v) for o in searchpath if isinstance(o.value(), list) for v in o.value()]
     for o in parsed:
         key = o.get_key_element()
         bare = key.lstrip("+~")
-        is_group = "." not in bare and "@" not in bare and (group_options(bare) is not None or "/" in bare)
+        is_group = "." not in bare and "@" not in bare and (
+            group_options(bare, roots) is not None or "/" in bare)
         if bare.startswith("hydra"):
             if not o.is_sweep_override():
                 hydra_lines.append(o.input_line)
             continue
-        options = group_options(bare) if "." not in bare and "@" not in bare else None
+        options = group_options(bare, roots) if "." not in bare and "@" not in bare else None
         values = None
         if o.is_sweep_override():
             try:

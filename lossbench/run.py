@@ -42,6 +42,7 @@ from lossbench import noise as noise_lib
 from lossbench.calibrate import Calibrator, build_calibrators
 from lossbench.callbacks import record_outcome
 from lossbench.data.split import Split
+from lossbench.data.transforms import BatchTransform
 from lossbench.detect import detection_scores
 from lossbench.detect.base import Detection
 from lossbench.detect.runner import detection_context, run_detector, save_detection
@@ -63,7 +64,9 @@ from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint
 from lossbench.train.sinks import build_sinks
+from lossbench.train.threads import apply_threads
 from lossbench.train.trainer import Diverged, RestartFromScratch, Trainer, set_determinism
+from lossbench.train.weights import WEIGHT_FILES, BestWeights, kept, weights_summary
 from lossbench.validation import check_config, describe_error
 
 log = logging.getLogger("lossbench")
@@ -92,8 +95,9 @@ def finished_summary(out_dir: Path) -> dict | None:
 
 # Settings that do not change what a run computes: a finished run or a checkpoint
 # made with other values of these is still the same experiment.
-NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None,
-                  "trainer": ("progress", "force", "checkpoint_every"), "dataset": ("data_dir", "download")}
+NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None, "verbose": None,
+                  "trainer": ("progress", "force", "checkpoint_every", "threads", "save_weights"),
+                  "dataset": ("data_dir", "download")}
 
 
 def experiment_key(config: dict) -> dict:
@@ -165,6 +169,7 @@ class _Parts:
     detection: Detection | None
     adversarial: object
     robust: object
+    threads: object
 
 
 class _Job:
@@ -248,7 +253,8 @@ class _Job:
 
         # ---------------------------------------------------------- from here on, the run writes
         if force:
-            for name in ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz"):
+            for name in ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz",
+                         *WEIGHT_FILES.values()):
                 (out_dir / name).unlink(missing_ok=True)
         elif checkpoint_error:
             log.warning("checkpoint unusable, starting over from scratch: %s", checkpoint_error)
@@ -311,6 +317,8 @@ class _Job:
             split = split.to(device)
             torch.manual_seed(seed)
             model = build_model(cfg, trainer, split)
+            threads = apply_threads(trainer.threads, model, BatchTransform(split, trainer.channels_last)(
+                split.x_train[:2], train=False), trainer.batch_size, device)
             loss_fn = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(device)
             calibrators = build_calibrators(cfg.get("calibrator"))
             for calibrator in calibrators:
@@ -342,7 +350,7 @@ class _Job:
                 raise
             raise ConfigError(describe_error(exc)) from exc
         return _Parts(trainer, seed, noise_model, split, noisy, model, loss_fn, reweight, optimizer,
-                      scheduler, calibrators, detection, adversarial, robust)
+                      scheduler, calibrators, detection, adversarial, robust, threads)
 
     def _refuse(self, exc: ConfigError, setup_failed: bool) -> float:
         message = str(exc).replace("\n", " ")
@@ -407,6 +415,9 @@ class _Job:
         save_detection(out_dir, parts.detection)
         ckpt = out_dir / CHECKPOINT
         sinks = build_sinks(cfg, out_dir, self.choices, trainer.progress)
+        best = BestWeights(parts.model, out_dir) if "best" in kept(trainer.save_weights) else None
+        if best is not None:
+            sinks.append(best)
         status, diverged_epoch = "completed", None
         try:
             history = trainer.fit(
@@ -450,6 +461,8 @@ class _Job:
             summary.update(evaluate_model(trainer, parts.model, split, parts.calibrators, parts.robust))
         summary.update(_history_figures(history))
         summary.update({f"reweight_{k}": v for k, v in parts.reweight.summary().items()})
+        summary.update(weights_summary(trainer.save_weights, out_dir, parts.model, best,
+                                       status == "completed"))
         if parts.adversarial.settings():
             summary["adversarial_settings"] = parts.adversarial.settings()
         if parts.detection is not None:
@@ -460,7 +473,7 @@ class _Job:
             summary["checkpoint_error"] = checkpoint_error
         summary["wall_time_s"] = time.perf_counter() - started
         summary["overrides"] = list(self.hc.overrides.task)
-        summary["provenance"] = provenance(trainer.torch_device)
+        summary["provenance"] = {**provenance(trainer.torch_device), **parts.threads.provenance()}
         summary["config"] = config
         for sink in sinks:
             try:

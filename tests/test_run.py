@@ -15,7 +15,7 @@ def test_default_run_reaches_95_percent(run_once):
     assert summary["test_acc"] >= 0.95
     assert summary["num_train"] + summary["num_val"] + summary["num_test"] == 1797
     records = read_jsonl(out / "metrics.jsonl")
-    assert [r["epoch"] for r in records] == list(range(summary["epochs"]))
+    assert [r["epoch"] for r in records] == list(range(1, summary["epochs"] + 1))  # epochs count from 1
     assert all(EPOCH_KEYS <= r.keys() for r in records)
     assert summary["provenance"]["torch"]
     assert summary["config"]["trainer"]["epochs"] == summary["epochs"]

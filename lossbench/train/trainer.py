@@ -23,9 +23,11 @@ from lossbench.errors import ConfigError, config_differences
 from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
 from lossbench.reweight.base import Reweighter
+from lossbench.sink import Sink
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
 from lossbench.train.objective import Objective
-from lossbench.train.sinks import Sink
+from lossbench.train.threads import check_threads
+from lossbench.train.weights import check_save_weights
 
 log = logging.getLogger("lossbench")
 
@@ -33,7 +35,7 @@ PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16-mixed": torch.float16}
 
 
 class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite in epoch ``epoch`` (1-based, as records number them)."""
 
     def __init__(self, epoch: int, history: list[dict]) -> None:
         super().__init__(f"training loss is not finite at epoch {epoch}")
@@ -95,6 +97,8 @@ class Trainer:
     force: bool = False
     grad_clip: float | None = None
     l1: float = 0.0
+    threads: int | str = "auto"
+    save_weights: str = "final"
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs <= 0:
@@ -113,6 +117,8 @@ class Trainer:
             raise ValueError(f"trainer.grad_clip must be positive or null, got {self.grad_clip}")
         if not self.l1 >= 0:
             raise ValueError(f"trainer.l1 must be >= 0, got {self.l1}")
+        self.threads = check_threads(self.threads)
+        check_save_weights(self.save_weights)
         self.torch_device = resolve_device(self.device)
         self.autocast_dtype = PRECISIONS[str(self.precision)]
         if self.autocast_dtype is torch.float16 and self.torch_device.type != "cuda":
@@ -232,7 +238,7 @@ class Trainer:
                 history = list(state["history"])
                 start_epoch = int(state["epoch"]) + 1
                 partial = state.get("partial")
-                where = f"epoch {start_epoch}" + (f", batch {int(partial['next']) // self.batch_size}"
+                where = f"epoch {start_epoch + 1}" + (f", batch {int(partial['next']) // self.batch_size}"
                                                   if partial is not None else "")
                 log.info("resumed from %s at %s", checkpoint_path, where)
             except ConfigError:
@@ -270,7 +276,7 @@ class Trainer:
                 signum = lifecycle.stop_requested()
                 if signum is not None:  # a batch boundary: save the epoch so far, then stop
                     batches = -(-len(order) // self.batch_size)
-                    where = f"at epoch {epoch}, batch {i // self.batch_size} of {batches}"
+                    where = f"at epoch {epoch + 1}, batch {i // self.batch_size} of {batches}"
                     if checkpoint_path is None:
                         raise lifecycle.Interrupted(signum, where, None)
                     state = snapshot(epoch - 1)
@@ -302,19 +308,23 @@ class Trainer:
                 # two cheap writes per step; the epoch's statistics are reduced once below
                 seen_loss[index] = step.per_sample.float()
                 seen_pred[index] = step.logits.argmax(1)
+                done = min(i + self.batch_size, len(order))
+                for sink in sinks:
+                    sink.batch(epoch + 1, done, len(order))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # time the work, not its queueing
             train_seconds = carried + time.perf_counter() - started
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            record = {"epoch": epoch, **_train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)}
+            stats = _train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)
+            record = {"epoch": epoch + 1, **stats}
             record.update(
                 lr=lr,
                 train_seconds=train_seconds,
                 throughput=len(order) / train_seconds if train_seconds > 0 else float("nan"),
             )
             if not math.isfinite(record["train_loss"]):
-                raise Diverged(epoch, history)
+                raise Diverged(epoch + 1, history)
             # validation is scored on its noisy labels (val_*) and on its clean ones (val_clean_*)
             evals = ((split.x_val, {"val": split.y_val_noisy, "val_clean": split.y_val}),
                      (split.x_test, {"test": split.y_test}))

@@ -69,7 +69,7 @@ def test_divergence_is_a_result_the_sweep_goes_on_and_exits_0(h, cli, tmp_path):
     assert proc.returncode == 0
     ok, bad = h.summary(sweep / "0"), h.summary(sweep / "1")
     assert ok["status"] == "completed"
-    assert bad["status"] == "diverged" and bad["diverged_epoch"] == 0
+    assert bad["status"] == "diverged" and bad["diverged_epoch"] == 1  # epochs count from 1
     [closing] = [ln for ln in proc.stderr.splitlines() if ln.startswith(f"lossbench: sweep {sweep}")]
     assert "2 jobs: 1 completed, 1 diverged (a result" in closing and "0 failed" in closing
 
