@@ -10,7 +10,10 @@ usage: lossbench <command> [args]
 commands:
   run [OVERRIDES...]      train one experiment (Hydra overrides, e.g. loss=focal noise=sym60);
                           -m for a sweep: lossbench run -m loss=ce,gce noise=sym20,sym60 seed=0,1
-  report DIR [DIR ...]    tables and plots from finished runs below DIR
+  report DIR [DIR ...]    tables and plots from finished runs below DIR (--against PRESET: beside the
+                          published numbers)
+  reproduce NAME          a paper's protocol: the preset's grid as one sweep, then ours beside the
+                          published numbers (--list: the presets; --dry-run: the runs and their cost)
   losses                  every available loss with its family and paper
   list [GROUP ...]        the options of each config group (dataset, model, noise, ...)
 
@@ -97,12 +100,16 @@ def main(argv: list[str] | None = None) -> None:
         _losses(rest)
     elif command == "list":
         _list(rest)
+    elif command == "reproduce":
+        from lossbench.protocols.reproduce import main as reproduce_main
+
+        reproduce_main(rest)
     elif command == "report":
         from lossbench.report.cli import main as report_main
 
         report_main(rest)
     else:
-        print(f"lossbench: unknown command '{command}'; known: run, report, losses, list\n", file=sys.stderr)
+        print(f"lossbench: unknown command '{command}'; known: run, report, reproduce, losses, list\n", file=sys.stderr)
         print(USAGE, file=sys.stderr)
         sys.exit(2)
 
