@@ -60,14 +60,16 @@ class Against:
 
 
 def _runs_protocol(frame: pd.DataFrame) -> pd.Series:
-    """Which preset each run belongs to (the ``protocol`` choice its summary records; 'none' if absent)."""
-    if "protocol" in frame:
-        col = frame["protocol"]
-    elif "protocol.name" in frame:
-        col = frame["protocol.name"]
-    else:
-        return pd.Series(["none"] * len(frame), index=frame.index)
-    return col.map(lambda v: "none" if _label(v) == "?" else str(v))
+    """Which preset each run belongs to: the ``protocol`` choice its summary records, else its config's
+    ``protocol.name`` (unfinished runs), else 'none'."""
+    def one(row: pd.Series) -> str:
+        for key in ("protocol", "protocol.name"):
+            value = row.get(key)
+            if _label(value) != "?":
+                return str(value)
+        return "none"
+
+    return frame.apply(one, axis=1) if len(frame) else pd.Series(dtype=object)
 
 
 def check_runs(frame: pd.DataFrame, name: str) -> None:
