@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
 
         report_main(rest)
     else:
-        print(f"lossbench: unknown command '{command}'; known: run, report, reproduce, losses, list\n", file=sys.stderr)
+        known = "run, report, reproduce, losses, list"
+        print(f"lossbench: unknown command '{command}'; known: {known}\n", file=sys.stderr)
         print(USAGE, file=sys.stderr)
         sys.exit(2)
 

@@ -37,7 +37,8 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """conv1x1(planes)-BN-ReLU, conv3x3(planes, stride)-BN-ReLU, conv1x1(4 planes)-BN, plus the identity
     (or 1x1 conv-BN projection) shortcut, ReLU after the sum (He et al. 2016). The stride sits on the 3x3
-    convolution, as in torchvision's ResNet-50 and the CIFAR code of Ma et al. 2020 and Mukhoti et al. 2020."""
+    convolution, as in torchvision's ResNet-50 and the CIFAR code of Ma et al. 2020 and Mukhoti et al.
+    2020."""
 
     expansion = 4
 
@@ -85,7 +86,8 @@ class PreActBlock(nn.Module):
 class ResNet(Classifier):
     """CIFAR-form ResNet: conv3x3(64) stem at stride 1, no max-pool, four stages of
     blocks (64, 128, 256, 512 channels, times the block's expansion; strides 1, 2, 2, 2), global
-    average pool. Features are the pooled output (512-d, 2048-d for Bottleneck blocks). Works on any [C, H, W] image
+    average pool. Features are the pooled output (512-d, 2048-d for Bottleneck blocks). Works on any
+    [C, H, W] image
     (3x32x32 as in the CIFAR literature; 1x28x28 too).
     """
 

@@ -132,7 +132,8 @@ def _cell(raw: dict, metric: str, where: str) -> Cell:
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"{where}: a cell needs loss, noise and a numeric mean ({exc})") from exc
     if cell.mark not in MARKS:
-        raise ProtocolError(f"{where}: mark '{cell.mark}' of {cell.loss}/{cell.noise}; known: {', '.join(MARKS)}")
+        raise ProtocolError(
+            f"{where}: mark '{cell.mark}' of {cell.loss}/{cell.noise}; known: {', '.join(MARKS)}")
     return cell
 
 

@@ -42,6 +42,7 @@ a launcher). Overrides that change the protocol (trainer.epochs=2) make the runs
 use another --dir for them.
 """
 
+PENDING = ("new", "resumes", "failed")
 SUBDIR_TOKENS = {"${hydra.runtime.choices.loss}": "loss", "${hydra.runtime.choices.noise}": "noise",
                  "${seed}": "seed"}
 
@@ -59,8 +60,9 @@ class PlannedRun:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lossbench reproduce", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    summary = __doc__.split("\n\n")[0].split(": ", 1)[1]
+    p = argparse.ArgumentParser(prog="lossbench reproduce", description=summary, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", nargs="?", metavar="NAME", help="the preset (lossbench reproduce --list)")
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides for every run")
     p.add_argument("--list", action="store_true", help="the presets: paper, dataset, runs, published numbers")
@@ -121,9 +123,10 @@ def _state(run_dir: Path) -> tuple[str, int]:
 
 
 def plan(name: str, overrides: list[str], losses: str | None = None, noise: str | None = None,
-         seeds: str | None = None, out_dir: str | Path | None = None) -> tuple[list[PlannedRun], dict, object]:
+         seeds: str | None = None, out_dir: str | Path | None = None,
+         ) -> tuple[list[PlannedRun], dict, object]:
     """The runs of preset ``name``'s grid (or the subset), with their states; (runs, subset, config)."""
-    from lossbench.precheck import check_overrides
+    from lossbench.precheck import check_output_dir, check_overrides
 
     load_protocol(name)
     problem = check_overrides([f"+experiment={name}", *overrides])
@@ -136,8 +139,17 @@ def plan(name: str, overrides: list[str], losses: str | None = None, noise: str 
         "noise": select(grid, "noise", noise, "--noise", name),
         "seed": select(grid, "seed", seeds, "--seeds", name),
     }
+    # every loss and every noise setting once (their specializations are separate files)
+    first = [f"+experiment={name}", *overrides]
+    for key, values in (("loss", subset["loss"]), ("noise", subset["noise"])):
+        problem = check_overrides([*first, f"{key}={','.join(values)}"])
+        if problem:
+            raise ProtocolError(problem)
     pattern = str(cfg.hydra.sweep._get_node("subdir")._value())
     root = Path(out_dir or Path("outputs") / "reproduce" / name)
+    problem = check_output_dir([f"hydra.sweep.dir={root}"])
+    if problem:
+        raise ProtocolError(problem)
     runs = []
     for loss, nz, seed in itertools.product(*(subset[k] for k in GRID_KEYS)):
         run_dir = root / run_subdir(pattern, loss, nz, seed)
@@ -154,15 +166,18 @@ def probe(name: str, run: PlannedRun, overrides: list[str]) -> dict:
                 "trainer.checkpoint_every=0", "trainer.progress=none", "logger=local",
                 f"hydra.run.dir={scratch}"]
         started = time.perf_counter()
-        proc = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+        env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+        proc = subprocess.run(args, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - started
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise ProtocolError(f"the one-epoch probe failed: {tail}")
-        records = [json.loads(line) for line in Path(scratch, "metrics.jsonl").read_text().splitlines() if line]
+        lines = Path(scratch, "metrics.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in lines if line]
         summary = json.loads(Path(scratch, "summary.json").read_text())
     epoch = records[-1]
-    return {"epoch_seconds": float(epoch.get("seconds", epoch["train_seconds"])),
+    return {"loss": run.loss, "noise": run.noise,
+            "epoch_seconds": float(epoch.get("seconds", epoch["train_seconds"])),
             "train_seconds": float(epoch["train_seconds"]), "wall_seconds": wall,
             "device": summary.get("provenance", {}).get("device", "?")}
 
@@ -185,12 +200,14 @@ def print_plan(name: str, runs: list[PlannedRun], epochs: int, measured: dict | 
     console.print(table)
     counts = {s: sum(r.state == s for r in runs) for s in ("done", "diverged", "failed", "resumes", "new")}
     console.print("runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()), highlight=False)
-    remaining = sum(epochs - min(r.epochs_done, epochs) for r in runs if r.state in ("new", "resumes", "failed"))
+    pending = [r for r in runs if r.state in PENDING]
+    remaining = sum(epochs - min(r.epochs_done, epochs) for r in pending)
     console.print(f"epochs to train: {remaining} ({epochs} per run)", highlight=False)
     if measured:
         total = remaining * measured["epoch_seconds"]
         console.print(
-            f"probe: one epoch of loss={runs[0].loss} noise={runs[0].noise} took {measured['epoch_seconds']:.1f} s "
+            f"probe: one epoch of loss={measured['loss']} noise={measured['noise']} took "
+            f"{measured['epoch_seconds']:.1f} s "
             f"({measured['train_seconds']:.1f} s training, the rest evaluation) on {measured['device']}; "
             f"estimate {_hours(total)} one run after another (divide by the launcher's parallel jobs)",
             highlight=False)
@@ -210,7 +227,8 @@ def list_presets() -> None:
         shape = f"{n} ({len(grid['loss'])} losses x {len(grid['noise'])} noise x {len(grid['seed'])} seeds)"
         marks = sorted({c.mark for c in protocol.published})
         if protocol.published:
-            published = f"yes: {len(protocol.published)} cell{'s' if len(protocol.published) > 1 else ''} {' '.join(marks)}"
+            k = len(protocol.published)
+            published = f"yes: {k} cell{'s' if k > 1 else ''} {' '.join(marks)}"
         elif protocol.reference:
             published = f"none known; lossbench reference ({len(protocol.reference)} cells)"
         else:
@@ -218,6 +236,20 @@ def list_presets() -> None:
         table.add_row(name, protocol.paper, protocol.dataset, f"{protocol.metric} ({protocol.kind})", shape,
                       published)
     Console(width=200).print(table)
+
+
+def _launch(argv: list[str]) -> None:
+    """The Hydra multirun of `lossbench run -m`, its overrides already checked by ``plan``."""
+    import hydra
+
+    from lossbench.run import run
+
+    main = hydra.main(config_path="pkg://lossbench.conf", config_name="config", version_base="1.3")(run)
+    saved, sys.argv = sys.argv, ["lossbench reproduce", *argv]
+    try:
+        main()
+    finally:
+        sys.argv = saved
 
 
 def main(argv: list[str]) -> None:
@@ -237,7 +269,7 @@ def main(argv: list[str]) -> None:
     epochs = int(cfg.trainer.epochs)
     if args.dry_run:
         measured = None
-        pending = [r for r in runs if r.state in ("new", "resumes", "failed")]
+        pending = [r for r in runs if r.state in PENDING]
         if pending and not args.no_probe:
             try:
                 measured = probe(args.name, pending[0], overrides)
@@ -245,13 +277,11 @@ def main(argv: list[str]) -> None:
                 _fail(str(exc))
         print_plan(args.name, runs, epochs, measured)
         return
-    from lossbench.cli import _run
-
     sweep = [f"+experiment={args.name}", *(f"{k}={','.join(subset[k])}" for k in GRID_KEYS),
              f"hydra.sweep.dir={root}", *overrides]
     print(f"lossbench reproduce {args.name}: {len(runs)} runs into {root} "
           f"({sum(r.state == 'done' for r in runs)} already finished)", flush=True)
-    _run(["-m", *sweep])
+    _launch(["-m", *sweep])
     if not args.no_report:
         from lossbench.report.cli import main as report_main
 

@@ -123,8 +123,8 @@ def _claim_row(frame: pd.DataFrame, claim: Claim) -> dict:
             a = _ours(frame, claim.metric, claim.better, noise)
             b = _ours(frame, claim.metric, claim.worse, noise)
             if not (a.n and b.n):
-                return _claim_result(claim, "undetermined", f"no runs of {claim.better if not a.n else claim.worse}"
-                                     f" at {noise}")
+                lacking = claim.better if not a.n else claim.worse
+                return _claim_result(claim, "undetermined", f"no runs of {lacking} at {noise}")
             gap = sign * (a.mean - b.mean)
             parts.append(f"{noise}: {gap:+.2f}")
             held &= gap > claim.margin

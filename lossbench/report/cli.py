@@ -64,8 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-csv", metavar="FILE", help="also write the per-run DataFrame (one row per run)")
     p.add_argument("--list", action="store_true", help="list the metrics and keys found, then stop")
     p.add_argument("--against", metavar="PRESET",
-                   help="set each cell beside the preset's published numbers (lossbench reproduce --list) and "
-                        "check the paper's claims; same formats (--out, --format)")
+                   help="set each cell beside the preset's published numbers (lossbench reproduce --list) "
+                        "and check the paper's claims; same formats (--out, --format)")
     return p
 
 
