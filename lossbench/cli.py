@@ -14,7 +14,7 @@ commands:
                           published numbers)
   reproduce NAME          a paper's protocol: the preset's grid as one sweep, then ours beside the
                           published numbers (--list: the presets; --dry-run: the runs and their cost)
-  losses                  every available loss with its family and paper
+  losses                  every loss: family, paper, hyperparameters and their per-dataset values
   list [GROUP ...]        the options of each config group (dataset, model, noise, ...)
 
 `lossbench run --help` lists the config groups and their options.
@@ -45,18 +45,28 @@ def _run(argv: list[str]) -> None:
 
 
 def _losses(argv: list[str]) -> None:
+    from omegaconf import OmegaConf
     from rich.console import Console
     from rich.table import Table
 
+    from lossbench.conf import CONF_DIR
     from lossbench.losses import FAMILIES, LOSSES
+    from lossbench.losses.settings import dataset_settings, describe
 
-    table = Table(title="lossbench losses")
-    for column in ("name", "family", "paper"):
+    per_dataset: dict[str, dict[str, list[str]]] = {}
+    for (dataset, name), entry in sorted(dataset_settings().items()):
+        per_dataset.setdefault(name, {}).setdefault(describe(entry), []).append(dataset)
+    table = Table(title="lossbench losses (defaults; a run on a listed dataset gets its values instead)")
+    for column in ("name", "family", "paper", "hyperparameters", "per dataset (conf/dataset_loss)"):
         table.add_column(column)
     order = {family: i for i, family in enumerate(FAMILIES)}
     rows = sorted(LOSSES.items(), key=lambda kv: (order.get(kv[1].family, 99), kv[0]))
     for name, cls in rows:
-        table.add_row(name, cls.family, cls.paper)
+        defaults = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "loss" / f"{name}.yaml"))
+        params = ", ".join(f"{k}={v}" for k, v in defaults.items() if k != "_target_")
+        changes = "; ".join(f"{', '.join(datasets)}: {text}"
+                            for text, datasets in per_dataset.get(name, {}).items())
+        table.add_row(name, cls.family, cls.paper, params, changes)
     Console().print(table)
 
 

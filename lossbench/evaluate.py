@@ -15,7 +15,8 @@ from lossbench.train.trainer import Trainer
 
 
 def evaluate_model(trainer: Trainer, model: nn.Module, split: Split) -> dict:
-    """Test accuracy and calibration (before and after post-hoc calibration fitted on validation).
+    """Test accuracy and calibration (before and after post-hoc calibration fitted on validation,
+    once on its noisy labels and once on its clean ones).
 
     The split is on the trainer's device; the model is evaluated in eval mode
     at the trainer's precision and memory format.
@@ -23,6 +24,6 @@ def evaluate_model(trainer: Trainer, model: nn.Module, split: Split) -> dict:
     transform = BatchTransform(split, trainer.channels_last)
     val_logits = trainer.predict(model, split.x_val, transform)
     test_logits = trainer.predict(model, split.x_test, transform)
-    out = summarize(val_logits, split.y_val_noisy, test_logits, split.y_test)
+    out = summarize(val_logits, split.y_val_noisy, test_logits, split.y_test, split.y_val)
     out["class_names"] = split.class_names
     return out

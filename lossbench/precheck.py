@@ -64,6 +64,11 @@ def check_overrides(overrides: list[str]) -> str | None:
         for value in values if values is not None else [o.value()]:
             if options is not None and isinstance(value, str) and value not in options:
                 return f"unknown {group} '{value}'; known: {', '.join(options)}"
+            if group == "objective" and isinstance(value, str):
+                from lossbench.metrics.views import renamed_hint  # only then: it imports torch
+
+                if renamed_hint(value):
+                    return f"objective={value}: {renamed_hint(value)}"
         if values is None:
             base.append(o.input_line)
         else:

@@ -25,6 +25,7 @@ from lossbench.errors import ConfigError, config_differences
 from lossbench.evaluate import evaluate_model
 from lossbench.io import provenance, read_json, write_json_atomic
 from lossbench.losses.base import Loss
+from lossbench.metrics import renamed_hint, selection_figures
 from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
 from lossbench.train.sinks import build_sinks
@@ -91,7 +92,7 @@ def _choices() -> dict:
 
 
 def _objective(cfg: DictConfig, summary: dict) -> float:
-    value = summary.get(cfg.get("objective", "best_val_acc"))
+    value = summary.get(cfg.get("objective", "best_val_acc_noisy"))
     return float(value) if isinstance(value, (int, float)) else float("nan")
 
 
@@ -167,6 +168,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"optim.lr must be positive, got {lr}")
     if int(cfg.seed) < 0 or int(cfg.noise_seed) < 0:
         raise ConfigError(f"seed and noise_seed must be >= 0, got {cfg.seed} and {cfg.noise_seed}")
+    hint = renamed_hint(str(cfg.get("objective")))
+    if hint:
+        raise ConfigError(f"objective={cfg.objective}: {hint}")
 
 
 def build_data(cfg: DictConfig) -> tuple[NoiseModel, Split, NoisyLabels]:
@@ -241,6 +245,7 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
     summary: dict = {"status": status, **choices}
     summary.update(
         loss_family=type(loss_fn).family,
+        loss_params=loss_fn.hyperparameters(),
         seed=seed,
         noise_seed=int(cfg.noise_seed),
         noise_kind=noise_model.kind,
@@ -299,22 +304,18 @@ def _warmup(cfg: DictConfig, trainer: Trainer, model, split, epochs: int, seed: 
 
 
 def _history_figures(history: list[dict]) -> dict:
-    """Best/final figures from the per-epoch records (model selection on validation)."""
+    """Best/final figures from the per-epoch records, and model selection on each validation view."""
     if not history:
         return {}
     last = history[-1]
-    best_val = max(history, key=lambda r: (r.get("val_acc", float("-inf")), -r["epoch"]))
     train_seconds = sum(r["train_seconds"] for r in history)
     samples = sum(r["throughput"] * r["train_seconds"] for r in history)
     return {
         "final_test_acc": last["test_acc"],
         "best_test_acc": max(r["test_acc"] for r in history),
-        "best_val_acc": best_val.get("val_acc"),
-        "best_val_epoch": best_val["epoch"],
-        "test_acc_at_best_val": best_val["test_acc"],
+        **selection_figures(history),
         "final_train_clean_acc": last["train_clean_acc"],
         "final_memorization": last["memorization"],
         "train_seconds": train_seconds,
         "throughput": samples / train_seconds if train_seconds > 0 else None,
     }
-

@@ -83,7 +83,7 @@ def render(runs: dict[str, list[dict]], command: str, args: argparse.Namespace, 
     done = {row: [s for s in rs if s.get("status") == "completed"] for row, rs in runs.items()}
     done = {row: rs for row, rs in done.items() if rs}
     final = {row: [s["final_test_acc"] for s in rs] for row, rs in done.items()}
-    selected = {row: [s["test_acc_at_best_val"] for s in rs] for row, rs in done.items()}
+    selected = {row: [s["test_acc_at_best_val_noisy"] for s in rs] for row, rs in done.items()}
     best_final = max((statistics.fmean(v) for v in final.values()), default=None)
     best_selected = max((statistics.fmean(v) for v in selected.values()), default=None)
     prov = next(iter(done.values()))[0].get("provenance", {}) if done else {}

@@ -11,12 +11,15 @@ from lossbench.metrics.calibration import (
     reliability,
 )
 from lossbench.metrics.classification import accuracy, brier, class_accuracy, nll, top_k_accuracy
-from lossbench.metrics.summary import CALIBRATION_KEYS, epoch_metrics, summarize
+from lossbench.metrics.summary import epoch_metrics, selection_figures, summarize
 from lossbench.metrics.temperature import fit_temperature
+from lossbench.metrics.views import CALIBRATION_KEYS, RENAMED, VIEWS, metric_view, renamed_hint, view_text
 
 __all__ = [
     "CALIBRATION_KEYS",
     "N_BINS",
+    "RENAMED",
+    "VIEWS",
     "accuracy",
     "adaptive_ece",
     "brier",
@@ -28,8 +31,12 @@ __all__ = [
     "fit_temperature",
     "mce",
     "mean_confidence",
+    "metric_view",
     "nll",
     "reliability",
+    "renamed_hint",
+    "selection_figures",
     "summarize",
     "top_k_accuracy",
+    "view_text",
 ]

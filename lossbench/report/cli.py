@@ -16,7 +16,7 @@ from lossbench.report.tables import DIRECTIONS, _label, build_table, metric_dire
 EPILOG = """\
 examples:
   lossbench report outputs/multirun/2026-11-24/10-00-00
-  lossbench report SWEEP --metric test_ece_ts --out table.md --out table.tex
+  lossbench report SWEEP --metric test_ece_ts_clean --out table.md --out table.tex
   lossbench report SWEEP --rows loss --cols dataset,noise --where reweight=none
   lossbench report SWEEP --rows loss.q --cols noise --where loss=gce
   lossbench report SWEEP --plots figures/ --reliability SWEEP/0 SWEEP/12
@@ -41,8 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="also read the W&B run files (offline runs) below DIR (repeatable)")
     p.add_argument("--group", help="with --wandb / --wandb-dir: only the runs of this W&B group (a sweep)")
     p.add_argument("--metric", default="test_acc",
-                   help="summary figure to compare (default test_acc; e.g. test_ece_ts, best_test_acc, "
-                        "test_acc_at_best_val, test_nll); --list shows them all")
+                   help="summary figure to compare (default test_acc; e.g. test_ece_ts_clean, "
+                        "best_test_acc, test_acc_at_best_val_noisy, test_nll); a _noisy / _clean suffix "
+                        "names the validation labels that fitted or selected it; --list shows them all")
     p.add_argument("--rows", default="loss",
                    help="comma-separated keys for rows (default loss, grouped by family)")
     p.add_argument("--cols", default="noise", help="comma-separated keys for columns (default noise)")
@@ -184,6 +185,11 @@ def main(argv: list[str]) -> None:
         if key not in frame:
             _fail(f"unknown key '{key}'; known: {', '.join(key_columns(frame))}")
     if args.metric not in frame:
+        from lossbench.metrics.views import renamed_hint
+
+        hint = renamed_hint(args.metric)
+        if hint:
+            _fail(f"{hint}; pick one with --metric")
         known = metric_columns(frame)
         _fail(f"unknown metric '{args.metric}'; known: {', '.join(known) or '(no completed run yet)'}")
     table = build_table(frame, args.metric, rows, cols, args.direction, args.alpha, args.test)

@@ -17,7 +17,9 @@ STATUSES = ("completed", "diverged", "failed", "unfinished")
 # Hydra choices a run records (summary.json and failure.json keep them at top level).
 CHOICE_KEYS = ("dataset", "model", "loss", "noise", "reweight", "optim", "scheduler", "trainer", "logger")
 # Summary entries that are not table material: long text, or nested data read from the record itself.
-_SKIPPED = {"traceback", "config", "choices", "test_reliability", "test_reliability_ts"}
+# Reliability bins (test_reliability, test_reliability_ts_noisy, ...) are skipped by their prefix.
+_SKIPPED = {"traceback", "config", "choices"}
+_SKIPPED_PREFIX = "test_reliability"
 
 
 @dataclass
@@ -156,7 +158,7 @@ def record_to_row(summary: dict | None, config: dict | None, run_dir: str | None
     if isinstance(choices, Mapping):
         row.update({k: v for k, v in choices.items() if not isinstance(v, (Mapping, list))})
     for key, value in summary.items():
-        if key in _SKIPPED or key == "status":
+        if key in _SKIPPED or key.startswith(_SKIPPED_PREFIX) or key == "status":
             continue
         if key == "overrides" and isinstance(value, list):
             row[key] = " ".join(str(v) for v in value)

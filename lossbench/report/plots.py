@@ -83,7 +83,11 @@ def plot_metric_vs_noise(frame: pd.DataFrame, metric: str, out_dir: Path, lines:
     direction = metric_direction(metric)
     if direction is not None:
         better = {"max": "higher", "min": "lower", "abs": "closer to 0"}[direction]
-        fig.suptitle(f"{metric} vs noise rate (mean ± std over seeds; {better} is better)", fontsize=10)
+        from lossbench.metrics.views import view_text
+
+        view = view_text(metric)
+        fig.suptitle(f"{metric} vs noise rate (mean ± std over seeds; {better} is better)"
+                     + (f"\n{metric}: {view}" if view else ""), fontsize=10)
     return _save(fig, Path(out_dir), f"{metric}_vs_noise")
 
 
@@ -124,26 +128,34 @@ def _draw_reliability(ax, rel: dict, title: str) -> None:
     share.set_yticks([])
 
 
+# After-calibration panels of a run's reliability figure: (view, title); the oracle first, as the
+# default column of calibration tables (README, "Calibration under label noise").
+_TS_PANELS = (("clean", "T fitted on clean val labels (oracle)"),
+              ("noisy", "T fitted on noisy val labels (practitioner)"))
+
+
 def plot_reliability(records: Sequence[RunRecord], out_dir: Path, name: str = "reliability") -> list[Path]:
-    """Reliability diagrams of the test split before and after temperature scaling, one row per run."""
+    """Reliability diagrams of the test split, one row per run: before temperature scaling, and after
+    it with T fitted on the clean, then on the noisy validation labels."""
     usable = [r for r in records if isinstance(r.summary.get("test_reliability"), dict)]
     if not usable:
         return []
-    fig = Figure(figsize=(7.2, 3.3 * len(usable)), layout="constrained")
-    axes = fig.subplots(len(usable), 2, squeeze=False)
-    for (before, after), record in zip(axes, usable, strict=True):
+    fig = Figure(figsize=(10.8, 3.3 * len(usable)), layout="constrained")
+    axes = fig.subplots(len(usable), 1 + len(_TS_PANELS), squeeze=False)
+    for row, record in zip(axes, usable, strict=True):
         s = record.summary
         who = " ".join(f"{s[k]}" for k in ("loss", "noise", "dataset") if s.get(k)) + f" seed {s.get('seed')}"
-        t = s.get("temperature")
-        _draw_reliability(before, s["test_reliability"], f"{who}\nECE {_pct(s.get('test_ece'))}")
-        if isinstance(s.get("test_reliability_ts"), dict):
+        before = f"{who}\nbefore scaling: ECE {_pct(s.get('test_ece'))}"
+        _draw_reliability(row[0], s["test_reliability"], before)
+        for ax, (view, title) in zip(row[1:], _TS_PANELS, strict=True):
+            bins, t = s.get(f"test_reliability_ts_{view}"), s.get(f"temperature_{view}")
+            if not isinstance(bins, dict):
+                ax.set_axis_off()
+                continue
             label = f"T = {t:.2f}" if isinstance(t, (int, float)) else "T = ?"
-            _draw_reliability(after, s["test_reliability_ts"],
-                              f"after temperature scaling ({label})\nECE {_pct(s.get('test_ece_ts'))}")
-        else:
-            after.set_axis_off()
+            _draw_reliability(ax, bins, f"{title}, {label}\nECE {_pct(s.get(f'test_ece_ts_{view}'))}")
     axes[0][0].legend(fontsize=7, loc="upper left")
-    return _save(fig, Path(out_dir), name)
+    return _save(fig, Path(out_dir), name, dpi=90)
 
 
 def _pct(value: object) -> str:

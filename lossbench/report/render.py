@@ -70,8 +70,11 @@ def describe(table: ComparisonTable) -> str:
 
 def legend(table: ComparisonTable, fmt: str) -> str:
     """What the marks mean, in the format's own markup."""
+    from lossbench.metrics.views import view_text
+
     m = MARKUP[fmt]
-    parts = []
+    view = view_text(table.metric)
+    parts = [f"{m.escape(table.metric)}: {view}"] if view else []
     if table.direction is not None:
         parts.append(f"{m.bold('bold')}: best in its column")
         parts.append(f"{m.dagger}: not significantly better than the runner-up "

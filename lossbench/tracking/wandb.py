@@ -80,11 +80,12 @@ def _reachable(base_url: str, timeout: float) -> str | None:
 
 
 def reliability_image(summary: dict) -> Any | None:
-    """The test set's reliability diagrams (before and after temperature scaling) as a wandb.Image.
+    """The test set's reliability diagrams (before temperature scaling, and after it with T fitted on
+    the clean and on the noisy validation labels) as a wandb.Image.
 
     The figure is the one `lossbench report --plots` draws for a run, from the
-    summary's ``test_reliability`` / ``test_reliability_ts`` bins; None when the
-    summary has none (a diverged run).
+    summary's ``test_reliability`` / ``test_reliability_ts_clean`` /
+    ``test_reliability_ts_noisy`` bins; None when the summary has none (a diverged run).
     """
     if not isinstance(summary.get("test_reliability"), dict):
         return None

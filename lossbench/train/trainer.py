@@ -74,8 +74,9 @@ class Trainer:
     from it. Per epoch it records training loss and accuracy on the noisy
     labels, accuracy on the clean training labels, memorization (share of
     noisy-labelled samples predicted as their noisy label; both measured on the
-    training batches as they are seen), validation and test accuracy and NLL,
-    learning rate and seconds.
+    training batches as they are seen), validation accuracy, NLL, Brier and ECE
+    on the noisy validation labels (val_*) and on the clean ones (val_clean_*),
+    the same on the test split, learning rate and seconds.
     """
 
     epochs: int = 30
@@ -249,12 +250,15 @@ class Trainer:
             )
             if not math.isfinite(record["train_loss"]):
                 raise Diverged(epoch, history)
-            evals = (("val", split.x_val, split.y_val_noisy), ("test", split.x_test, split.y_test))
-            for prefix, x, y in evals:
-                if len(y) == 0:
+            # validation is scored on its noisy labels (val_*) and on its clean ones (val_clean_*)
+            evals = ((split.x_val, {"val": split.y_val_noisy, "val_clean": split.y_val}),
+                     (split.x_test, {"test": split.y_test}))
+            for x, views in evals:
+                if len(x) == 0:
                     continue
                 logits_eval = self.predict(model, x, transform)
-                record.update({f"{prefix}_{k}": v for k, v in epoch_metrics(logits_eval, y).items()})
+                for prefix, y in views.items():
+                    record.update({f"{prefix}_{k}": v for k, v in epoch_metrics(logits_eval, y).items()})
             record["seconds"] = time.perf_counter() - started
             history.append(record)
             for sink in sinks:

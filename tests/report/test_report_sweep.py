@@ -79,7 +79,7 @@ def test_sweep_report_prints_writes_and_matches_the_summaries(sweep, cli, tmp_pa
         assert table[(table["noise"] == noise) & table["best"]]["loss"].tolist() == [best]
 
     # any metric, any direction, straight from the summaries too
-    for metric in ("test_ece_ts", "test_acc_at_best_val"):
+    for metric in ("test_ece_ts_clean", "test_acc_at_best_val_noisy"):
         capsys.readouterr()
         main([str(sweep_dir), "--metric", metric, "--format", "csv"])
         table = pd.read_csv(io.StringIO(capsys.readouterr().out))

@@ -83,12 +83,12 @@ def test_direction_min_and_abs(sweep):
 
 
 def test_metric_directions():
-    assert metric_direction("test_acc_at_best_val") == "max"
+    assert metric_direction("test_acc_at_best_val_noisy") == "max"
     assert metric_direction("test_top5_acc") == "max"
-    for name in ("test_nll_ts", "test_brier", "test_ece_classwise", "test_mce", "final_memorization"):
+    for name in ("test_nll_ts_clean", "test_brier", "test_ece_classwise", "test_mce", "final_memorization"):
         assert metric_direction(name) == "min", name
-    assert metric_direction("test_gap_ts") == "abs"
-    assert metric_direction("temperature") is None
+    assert metric_direction("test_gap_ts_noisy") == "abs"
+    assert metric_direction("temperature_noisy") is None
 
 
 def test_only_completed_runs_give_values(sweep):

@@ -55,8 +55,9 @@ def bins(n_bins: int = 15) -> dict:
 
 def summary(epochs: int = 3, **extra) -> dict:
     return {"status": "completed", **CHOICES, "loss_family": "calibration", "seed": 0, "epochs": epochs,
-            "test_acc": 0.5, "test_ece": 0.1, "test_ece_ts": 0.05, "best_val_acc": 0.45,
-            "test_reliability": bins(), "test_reliability_ts": bins(), "provenance": {"torch": "x"},
+            "test_acc": 0.5, "test_ece": 0.1, "test_ece_ts_noisy": 0.05, "best_val_acc_noisy": 0.45,
+            "test_reliability": bins(), "test_reliability_ts_noisy": bins(),
+            "test_reliability_ts_clean": bins(), "provenance": {"torch": "x"},
             "config": {"not": "sent"}, **extra}
 
 
