@@ -171,7 +171,7 @@ def probe(name: str, run: PlannedRun, overrides: list[str]) -> dict:
         wall = time.perf_counter() - started
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise ProtocolError(f"the one-epoch probe failed: {tail}")
+            raise ProtocolError(f"the one-epoch probe failed: {tail.removeprefix('lossbench: error: ')}")
         lines = Path(scratch, "metrics.jsonl").read_text().splitlines()
         records = [json.loads(line) for line in lines if line]
         summary = json.loads(Path(scratch, "summary.json").read_text())
