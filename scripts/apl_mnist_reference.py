@@ -62,7 +62,7 @@ def _fmt(values: np.ndarray) -> str:
     return f"{values.mean():.2f} (1)"
 
 
-def markdown(runs: list[dict], root: Path) -> str:
+def markdown(runs: list[dict], root: Path, note: str = "") -> str:
     from lossbench.protocols import compose_preset, preset_grid
 
     grid = preset_grid(compose_preset(PRESET))
@@ -87,6 +87,14 @@ def markdown(runs: list[dict], root: Path) -> str:
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     commit = git.stdout.strip()
     return "\n".join([
+        "# apl_mnist: lossbench's reference table (issue 13)", "",
+        "`lossbench reproduce apl_mnist` (Ma et al. 2020's MNIST protocol as the official code runs it:",
+        "cnn4, 50 epochs, SGD 0.01 Nesterov, weight decay 1e-2, cosine to 0.001, clip 5, all 60,000 training",
+        "images)",
+        "on lossbench's CPU machine; `python scripts/apl_mnist_reference.py` made this page from the run",
+        "directories. No published MNIST numbers are reachable, so these cells are the preset's reference",
+        "(mark [lossbench], in lossbench/protocols/data/apl_mnist.yaml) that `report --against apl_mnist`",
+        "compares later runs with.", "", *([note, ""] if note else []),
         "**lossbench reference, apl_mnist: test accuracy (%) of the last epoch, mean ± std over seeds (n)**",
         "", *lines, "", f"Runs in `{root}`; machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
         f"commit {commit}. Only completed runs of the unmodified preset count; the others are listed below.",
@@ -114,9 +122,10 @@ def main() -> None:
     p.add_argument("--md", type=Path, help="write the Markdown here (else print it)")
     p.add_argument("--write", action="store_true", help="put the completed cells into the preset's data file")
     p.add_argument("--source", default="benchmarks/apl_mnist.md", help="source text of the reference cells")
+    p.add_argument("--note", default="", help="a paragraph on how the runs were made (machine, subset, load)")
     args = p.parse_args()
     runs = _runs(args.root)
-    text = markdown(runs, args.root)
+    text = markdown(runs, args.root, args.note)
     if args.md:
         args.md.write_text(text)
         print(f"wrote {args.md}")

@@ -48,6 +48,6 @@ def test_reference_cells_and_markdown(tmp_path, monkeypatch):
                                      "n": 2, "mark": "[lossbench]", "source": "test"}]
     assert written["claims"] == []
     text = script.markdown(runs, root)
-    assert "| ce | not run | not run | not run | 92.00 ± 2.83 (2) |" in text
+    assert "| ce | not run | not run | not run | 92.00 ± 2.83 (2) |" in text and "# apl_mnist" in text
     assert "| gce | not run | not run | not run | not run |" in text
     assert "| nce_rce-sym80-s0 | training | 1 | 50.00 | 10 | 12 |  |" in text
