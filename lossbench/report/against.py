@@ -22,9 +22,10 @@ from lossbench.report.render import MARKUP, status_line
 from lossbench.report.tables import _label, metric_direction, metric_scale
 
 # Overrides that choose a cell of the grid or do not change what a run computes.
-_GRID_OR_HOUSEKEEPING = ("loss", "noise", "seed", "experiment", "data_dir", "dataset.data_dir",
+_GRID_OR_HOUSEKEEPING = {"loss", "noise", "seed", "experiment", "data_dir", "dataset.data_dir",
                          "dataset.download", "trainer.progress", "trainer.force", "trainer.checkpoint_every",
-                         "trainer.device", "logger", "hydra")
+                         "trainer.device"}
+_HOUSEKEEPING_PREFIXES = ("hydra", "logger")
 
 
 @dataclass
@@ -149,7 +150,7 @@ def _deviations(frame: pd.DataFrame) -> list[str]:
         for item in str(text).split():
             key, sep, value = item.partition("=")
             key = key.lstrip("+~")
-            if sep and not key.startswith(_GRID_OR_HOUSEKEEPING):
+            if sep and key not in _GRID_OR_HOUSEKEEPING and not key.startswith(_HOUSEKEEPING_PREFIXES):
                 found.setdefault(key, set()).add(value)
     return [f"{k}={','.join(sorted(v))}" for k, v in sorted(found.items())]
 

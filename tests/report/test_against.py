@@ -142,8 +142,11 @@ def test_deviations_are_said(tmp_path):
     root = tmp_path / "sweep"
     _run(root, "ce-sym80-s0", "anl_cifar10", "ce", "sym80", 0, overrides=("trainer.epochs=2", "data_dir=/d"),
          test_acc=0.2)
+    _run(root, "nce_rce-sym80-s0", "anl_cifar10", "nce_rce", "sym80", 0, overrides=("loss.beta=3",),
+         test_acc=0.5)
     result = against.compare(_frame(root), "anl_cifar10")
-    assert any("trainer.epochs=2" in w and "data_dir" not in w for w in result.warnings)
+    warning = next(w for w in result.warnings if "deviate" in w)
+    assert "trainer.epochs=2" in warning and "loss.beta=3" in warning and "data_dir" not in warning
 
 
 @pytest.mark.parametrize("suffix, needle", [
