@@ -149,10 +149,15 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
 
 
 def comparison(metrics: dict, reference: dict) -> tuple[list[tuple[str, object, object, str]], int, int]:
-    """Rows (key, recomputed, recorded, verdict) and the counts (identical, compared)."""
+    """Rows (key, recomputed, recorded, verdict) and the counts (identical, compared).
+
+    Timings (keys with ``seconds`` in the name) are shown as ``timing`` and not compared: they are measured,
+    not computed, and differ between any two evaluations."""
     rows, same, compared = [], 0, 0
     for key, value in metrics.items():
-        if key in reference:
+        if "seconds" in key:
+            rows.append((key, value, reference.get(key), "timing"))
+        elif key in reference:
             compared += 1
             ok = _same(value, reference[key])
             same += ok

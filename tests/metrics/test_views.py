@@ -81,7 +81,7 @@ def test_a_noisy_run_records_both_views_per_epoch_and_in_the_summary():
 def test_a_removed_objective_is_refused_before_any_job():
     from lossbench.errors import ConfigError
     from lossbench.precheck import check_overrides
-    from lossbench.run import validate
+    from lossbench.validation import check_config
 
     problem = check_overrides(["-m", "objective=best_val_acc_noisy,best_val_acc"][1:])
     assert problem.startswith("objective=best_val_acc: 'best_val_acc' is recorded once per validation view: "
@@ -91,4 +91,4 @@ def test_a_removed_objective_is_refused_before_any_job():
         assert compose("config").objective == "best_val_acc_noisy"
         cfg = compose("config", overrides=["objective=test_acc_at_best_val"])
     with pytest.raises(ConfigError, match="test_acc_at_best_val_noisy .* or test_acc_at_best_val_clean"):
-        validate(cfg)  # a preset that sets an old name is refused inside the job
+        check_config(cfg)  # a preset that sets an old name is refused inside the job

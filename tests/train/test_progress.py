@@ -66,6 +66,10 @@ def logs(tmp_path):
     root = logging.getLogger()
     level = root.level
     added: list[logging.Handler] = []
+    # handlers an earlier in-process run left on the root logger write to streams closed since
+    earlier = list(root.handlers)
+    for handler in earlier:
+        root.removeHandler(handler)
 
     def install():
         console = logging.StreamHandler(sys.stderr)  # the stream capsys captures in this test
@@ -80,6 +84,8 @@ def logs(tmp_path):
     for handler in added:
         root.removeHandler(handler)
         handler.close()
+    for handler in earlier:
+        root.addHandler(handler)
     root.setLevel(level)
 
 
