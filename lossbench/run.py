@@ -7,7 +7,8 @@ import logging
 import sys
 import time
 import traceback
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,25 @@ def run(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    done = skip_or_clean(cfg, out_dir, multirun)
+    if done is not None:
+        return done
+    try:
+        try:
+            summary = _run(cfg, out_dir)
+        except RestartFromScratch as restart:
+            summary = _run(cfg, out_dir, checkpoint_error=str(restart))
+        return _objective(cfg, summary)
+    except Exception as exc:
+        return record_failure(out_dir, exc, multirun)
+
+
+def skip_or_clean(cfg: DictConfig, out_dir: Path, multirun: bool) -> float | None:
+    """The objective of the finished run ``out_dir`` holds (None: the run is to be trained).
+
+    Unless ``trainer.force``, a finished run of the same experiment is skipped (one of
+    another experiment is an error); with it, the old run's files are removed.
+    """
     if not cfg.trainer.force:
         done = finished_summary(out_dir)
         if done is not None:
@@ -121,29 +141,28 @@ def run(cfg: DictConfig) -> float:
         for name in ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz"):
             (out_dir / name).unlink(missing_ok=True)
     (out_dir / "failure.json").unlink(missing_ok=True)
-    try:
-        try:
-            summary = _run(cfg, out_dir)
-        except RestartFromScratch as restart:
-            summary = _run(cfg, out_dir, checkpoint_error=str(restart))
-        return _objective(cfg, summary)
-    except Exception as exc:
-        message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
-        write_json_atomic(out_dir / "failure.json", {
-            "status": "failed",
-            "phase": "setup" if isinstance(exc, ConfigError) else "training",
-            "error": message,
-            "traceback": traceback.format_exc(),
-            **_choices(),
-            "overrides": list(hc.overrides.task),
-        })
-        if multirun:
-            log.error("run %s failed: %s (details in failure.json); the sweep goes on", out_dir, message)
-            return float("nan")
-        if isinstance(exc, ConfigError):
-            print(f"lossbench: error: {message}", file=sys.stderr)
-            sys.exit(2)
-        raise
+    return None
+
+
+def record_failure(out_dir: Path, exc: Exception, multirun: bool) -> float:
+    """Write failure.json for ``exc``; in a multirun return NaN so the sweep goes on."""
+    hc = HydraConfig.get()
+    message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+    write_json_atomic(out_dir / "failure.json", {
+        "status": "failed",
+        "phase": "setup" if isinstance(exc, ConfigError) else "training",
+        "error": message,
+        "traceback": traceback.format_exc(),
+        **_choices(),
+        "overrides": list(hc.overrides.task),
+    })
+    if multirun:
+        log.error("run %s failed: %s (details in failure.json); the sweep goes on", out_dir, message)
+        return float("nan")
+    if isinstance(exc, ConfigError):
+        print(f"lossbench: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    raise exc
 
 
 def _describe(exc: BaseException) -> str:
@@ -167,10 +186,13 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"seed and noise_seed must be >= 0, got {cfg.seed} and {cfg.noise_seed}")
 
 
-def build_data(cfg: DictConfig) -> tuple[NoiseModel, Split, NoisyLabels]:
-    """The run's dataset with its noisy labels (on the CPU): (noise model, split, noisy labels)."""
+def build_data(cfg: DictConfig, split: Split | None = None) -> tuple[NoiseModel, Split, NoisyLabels]:
+    """The run's dataset with its noisy labels (on the CPU): (noise model, split, noisy labels).
+
+    ``split``: the clean dataset, already built (runs of one dataset can share it).
+    """
     noise_model = instantiate(cfg.noise)
-    split = instantiate(cfg.dataset)
+    split = instantiate(cfg.dataset) if split is None else split
     split, noisy = noise_lib.apply(noise_model, split, int(cfg.noise_seed))
     return noise_model, split, noisy
 
@@ -181,7 +203,44 @@ def build_model(cfg: DictConfig, trainer: Trainer, split: Split) -> nn.Module:
     return trainer.prepare_model(instantiate(cfg.model)(split.input_shape, split.num_classes))
 
 
-def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) -> dict:
+@dataclass
+class RunParts:
+    """One run, built and ready to train (``setup_run``), then summarised (``finish_run``)."""
+
+    cfg: DictConfig
+    out_dir: Path
+    started: float
+    choices: dict
+    overrides: list[str]
+    trainer: Trainer
+    seed: int
+    noise_model: NoiseModel
+    split: Split
+    noisy: NoisyLabels
+    y_pool: torch.Tensor
+    model: nn.Module
+    loss_fn: Loss
+    reweight: Reweighter
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sinks: list
+    checkpoint: Path
+    checkpoint_meta: dict
+    checkpoint_error: str | None = None
+
+
+def setup_run(
+    cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None, *,
+    data: Callable[[DictConfig], tuple[NoiseModel, Split, NoisyLabels]] = build_data,
+    to_device: Callable[[Split], Split] | None = None, progress: str | None = None,
+) -> RunParts:
+    """Build one run in the current Hydra job: data and noise (noise.npz written), model,
+    loss, strategy, optimizer, scheduler and sinks. Setup errors become ConfigError.
+
+    ``data`` builds the (CPU) split with its noise, ``to_device`` moves it (default:
+    ``Split.to``); runs trained together pass functions that share one dataset.
+    ``progress`` replaces ``trainer.progress`` for the display sink.
+    """
     started = time.perf_counter()
     choices = _choices()
     try:
@@ -189,9 +248,10 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
         trainer = Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True))
         seed = int(cfg.seed)
         set_determinism(seed, trainer.deterministic)
-        noise_model, split, noisy = build_data(cfg)
+        noise_model, split, noisy = data(cfg)
+        y_pool = split.pool_labels()
         device = trainer.torch_device
-        split = split.to(device)
+        split = split.to(device) if to_device is None else to_device(split)
         torch.manual_seed(seed)
         model = build_model(cfg, trainer, split)
         loss_fn = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(device)
@@ -211,39 +271,58 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
         out_dir / "noise.npz",
         y_noisy=noisy.y_noisy.numpy(),
         is_noisy=noisy.is_noisy.numpy(),
-        y_clean=split.pool_labels().numpy(),
+        y_clean=y_pool.numpy(),
         expected_T=noisy.expected_T,
         realized_T=noisy.realized_T,
         train_idx=split.train_idx.numpy(),
         val_idx=split.val_idx.numpy(),
     )
+    sinks = build_sinks(cfg, out_dir, choices, trainer.progress if progress is None else progress)
+    return RunParts(
+        cfg=cfg, out_dir=out_dir, started=started, choices=choices,
+        overrides=list(HydraConfig.get().overrides.task), trainer=trainer, seed=seed,
+        noise_model=noise_model, split=split, noisy=noisy, y_pool=y_pool, model=model, loss_fn=loss_fn,
+        reweight=reweight, optimizer=optimizer, scheduler=scheduler, sinks=sinks,
+        checkpoint=out_dir / CHECKPOINT,
+        checkpoint_meta={"experiment": experiment_key(OmegaConf.to_container(cfg, resolve=True))},
+        checkpoint_error=checkpoint_error,
+    )
 
-    ckpt = out_dir / CHECKPOINT
-    sinks = build_sinks(cfg, out_dir, choices, trainer.progress)
 
+def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) -> dict:
+    parts = setup_run(cfg, out_dir, checkpoint_error)
+    trainer = parts.trainer
     status, diverged_epoch = "completed", None
     try:
         history = trainer.fit(
-            model, loss_fn, reweight, optimizer, scheduler, split, seed, sinks,
-            checkpoint_path=ckpt if trainer.checkpoint_every else None,
-            checkpoint_meta={"experiment": experiment_key(OmegaConf.to_container(cfg, resolve=True))},
+            parts.model, parts.loss_fn, parts.reweight, parts.optimizer, parts.scheduler, parts.split,
+            parts.seed, parts.sinks,
+            checkpoint_path=parts.checkpoint if trainer.checkpoint_every else None,
+            checkpoint_meta=parts.checkpoint_meta,
         )
     except Diverged as exc:
         status, diverged_epoch, history = "diverged", exc.epoch, exc.history
         log.warning("run diverged at epoch %d (loss not finite); recorded as 'diverged'", exc.epoch)
     except BaseException:
-        for sink in sinks:
+        for sink in parts.sinks:
             sink.close(None)
         raise
+    return finish_run(parts, history, status, diverged_epoch)
 
-    summary: dict = {"status": status, **choices}
+
+def finish_run(parts: RunParts, history: list[dict], status: str = "completed",
+               diverged_epoch: int | None = None, extra: dict | None = None) -> dict:
+    """Evaluate the trained model (unless diverged), close the sinks, write summary.json
+    (with ``extra`` figures) and remove the checkpoint; return the summary."""
+    split, noisy, noise_model, reweight = parts.split, parts.noisy, parts.noise_model, parts.reweight
+    summary: dict = {"status": status, **parts.choices}
     summary.update(
-        loss_family=type(loss_fn).family,
-        seed=seed,
-        noise_seed=int(cfg.noise_seed),
+        loss_family=type(parts.loss_fn).family,
+        seed=parts.seed,
+        noise_seed=int(parts.cfg.noise_seed),
         noise_kind=noise_model.kind,
         noise_rate=getattr(noise_model, "rate", None),
-        expected_noise_rate=_expected_rate(noisy.expected_T, split.pool_labels(), split.num_classes),
+        expected_noise_rate=_expected_rate(noisy.expected_T, parts.y_pool, split.num_classes),
         realized_noise_rate=noisy.rate,
         num_classes=split.num_classes,
         num_train=len(split.y_train),
@@ -254,24 +333,25 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
     if status == "diverged":
         summary["diverged_epoch"] = diverged_epoch
     else:
-        summary.update(evaluate_model(trainer, model, split))
+        summary.update(evaluate_model(parts.trainer, parts.model, split))
     summary.update(_history_figures(history))
     summary.update({f"reweight_{k}": v for k, v in reweight.summary().items()})
-    if checkpoint_error:
-        summary["checkpoint_error"] = checkpoint_error
-    summary["wall_time_s"] = time.perf_counter() - started
-    summary["overrides"] = list(HydraConfig.get().overrides.task)
-    summary["provenance"] = provenance(device)
-    summary["config"] = OmegaConf.to_container(cfg, resolve=True)
-    for sink in sinks:
+    if parts.checkpoint_error:
+        summary["checkpoint_error"] = parts.checkpoint_error
+    summary.update(extra or {})
+    summary["wall_time_s"] = time.perf_counter() - parts.started
+    summary["overrides"] = parts.overrides
+    summary["provenance"] = provenance(parts.trainer.torch_device)
+    summary["config"] = OmegaConf.to_container(parts.cfg, resolve=True)
+    for sink in parts.sinks:
         try:
             sink.close(summary)
         except Exception as exc:  # a tracker's failure must not cost the run its summary
             log.warning("%s failed to finish: %s", type(sink).__name__, exc)
-    write_json_atomic(out_dir / "summary.json", summary)
-    ckpt.unlink(missing_ok=True)
-    log.info("%s: %s, test acc %.4f, realized noise %.3f -> %s", out_dir.name, status,
-             summary.get("test_acc", float("nan")), noisy.rate, out_dir / "summary.json")
+    write_json_atomic(parts.out_dir / "summary.json", summary)
+    parts.checkpoint.unlink(missing_ok=True)
+    log.info("%s: %s, test acc %.4f, realized noise %.3f -> %s", parts.out_dir.name, status,
+             summary.get("test_acc", float("nan")), noisy.rate, parts.out_dir / "summary.json")
     return summary
 
 

@@ -68,14 +68,20 @@ class Objective:
             self.loss_fn, logits, target, features, index if self.needs_index else None
         )
 
+    def reduce(self, logits: Tensor, target: Tensor, features: Tensor | None,
+               index: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean_i w_i l(z_i, y_i), the per-sample losses [B]) for the batch's logits, without the L1 term."""
+        per_sample = self.per_sample(logits, target, features, index)
+        weights = self.reweight.weights(per_sample.detach(), target, index)
+        loss = per_sample.mean() if weights is None else (per_sample * weights).mean()
+        return loss, per_sample
+
     def __call__(self, model: nn.Module, x_raw: Tensor, target: Tensor, index: Tensor,
                  generator: torch.Generator | None = None) -> StepOutput:
         """The step's loss for the training samples at positions ``index`` (raw inputs ``x_raw``)."""
         x = self.transform(x_raw, train=True, generator=generator)
         logits, features = self.forward(model, x)
-        per_sample = self.per_sample(logits, target, features, index)
-        weights = self.reweight.weights(per_sample.detach(), target, index)
-        loss = per_sample.mean() if weights is None else (per_sample * weights).mean()
+        loss, per_sample = self.reduce(logits, target, features, index)
         if self.l1:
             loss = loss + self.l1 * l1_penalty(model)
         return StepOutput(loss=loss, per_sample=per_sample.detach(), logits=logits.detach())

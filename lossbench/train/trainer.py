@@ -175,32 +175,9 @@ class Trainer:
             model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn, scaler=scaler
         )
         if checkpoint_path is not None and Path(checkpoint_path).exists():
-            try:
-                state = load_checkpoint(checkpoint_path, map_location=device)
-                if checkpoint_meta is not None and state.get("meta") != checkpoint_meta:
-                    differs = config_differences(state.get("meta") or {}, checkpoint_meta)
-                    raise ConfigError(
-                        f"{checkpoint_path} belongs to a different configuration (differs in "
-                        f"{', '.join(differs[:5])}); use another output directory or trainer.force=true"
-                    )
-                for key, obj in state_objects.items():
-                    obj.load_state_dict(state[key])
-                reweight.load_state_dict(state["reweight"])
-                # generator states are CPU byte tensors, whatever map_location did to them
-                generator.set_state(state["rng"]["batch"].cpu())
-                aug_generator.set_state(state["rng"]["augment"].cpu())
-                torch.set_rng_state(state["rng"]["torch"].cpu())
-                if device.type == "cuda" and state["rng"].get("cuda") is not None:
-                    torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
-                history = list(state["history"])
-                start_epoch = int(state["epoch"]) + 1
-                log.info("resumed from %s at epoch %d", checkpoint_path, start_epoch)
-            except ConfigError:
-                raise
-            except (CorruptCheckpoint, KeyError, RuntimeError, ValueError) as exc:
-                log.warning("checkpoint unusable, starting over from scratch: %s", exc)
-                Path(checkpoint_path).unlink(missing_ok=True)
-                raise RestartFromScratch(str(exc)) from exc
+            history, start_epoch = restore_checkpoint(
+                checkpoint_path, checkpoint_meta, state_objects, reweight, generator, aug_generator, device
+            )
 
         for sink in sinks:
             sink.start(self.epochs, start_epoch)
@@ -262,21 +239,70 @@ class Trainer:
             if checkpoint_path is not None and self.checkpoint_every and (
                 (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
             ):
-                state = {key: obj.state_dict() for key, obj in state_objects.items()}
-                state.update(
-                    reweight=reweight.state_dict(),
-                    rng={
-                        "batch": generator.get_state(),
-                        "augment": aug_generator.get_state(),
-                        "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    },
-                    history=history,
-                    epoch=epoch,
-                    meta=checkpoint_meta,
-                )
-                save_checkpoint(checkpoint_path, state)
+                save_checkpoint(checkpoint_path, checkpoint_state(
+                    state_objects, reweight, generator, aug_generator, device, history, epoch, checkpoint_meta
+                ))
         return history
+
+
+def restore_checkpoint(
+    path: Path, meta: dict | None, state_objects: dict, reweight: Reweighter,
+    generator: torch.Generator, aug_generator: torch.Generator, device: torch.device,
+) -> tuple[list[dict], int]:
+    """Load a checkpoint into ``state_objects`` (name -> object with ``load_state_dict``), the
+    strategy and the generators; return (history so far, first epoch to run).
+
+    A checkpoint whose meta differs from ``meta`` is a ConfigError (the file is left in
+    place); an unusable one is deleted and RestartFromScratch raised.
+    """
+    try:
+        state = load_checkpoint(path, map_location=device)
+        if meta is not None and state.get("meta") != meta:
+            differs = config_differences(state.get("meta") or {}, meta)
+            raise ConfigError(
+                f"{path} belongs to a different configuration (differs in "
+                f"{', '.join(differs[:5])}); use another output directory or trainer.force=true"
+            )
+        for key, obj in state_objects.items():
+            obj.load_state_dict(state[key])
+        reweight.load_state_dict(state["reweight"])
+        # generator states are CPU byte tensors, whatever map_location did to them
+        generator.set_state(state["rng"]["batch"].cpu())
+        aug_generator.set_state(state["rng"]["augment"].cpu())
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
+        history = list(state["history"])
+        start_epoch = int(state["epoch"]) + 1
+        log.info("resumed from %s at epoch %d", path, start_epoch)
+        return history, start_epoch
+    except ConfigError:
+        raise
+    except (CorruptCheckpoint, KeyError, RuntimeError, ValueError) as exc:
+        log.warning("checkpoint unusable, starting over from scratch: %s", exc)
+        Path(path).unlink(missing_ok=True)
+        raise RestartFromScratch(str(exc)) from exc
+
+
+def checkpoint_state(
+    state_objects: dict, reweight: Reweighter, generator: torch.Generator, aug_generator: torch.Generator,
+    device: torch.device, history: list[dict], epoch: int, meta: dict | None,
+) -> dict:
+    """What a checkpoint holds after ``epoch``: every object's state, the generators, the history."""
+    state = {key: obj.state_dict() for key, obj in state_objects.items()}
+    state.update(
+        reweight=reweight.state_dict(),
+        rng={
+            "batch": generator.get_state(),
+            "augment": aug_generator.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        },
+        history=history,
+        epoch=epoch,
+        meta=meta,
+    )
+    return state
 
 
 def _train_stats(order: Tensor, losses: Tensor, pred: Tensor, y_noisy: Tensor, y_clean: Tensor,
