@@ -162,7 +162,7 @@ def resolve_pending(paths: Sequence[Path]) -> None:
     )
     for p in pending:
         if complete and pending[p] == newest:
-            os.replace(pending_path(p), p)
+            _promote(p)
         else:
             pending_path(p).unlink(missing_ok=True)
     log.info("pack checkpoint commit %s (epoch %s)", "completed" if complete else "undone", newest)
@@ -362,7 +362,7 @@ def _fit_group(members: list[PackMember], start_epoch: int,
     stacked = packed.parameters()
     for p in stacked:
         p.grad = torch.zeros_like(p)
-    for k, m in enumerate(members):
+    for k in range(size):
         for own, p in zip(packed.member_parameters(k), stacked, strict=True):
             own.grad = p.grad[k]
     grads = [p.grad for p in stacked]
@@ -472,4 +472,9 @@ def _commit(members: Sequence[PackMember], histories: Sequence[list[dict]], epoc
         save_checkpoint(pending_path(m.checkpoint_path), state)
         written.append(m.checkpoint_path)
     for path in written:
-        os.replace(pending_path(path), path)
+        _promote(path)
+
+
+def _promote(path: Path) -> None:
+    """Second phase of a commit, for one member: its pending checkpoint becomes its checkpoint."""
+    os.replace(pending_path(path), path)
