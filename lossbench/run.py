@@ -232,7 +232,7 @@ class RunParts:
 def setup_run(
     cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None, *,
     data: Callable[[DictConfig], tuple[NoiseModel, Split, NoisyLabels]] = build_data,
-    to_device: Callable[[Split], Split] | None = None, progress: str | None = None,
+    to_device: Callable[[Split, torch.device], Split] | None = None, progress: str | None = None,
 ) -> RunParts:
     """Build one run in the current Hydra job: data and noise (noise.npz written), model,
     loss, strategy, optimizer, scheduler and sinks. Setup errors become ConfigError.
@@ -251,7 +251,7 @@ def setup_run(
         noise_model, split, noisy = data(cfg)
         y_pool = split.pool_labels()
         device = trainer.torch_device
-        split = split.to(device) if to_device is None else to_device(split)
+        split = split.to(device) if to_device is None else to_device(split, device)
         torch.manual_seed(seed)
         model = build_model(cfg, trainer, split)
         loss_fn = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(device)
@@ -290,7 +290,11 @@ def setup_run(
 
 
 def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) -> dict:
-    parts = setup_run(cfg, out_dir, checkpoint_error)
+    return train_run(setup_run(cfg, out_dir, checkpoint_error))
+
+
+def train_run(parts: RunParts) -> dict:
+    """Train a built run alone (resuming from its checkpoint), then ``finish_run``."""
     trainer = parts.trainer
     status, diverged_epoch = "completed", None
     try:
