@@ -11,7 +11,8 @@ all alike:
 - ``hand_pack``: a hand-written packed loop (stacked weights, ``baddbmm``, one cross-entropy).
 
 Checkpoints are off in both lossbench modes. It prints each time, the median
-ratios, and the final test accuracies of the lossbench modes (mean and std over
+ratios (and the ratio of the fastest times, the figure least
+hurt by other load on the machine), and the final test accuracies of the lossbench modes (mean and std over
 the K seeds: whole runs drift apart chaotically, their distribution should not).
 
     OMP_NUM_THREADS=1 python scripts/bench_packed.py --ks 8 16 --epochs 30 --repeats 3
@@ -180,7 +181,8 @@ def main() -> None:
         for name, (a, b) in pairs.items():
             rs = [x / y for x, y in zip(times[a], times[b], strict=True)]
             print(f"K={k} ratio {name:28s} median {statistics.median(rs):5.2f}  "
-                  f"(min {min(rs):.2f}, max {max(rs):.2f})")
+                  f"(min {min(rs):.2f}, max {max(rs):.2f}); fastest/fastest "
+                  f"{min(times[a]) / min(times[b]):.2f}")
         for name, acc in accs.items():
             sd = statistics.stdev(acc)
             print(f"K={k} {name} final test acc mean {statistics.mean(acc):.4f} std {sd:.4f} "

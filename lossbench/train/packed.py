@@ -29,10 +29,12 @@ finishes (or undoes) an interrupted commit before resuming.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,9 +110,12 @@ class PackMember:
         self.aug_generator = torch.Generator(device=device).manual_seed(int(self.seed) + 1)
         self.scaler = torch.amp.GradScaler(device.type, enabled=False)
 
-    def state_objects(self, clone_model: bool = False) -> dict:
-        model = _ClonedState(self.model) if clone_model else self.model
-        return dict(model=model, optimizer=self.optimizer, scheduler=self.scheduler, loss=self.loss_fn,
+    def state_objects(self, copy_out: bool = False) -> dict:
+        """What a checkpoint saves; ``copy_out``: tensors copied out of the pack's shared storage."""
+        model, optimizer = self.model, self.optimizer
+        if copy_out:
+            model, optimizer = _ClonedState(model), _ClonedState(optimizer)
+        return dict(model=model, optimizer=optimizer, scheduler=self.scheduler, loss=self.loss_fn,
                     scaler=self.scaler)
 
 
@@ -124,17 +129,135 @@ class MemberResult:
 
 
 class _ClonedState:
-    """A model whose ``state_dict`` is copied out: a packed member's tensors are views of the
-    whole pack's storage, and ``torch.save`` of a view writes the whole storage."""
+    """A model or optimizer whose ``state_dict`` tensors are copied out: a packed member's
+    tensors are views of the whole pack's storage, and ``torch.save`` of a view writes the
+    whole storage."""
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
+    def __init__(self, obj) -> None:
+        self.obj = obj
 
     def state_dict(self) -> dict:
-        return {k: v.clone() for k, v in self.model.state_dict().items()}
+        return _cloned(self.obj.state_dict())
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state)
+        self.obj.load_state_dict(state)
+
+
+def _cloned(value):
+    if isinstance(value, Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _cloned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cloned(v) for v in value]
+    return value
+
+
+# Optimizers whose update is elementwise (every state tensor has its parameter's shape, or is a
+# scalar such as Adam's step): run on stacked parameters they update each member as its own would.
+ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
+               torch.optim.RAdam, torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adadelta)
+
+
+def _hyper(optimizer: torch.optim.Optimizer) -> dict:
+    return {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+
+
+class _Stepper:
+    """Steps the members' optimizers.
+
+    When every member's optimizer is of one elementwise class (``ELEMENTWISE``) with one
+    parameter group and the same hyperparameters, one optimizer of that class steps the
+    stacked parameters (the members' optimizers, driven by their schedulers, supply the
+    hyperparameters; their state tensors become views of the stacked state, so their
+    state_dicts stay theirs). Once the hyperparameters differ (different learning rates
+    or schedules), each member's optimizer steps its own parameters (views of the stack).
+    """
+
+    def __init__(self, members: Sequence[PackMember], packed: PackedModel) -> None:
+        self.members, self.packed = members, packed
+        self.params = packed.parameters()
+        self.own = [packed.member_parameters(k) for k in range(len(members))]
+        opts = [m.optimizer for m in members]
+        cls = type(opts[0])
+        self.stacked: torch.optim.Optimizer | None = None
+        if cls in ELEMENTWISE and all(type(o) is cls and len(o.param_groups) == 1 for o in opts):
+            accepted = inspect.signature(cls).parameters
+            self.stacked = cls(self.params, **{k: v for k, v in opts[0].defaults.items() if k in accepted})
+            self.stacked.defaults.update(opts[0].defaults)
+            self.stacked.param_groups[0].update(_hyper(opts[0]))
+            self._stack_state()
+        self.check(range(len(members)))
+
+    def _stack_state(self) -> None:
+        """The members' optimizer state (resumed runs have some) as stacked tensors."""
+        assert self.stacked is not None
+        for i, p in enumerate(self.params):
+            states = [m.optimizer.state.get(self.own[k][i]) for k, m in enumerate(self.members)]
+            if not states[0]:
+                continue
+            self.stacked.state[p] = {
+                name: torch.stack([s[name] for s in states]) if _per_element(name, v, self.own[0][i])
+                else v.clone() if isinstance(v, Tensor) else v
+                for name, v in states[0].items()
+            }
+        self._link()
+
+    def _link(self) -> None:
+        """Point every member's optimizer state at its rows of the stacked state."""
+        assert self.stacked is not None
+        for i, p in enumerate(self.params):
+            state = self.stacked.state.get(p)
+            if not state:
+                continue
+            for k, m in enumerate(self.members):
+                m.optimizer.state[self.own[k][i]] = {
+                    name: v[k] if _per_element(name, v, p) else v for name, v in state.items()
+                }
+        self.linked = self._state_ids()
+
+    def _state_ids(self) -> list[int]:
+        assert self.stacked is not None
+        return [id(v) for p in self.params for v in self.stacked.state.get(p, {}).values()]
+
+    def check(self, running: Sequence[int]) -> None:
+        """Choose how the next epoch steps (hyperparameters change only when schedulers step)."""
+        if self.stacked is None:
+            return
+        hyper = _hyper(self.members[running[0]].optimizer) if running else {}
+        if all(_hyper(self.members[k].optimizer) == hyper for k in running):
+            self.stacked.param_groups[0].update(hyper)
+            return
+        # from now on every member steps its own optimizer: its scalars (Adam's step) become its own
+        for k, m in enumerate(self.members):
+            for own in self.own[k]:
+                state = m.optimizer.state.get(own)
+                if state:
+                    m.optimizer.state[own] = {
+                        name: v if _per_element(name, v, own) or not isinstance(v, Tensor) else v.clone()
+                        for name, v in state.items()
+                    }
+        self.stacked = None
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self, running: Sequence[int]) -> None:
+        if self.stacked is not None:
+            self.stacked.step()
+            if self.linked != self._state_ids():  # the optimizer made (new) state tensors
+                self._link()
+            return
+        for k in running:
+            for own, p in zip(self.own[k], self.params, strict=True):
+                own.grad = None if p.grad is None else p.grad[k]
+            self.members[k].optimizer.step()
+
+
+def _per_element(name: str, value, param: Tensor) -> bool:
+    """Whether an optimizer state entry holds one value per element of ``param`` (else a scalar: "step")."""
+    return isinstance(value, Tensor) and value.shape == param.shape and name != "step"
 
 
 def _checkpoint_epoch(path: Path) -> int | None:
@@ -359,13 +482,7 @@ def _fit_group(members: list[PackMember], start_epoch: int,
     packed.train()
     packed.probe(probe.unsqueeze(0).expand(size, *probe.shape).contiguous(), objective.needs_features)
 
-    stacked = packed.parameters()
-    for p in stacked:
-        p.grad = torch.zeros_like(p)
-    for k in range(size):
-        for own, p in zip(packed.member_parameters(k), stacked, strict=True):
-            own.grad = p.grad[k]
-    grads = [p.grad for p in stacked]
+    stepper = _Stepper(members, packed)
     clip = [m.trainer.grad_clip for m in members]
     max_norm = torch.tensor([math.inf if c is None else float(c) for c in clip], device=device)
     clipping = any(c is not None for c in clip)
@@ -403,12 +520,11 @@ def _fit_group(members: list[PackMember], start_epoch: int,
                 out = packed(x, return_features=objective.needs_features)
                 logits, features = out if isinstance(out, tuple) else (out, None)
                 loss, per_sample = objective(logits, features, target, index)
-            torch._foreach_zero_(grads)
+            stepper.zero_grad()
             loss.backward()
             if clipping:
-                _clip_gradients(grads, max_norm)
-            for k in running:
-                members[k].optimizer.step()
+                _clip_gradients([p.grad for p in packed.parameters()], max_norm)
+            stepper.step(running)
             flat = (index + offsets).view(-1)
             seen_loss.view(-1)[flat] = per_sample.view(-1)
             seen_pred.view(-1)[flat] = logits.detach().argmax(-1).view(-1)
@@ -419,7 +535,9 @@ def _fit_group(members: list[PackMember], start_epoch: int,
         for k in list(running):
             m = members[k]
             lr = m.optimizer.param_groups[0]["lr"]
-            m.scheduler.step()
+            with warnings.catch_warnings():  # the stacked optimizer stepped for it
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                m.scheduler.step()
             record = {"epoch": epoch, **_train_stats(order[k], seen_loss[k], seen_pred[k], y_noisy[k],
                                                        y_clean, is_noisy[k])}
             record.update(
@@ -437,6 +555,7 @@ def _fit_group(members: list[PackMember], start_epoch: int,
         if not running:
             return
         objective.set_running(running)
+        stepper.check(running)
         for prefix, x_eval, labels in (("val", split.x_val, [m.split.y_val_noisy for m in members]),
                                        ("test", split.x_test, [m.split.y_test for m in members])):
             if len(x_eval) == 0:
@@ -467,7 +586,7 @@ def _commit(members: Sequence[PackMember], histories: Sequence[list[dict]], epoc
     for m, history in zip(members, histories, strict=True):
         if m.checkpoint_path is None:
             continue
-        state = checkpoint_state(m.state_objects(clone_model=True), m.reweight, m.generator, m.aug_generator,
+        state = checkpoint_state(m.state_objects(copy_out=True), m.reweight, m.generator, m.aug_generator,
                                  m.trainer.torch_device, history, epoch, m.checkpoint_meta)
         save_checkpoint(pending_path(m.checkpoint_path), state)
         written.append(m.checkpoint_path)

@@ -27,6 +27,7 @@ from lossbench.models.packing import NotPackable, PackedModel
 from lossbench.reweight import REWEIGHTS
 from lossbench.reweight.base import ReweightContext, Reweighter
 from lossbench.train import packed as packed_lib
+from lossbench.train.checkpoint import load_checkpoint
 from lossbench.train.packed import (
     MemberResult,
     PackMember,
@@ -53,6 +54,8 @@ class Spec:
     grad_clip: float | None = None
     l1: float = 0.0
     loss_kwargs: tuple = ()
+    optim: str = "sgd"
+    t_max: int | None = None  # cosine period; epochs + 1 by default
 
 
 def _flip(split, seed: int, rate: float):
@@ -81,8 +84,11 @@ def _build(spec: Spec, base, make_model, epochs: int, checkpoint=None, sinks=())
     reweight = REWEIGHTS.get(spec.reweight)()
     reweight.setup(ReweightContext(split=split, loss=loss, true_T=None, device=torch.device("cpu"),
                                    seed=spec.seed))
-    opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs + 1)
+    if spec.optim == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, weight_decay=5e-4)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=spec.lr / 100, weight_decay=1e-2, amsgrad=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.t_max or epochs + 1)
     trainer = Trainer(epochs=epochs, batch_size=32, device="cpu", progress="none",
                       checkpoint_every=1 if checkpoint else 0, grad_clip=spec.grad_clip, l1=spec.l1)
     meta = {"spec": repr(spec)} if checkpoint else None
@@ -151,6 +157,67 @@ def test_one_epoch_equals_unpacked_runs(arch):
         logits = member.trainer.predict(member.model, member.split.x_test, transform)
         acc = float((logits.argmax(1) == member.split.y_test).double().mean())
         assert acc == pytest.approx(result.history[0]["test_acc"], abs=1.01 / len(base.y_test))
+
+
+def _shares_storage(members) -> bool:
+    """Whether the members' optimizer states are rows of one stacked tensor (one optimizer stepped them)."""
+    first = [next(iter(m.optimizer.state.values())) for m in members]
+    tensors = [next(v for k, v in st.items() if k != "step") for st in first]
+    return len({t.untyped_storage().data_ptr() for t in tensors}) == 1
+
+
+@pytest.mark.parametrize("optim", ["sgd", "adamw"])
+def test_shared_optimizer_settings_step_as_one_and_equal_unpacked(optim, tmp_path):
+    """Same optimizer and schedule for all (the usual sweep): one stacked optimizer steps the pack;
+    each member still ends as its lone run, and its checkpoint holds only its own rows.
+
+    (No batch norm under AdamW: a bias before batch norm has zero gradient up to rounding, which
+    Adam's normalisation blows up to steps of size lr, so those biases agree only to about lr.)"""
+    base = _digits()
+    bn = optim == "sgd"
+    make = lambda s: MLP(s.input_shape, s.num_classes, hidden=(32,), batch_norm=bn)  # noqa: E731
+    specs = [Spec(loss, seed=k, rate=0.3, optim=optim) for k, loss in enumerate(["ce", "gce", "ce", "mae"])]
+    alone = [_build(s, base, make, epochs=2) for s in specs]
+    histories = [_unpacked(m) for m in alone]
+    members = [_build(s, base, make, epochs=2, checkpoint=tmp_path / f"{k}.pt") for k, s in enumerate(specs)]
+    results = fit_pack(members)
+    assert _shares_storage(members)
+    if optim == "adamw":  # one step counter for all: one optimizer stepped them
+        assert len({id(next(iter(m.optimizer.state.values()))["step"]) for m in members}) == 1
+    for solo, member, history, result in zip(alone, members, histories, results, strict=True):
+        _assert_states_close(solo.model, member.model, scale=2e-5)
+        _assert_records_close(history[0], result.history[0], len(base.y_test))
+        solo_state, packed_state = solo.optimizer.state_dict(), member.optimizer.state_dict()
+        assert solo_state["param_groups"] == packed_state["param_groups"]
+        for i, st in solo_state["state"].items():
+            for name, v in st.items():
+                torch.testing.assert_close(packed_state["state"][i][name], v, rtol=1e-4, atol=1e-6)
+    # a member's checkpoint holds its own rows, not the whole pack's storage
+    state = load_checkpoint(tmp_path / "0.pt")
+    tensors = list(state["model"].values()) + [v for st in state["optimizer"]["state"].values()
+                                               for v in st.values()]
+    assert all(t.untyped_storage().nbytes() == t.numel() * t.element_size() for t in tensors)
+
+
+def test_schedules_that_part_ways_switch_to_per_member_steps():
+    """Members whose learning rates agree at first and differ later: stacked steps, then each its own."""
+    base = _digits()
+    make = lambda s: MLP(s.input_shape, s.num_classes, hidden=(32,))  # noqa: E731
+    specs = [Spec("ce", seed=0, rate=0.2, t_max=3, optim="adamw"), Spec("ce", seed=1, rate=0.2, t_max=9,
+                                                                       optim="adamw")]
+    alone = [_build(s, base, make, epochs=3) for s in specs]
+    histories = [_unpacked(m) for m in alone]
+    members = [_build(s, base, make, epochs=3) for s in specs]
+    results = fit_pack(members)
+    # stacked at first (rows of one tensor), per member once the cosines differ (own step counters)
+    assert _shares_storage(members)
+    steps = [next(iter(m.optimizer.state.values()))["step"] for m in members]
+    assert steps[0] is not steps[1]
+    for solo, member, history, result in zip(alone, members, histories, results, strict=True):
+        assert [r["lr"] for r in result.history] == [r["lr"] for r in history]
+        _assert_states_close(solo.model, member.model, scale=5e-5)
+        steps = {int(st["step"]) for st in member.optimizer.state_dict()["state"].values()}
+        assert steps == {int(st["step"]) for st in solo.optimizer.state_dict()["state"].values()}
 
 
 def test_packed_model_stacks_and_views():
