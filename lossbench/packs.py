@@ -124,14 +124,16 @@ def _groups_named(keys: list[str]) -> list[str]:
     return list(dict.fromkeys(named))
 
 
-def describe(units: Sequence[Unit], overrides: Sequence[Sequence[str]], initial_job_idx: int = 0) -> list[str]:
+def describe(units: Sequence[Unit], overrides: Sequence[Sequence[str]],
+             initial_job_idx: int = 0) -> list[str]:
     """The plan as lines: each pack with its jobs' overrides, each lone job with the reason."""
     lines = []
     n_packs = sum(u.packed for u in units)
     lines.append(f"{sum(len(u.jobs) for u in units)} jobs: {n_packs} packs, "
                  f"{sum(not u.packed for u in units)} run alone")
     for u in units:
-        jobs = ", ".join(f"#{initial_job_idx + i} {' '.join(overrides[i]) or '(no overrides)'}" for i in u.jobs)
+        jobs = ", ".join(f"#{initial_job_idx + i} {' '.join(overrides[i]) or '(no overrides)'}"
+                         for i in u.jobs)
         if u.packed:
             split = f"; split from the first pack by {', '.join(u.splits_by)}" if u.splits_by else ""
             lines.append(f"pack of {len(u.jobs)}{split}: {jobs}")
@@ -203,7 +205,8 @@ class SharedData:
             value = getattr(split, f.name)
             if not isinstance(value, Tensor) or f.name in ("train_idx", "val_idx"):
                 continue
-            moved[f.name] = getattr(on_device, f.name) if value is getattr(clean, f.name) else value.to(device)
+            shared = value is getattr(clean, f.name)
+            moved[f.name] = getattr(on_device, f.name) if shared else value.to(device)
         return replace(split, **moved)
 
 
@@ -237,7 +240,8 @@ def run_pack(
     jobs: list[_Job] = []
     for config in configs:
         holder: dict = {}
-        ret = run_job(hydra_context=hydra_context, task_function=lambda cfg, h=holder: _prepare(cfg, h, shared),
+        ret = run_job(hydra_context=hydra_context,
+                      task_function=lambda cfg, h=holder: _prepare(cfg, h, shared),
                       config=config, job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
         job = _Job(ret=ret, **holder)
         if ret.status == JobStatus.FAILED:
@@ -270,7 +274,8 @@ def _prepare(cfg: DictConfig, holder: dict, shared: SharedData) -> None:
     if cfg.trainer.force:
         pending_path(out_dir / "checkpoint.pt").unlink(missing_ok=True)
     try:
-        holder["parts"] = setup_run(cfg, out_dir, data=shared.data, to_device=shared.to_device, progress="none")
+        holder["parts"] = setup_run(cfg, out_dir, data=shared.data, to_device=shared.to_device,
+                                    progress="none")
     except Exception as exc:
         holder["value"] = record_failure(out_dir, exc, multirun)
 

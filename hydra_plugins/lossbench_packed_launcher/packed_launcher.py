@@ -34,7 +34,7 @@ EXECUTORS = ("local", "submitit_local", "slurm")
 
 
 def check_settings(pack_size: Any, executor: Any, devices: Any) -> str | None:
-    """None if the launcher's settings can work, else one line naming the key, the value and what is allowed."""
+    """None if the launcher's settings can work, else one line: the key, the value, what is allowed."""
     if isinstance(pack_size, bool) or not isinstance(pack_size, int) or pack_size < 1:
         return f"hydra.launcher.pack_size must be an integer >= 1, got {pack_size!r}"
     if executor not in EXECUTORS:
@@ -63,7 +63,8 @@ class PackedLauncher(Launcher):
         self.devices = list(devices) if devices is not None else None
         self.submitit = OmegaConf.to_container(submitit, resolve=True) if OmegaConf.is_config(submitit) \
             else dict(submitit or {})
-        self.slurm = OmegaConf.to_container(slurm, resolve=True) if OmegaConf.is_config(slurm) else dict(slurm or {})
+        self.slurm = OmegaConf.to_container(slurm, resolve=True) if OmegaConf.is_config(slurm) \
+            else dict(slurm or {})
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -86,10 +87,9 @@ class PackedLauncher(Launcher):
     @staticmethod
     def _resolved(sweep_config: DictConfig) -> dict | None:
         """The job's task config, resolved as the job will see it (None if that needs the job running)."""
-        from hydra.core.hydra_config import HydraConfig
-
         import copy
 
+        from hydra.core.hydra_config import HydraConfig
         from omegaconf import read_write
 
         instance = HydraConfig.instance()
@@ -145,8 +145,9 @@ class PackedLauncher(Launcher):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
         configs = [self._job_config(o, idx) for o, idx in unit]
         if len(configs) == 1:
-            rets = [run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=configs[0],
-                            job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")]
+            rets = [run_job(hydra_context=self.hydra_context, task_function=self.task_function,
+                            config=configs[0], job_dir_key="hydra.sweep.dir",
+                            job_subdir_key="hydra.sweep.subdir")]
         else:
             rets = run_pack(self.hydra_context, configs)
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
