@@ -224,6 +224,7 @@ class _Job:
 
 def run_pack(
     hydra_context, configs: Sequence[DictConfig], job_dir_key: str = "hydra.sweep.dir",
+    after_setup: Callable[[], None] | None = None,
 ) -> list:
     """Train the jobs of one pack together; return one JobReturn per job, in order.
 
@@ -232,7 +233,8 @@ def run_pack(
     failing setup writes its failure.json), resumed from its checkpoint like a lone
     run, trained in the pack, and summarised with ``finish_run`` as soon as it ends
     (diverged members at once). If the architecture cannot run packed the jobs
-    train one by one instead.
+    train one by one instead. ``after_setup`` runs once every job is set up (the
+    launcher puts its own logging back: the pack's log lines belong to no one job).
     """
     from hydra.core.utils import JobStatus, run_job
 
@@ -247,6 +249,8 @@ def run_pack(
         if ret.status == JobStatus.FAILED:
             job.value = float("nan")
         jobs.append(job)
+    if after_setup is not None:
+        after_setup()
     _train(jobs, shared)
     for job in jobs:
         if job.ret.status != JobStatus.FAILED:

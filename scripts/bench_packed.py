@@ -10,8 +10,9 @@ all alike:
 - ``hand_seq``: a hand-written loop (shuffle, slice, step, evaluate accuracy), one run after another;
 - ``hand_pack``: a hand-written packed loop (stacked weights, ``baddbmm``, one cross-entropy).
 
-Checkpoints are off in both lossbench modes. It prints each time, the median
-ratios (and the ratio of the fastest times, the figure least
+Checkpoints are off in both lossbench modes. It prints each wall-clock and CPU
+time (one thread: the CPU time is the work done, the better figure on a machine
+shared with other jobs), the median ratios (and the ratio of the fastest times, the figure least
 hurt by other load on the machine), and the final test accuracies of the lossbench modes (mean and std over
 the K seeds: whole runs drift apart chaotically, their distribution should not).
 
@@ -54,20 +55,32 @@ def member(split, seed: int, epochs: int, batch_size: int, lr: float) -> PackMem
     return PackMember(trainer, model, CrossEntropy(), Reweighter(), opt, sched, split, seed)
 
 
+class Clock:
+    """Wall and CPU seconds of one timed span (one thread: CPU time is the work, whatever the load)."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
 def lb_seq(data, epochs, batch_size, lr):
-    accs, started = [], time.perf_counter()
-    for seed, split in enumerate(data):
-        m = member(split, seed, epochs, batch_size, lr)
-        history = m.trainer.fit(m.model, m.loss_fn, m.reweight, m.optimizer, m.scheduler, m.split, seed)
-        accs.append(history[-1]["test_acc"])
-    return time.perf_counter() - started, accs
+    accs = []
+    with Clock() as clock:
+        for seed, split in enumerate(data):
+            m = member(split, seed, epochs, batch_size, lr)
+            history = m.trainer.fit(m.model, m.loss_fn, m.reweight, m.optimizer, m.scheduler, m.split, seed)
+            accs.append(history[-1]["test_acc"])
+    return clock, accs
 
 
 def lb_pack(data, epochs, batch_size, lr):
     members = [member(split, seed, epochs, batch_size, lr) for seed, split in enumerate(data)]
-    started = time.perf_counter()
-    results = fit_pack(members)
-    return time.perf_counter() - started, [r.history[-1]["test_acc"] for r in results]
+    with Clock() as clock:
+        results = fit_pack(members)
+    return clock, [r.history[-1]["test_acc"] for r in results]
 
 
 def _evaluate(logits_fn, split) -> None:
@@ -77,26 +90,29 @@ def _evaluate(logits_fn, split) -> None:
 
 
 def hand_seq(data, epochs, batch_size, lr):
-    started = time.perf_counter()
-    for seed, split in enumerate(data):
-        m = member(split, seed, epochs, batch_size, lr)
-        model, opt, sched = m.model, m.optimizer, m.scheduler
-        transform = BatchTransform(split)
-        g = torch.Generator().manual_seed(seed)
-        x, y = split.x_train, split.y_train_noisy
-        for _ in range(epochs):
-            model.train()
-            perm = torch.randperm(len(y), generator=g)
-            for i in range(0, len(perm), batch_size):
-                idx = perm[i : i + batch_size]
-                loss = F.cross_entropy(model(transform(x[idx], train=True)), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            sched.step()
-            model.eval()
-            _evaluate(lambda xe, model=model, transform=transform: model(transform(xe, train=False)), split)
-    return time.perf_counter() - started, []
+    with Clock() as clock:
+        for seed, split in enumerate(data):
+            _hand_run(member(split, seed, epochs, batch_size, lr), epochs, batch_size)
+    return clock, []
+
+
+def _hand_run(m: PackMember, epochs: int, batch_size: int) -> None:
+    model, opt, sched, split = m.model, m.optimizer, m.scheduler, m.split
+    transform = BatchTransform(split)
+    g = torch.Generator().manual_seed(m.seed)
+    x, y = split.x_train, split.y_train_noisy
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(y), generator=g)
+        for i in range(0, len(perm), batch_size):
+            idx = perm[i : i + batch_size]
+            loss = F.cross_entropy(model(transform(x[idx], train=True)), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+        model.eval()
+        _evaluate(lambda xe: model(transform(xe, train=False)), split)
 
 
 def hand_pack(data, epochs, batch_size, lr):
@@ -121,8 +137,13 @@ def hand_pack(data, epochs, batch_size, lr):
                 h = h.relu()
         return h
 
-    started = time.perf_counter()
-    n = len(x)
+    with Clock() as clock:
+        _hand_pack_epochs(forward, opt, sched, gens, data, x, y, epochs, batch_size)
+    return clock, []
+
+
+def _hand_pack_epochs(forward, opt, sched, gens, data, x, y, epochs, batch_size) -> None:
+    k, n = len(data), len(x)
     for _ in range(epochs):
         orders = torch.stack([torch.randperm(n, generator=g) for g in gens])
         for i in range(0, n, batch_size):
@@ -139,7 +160,6 @@ def hand_pack(data, epochs, batch_size, lr):
                            (data[0].x_test, data[0].y_test)):
                 flat = xe.flatten(1)
                 (forward(flat.expand(k, *flat.shape)).argmax(-1) == ye).float().mean(-1).tolist()
-    return time.perf_counter() - started, []
 
 
 MODES = {"lb_seq": lb_seq, "lb_pack": lb_pack, "hand_seq": hand_seq, "hand_pack": hand_pack}
@@ -162,27 +182,30 @@ def main() -> None:
         fn(warm, 1, args.batch_size, args.lr)
     for k in args.ks:
         data = splits(k, args.noise)
-        times: dict[str, list[float]] = {name: [] for name in MODES}
+        times: dict[str, dict[str, list[float]]] = {kind: {n: [] for n in MODES} for kind in ("wall", "cpu")}
         accs: dict[str, list[float]] = {}
         for repeat in range(args.repeats):
             for name, fn in MODES.items():
-                seconds, acc = fn(data, args.epochs, args.batch_size, args.lr)
-                times[name].append(seconds)
+                clock, acc = fn(data, args.epochs, args.batch_size, args.lr)
+                times["wall"][name].append(clock.wall)
+                times["cpu"][name].append(clock.cpu)
                 if acc:
                     accs[name] = acc
-                print(f"K={k} repeat {repeat} {name:9s} {seconds:7.2f} s", flush=True)
-        for name, ts in times.items():
-            print(f"K={k} {name:9s} median {statistics.median(ts):7.2f} s  "
-                  f"min {min(ts):7.2f}  max {max(ts):7.2f}")
+                print(f"K={k} repeat {repeat} {name:9s} wall {clock.wall:7.2f} s  cpu {clock.cpu:7.2f} s",
+                      flush=True)
         pairs = {"lossbench seq/pack": ("lb_seq", "lb_pack"), "hand seq/pack": ("hand_seq", "hand_pack"),
                  "lossbench seq / hand seq": ("lb_seq", "hand_seq"),
                  "lossbench pack / hand pack": ("lb_pack", "hand_pack"),
                  "lossbench seq / hand pack": ("lb_seq", "hand_pack")}
-        for name, (a, b) in pairs.items():
-            rs = [x / y for x, y in zip(times[a], times[b], strict=True)]
-            print(f"K={k} ratio {name:28s} median {statistics.median(rs):5.2f}  "
-                  f"(min {min(rs):.2f}, max {max(rs):.2f}); fastest/fastest "
-                  f"{min(times[a]) / min(times[b]):.2f}")
+        for kind, table in times.items():
+            for name, ts in table.items():
+                print(f"K={k} {kind:4s} {name:9s} median {statistics.median(ts):7.2f} s  "
+                      f"min {min(ts):7.2f}  max {max(ts):7.2f}")
+            for name, (a, b) in pairs.items():
+                rs = [x / y for x, y in zip(table[a], table[b], strict=True)]
+                print(f"K={k} {kind:4s} ratio {name:28s} median {statistics.median(rs):5.2f}  "
+                      f"(min {min(rs):.2f}, max {max(rs):.2f}); "
+                      f"fastest/fastest {min(table[a]) / min(table[b]):.2f}")
         for name, acc in accs.items():
             sd = statistics.stdev(acc)
             print(f"K={k} {name} final test acc mean {statistics.mean(acc):.4f} std {sd:.4f} "

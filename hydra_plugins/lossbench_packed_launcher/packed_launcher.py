@@ -149,7 +149,11 @@ class PackedLauncher(Launcher):
                             config=configs[0], job_dir_key="hydra.sweep.dir",
                             job_subdir_key="hydra.sweep.subdir")]
         else:
-            rets = run_pack(self.hydra_context, configs)
+            def own_logging() -> None:
+                assert self.config is not None
+                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+
+            rets = run_pack(self.hydra_context, configs, after_setup=own_logging)
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return rets
 

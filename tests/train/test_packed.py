@@ -21,9 +21,11 @@ from torch import nn
 from lossbench.data import DATASETS
 from lossbench.data.transforms import BatchTransform
 from lossbench.losses import LOSSES
+from lossbench.models import packing
 from lossbench.models.cnn import CNN4
 from lossbench.models.mlp import MLP
 from lossbench.models.packing import NotPackable, PackedModel
+from lossbench.models.resnet import ResNet
 from lossbench.reweight import REWEIGHTS
 from lossbench.reweight.base import ReweightContext, Reweighter
 from lossbench.train import packed as packed_lib
@@ -132,17 +134,28 @@ MIXED = [
 ]
 
 
-@pytest.mark.parametrize("arch", ["mlp_bn", "cnn4"])
-def test_one_epoch_equals_unpacked_runs(arch):
-    """Mixed losses, noise, strategies, learning rates, clipping and L1 in one pack; BN in both nets."""
+def _tiny_resnet(s):
+    return ResNet(s.input_shape, s.num_classes, blocks=(1, 1), widths=(4, 8))
+
+
+@pytest.mark.parametrize(("arch", "grouped"), [("mlp_bn", True), ("cnn4", True), ("cnn4", False),
+                                               ("resnet", False)])
+def test_one_epoch_equals_unpacked_runs(arch, grouped, monkeypatch):
+    """Mixed losses, noise, strategies, learning rates, clipping and L1 in one pack; batch norm in every
+    net; grouped layers (mlp, cnn4) and vmap (cnn4 forced, a residual net by necessity)."""
     if arch == "mlp_bn":
         base, make = _digits(), lambda s: MLP(s.input_shape, s.num_classes, hidden=(32,), batch_norm=True)
-    else:
+    elif arch == "cnn4":
         base, make = _images(), lambda s: CNN4(s.input_shape, s.num_classes, channels=(4, 8), hidden=16)
+    else:
+        base, make = _images(), _tiny_resnet
+    if not grouped:
+        monkeypatch.setattr(packing, "_groupable", lambda model: False)
     alone = [_build(spec, base, make, epochs=1) for spec in MIXED]
     histories = [_unpacked(m) for m in alone]
     members = [_build(spec, base, make, epochs=1) for spec in MIXED]
     results = fit_pack(members)
+    assert PackedModel([copy.deepcopy(m.model) for m in members[:2]]).grouped is grouped
     assert [r.status for r in results] == ["completed"] * len(MIXED)
     for solo, member, history, result in zip(alone, members, histories, results, strict=True):
         _assert_states_close(solo.model, member.model)
@@ -220,7 +233,10 @@ def test_schedules_that_part_ways_switch_to_per_member_steps():
         assert steps == {int(st["step"]) for st in solo.optimizer.state_dict()["state"].values()}
 
 
-def test_packed_model_stacks_and_views():
+@pytest.mark.parametrize("grouped", [True, False])
+def test_packed_model_stacks_and_views(grouped, monkeypatch):
+    if not grouped:
+        monkeypatch.setattr(packing, "_groupable", lambda model: False)
     torch.manual_seed(0)
     models = [MLP((5,), 3, hidden=(4,), batch_norm=True) for _ in range(3)]
     alone = copy.deepcopy(models)
@@ -259,6 +275,21 @@ def test_probe_refuses_what_vmap_cannot_run():
     with pytest.raises(NotPackable, match="cannot run under vmap"):
         packed.probe(torch.randn(2, 3, 4))
     assert all(p.grad is None for p in packed.parameters())
+
+
+def test_grouped_layers_fall_back_to_vmap_where_shapes_do_not_fit():
+    """A linear layer on image rows is not one the grouped path runs; the probe moves the pack to vmap."""
+    from lossbench.models.base import Classifier
+
+    torch.manual_seed(0)
+    models = [Classifier(nn.Sequential(nn.Linear(8, 4), nn.Flatten()), 3 * 8 * 4, 5) for _ in range(2)]
+    alone = copy.deepcopy(models)
+    packed = PackedModel(models)
+    assert packed.grouped
+    x = torch.randn(2, 6, 3, 8, 8)
+    packed.probe(x)
+    assert not packed.grouped
+    torch.testing.assert_close(packed(x), torch.stack([m(x[k]) for k, m in enumerate(alone)]))
 
 
 def test_clip_gradients_matches_torch_per_member():
