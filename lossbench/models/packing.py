@@ -74,6 +74,9 @@ class PackedModel:
                 b.data = self.buffers[name][k]
         self.size = len(models)
         self.grouped = _groupable(self.skeleton)
+        # each module's own parameters by local name, looked up once (module path + "." -> names)
+        self.local = {f"{path}.": [n for n, _ in m.named_parameters(recurse=False)]
+                      for path, m in self.skeleton.named_modules() if path}
 
     def train(self, mode: bool = True) -> PackedModel:
         self.skeleton.train(mode)
@@ -91,7 +94,7 @@ class PackedModel:
         if self.grouped:
             if shared:
                 x = x.unsqueeze(0).expand(self.size, *x.shape)
-            return _Grouped(params, buffers, self.size, self.skeleton.training).classifier(
+            return _Grouped(params, buffers, self.size, self.skeleton.training, self.local).classifier(
                 self.skeleton, x, return_features)
         fn = vmap(partial(self._member, return_features=return_features),
                   in_dims=(0, 0, None) if shared else 0, randomness="different")
@@ -175,8 +178,8 @@ class _Grouped:
     converts what it gets. Member k's rows and channels see only its weights.
     """
 
-    def __init__(self, params: dict, buffers: dict, size: int, training: bool) -> None:
-        self.params, self.buffers, self.k, self.training = params, buffers, size, training
+    def __init__(self, params: dict, buffers: dict, size: int, training: bool, local: dict) -> None:
+        self.params, self.buffers, self.k, self.training, self.local = params, buffers, size, training, local
 
     def classifier(self, model: Classifier, x: Tensor, return_features: bool):
         features = self.members_first(self.run(model.body, "body.", ("members", x)))
@@ -202,7 +205,7 @@ class _Grouped:
             for name, child in m.named_children():
                 value = self.run(child, f"{prefix}{name}.", value)
             return value
-        p = {name: self.params[prefix + name] for name, _ in m.named_parameters(recurse=False)}
+        p = {name: self.params[prefix + name] for name in self.local[prefix]}
         if isinstance(m, nn.Linear):
             x = self.members_first(value)
             if x.ndim != 3:

@@ -345,7 +345,9 @@ class _PackObjective:
         self.singles += [ks[0] for ks in groups.values() if len(ks) == 1]
         self.penalised = [k for k in running if self.objectives[k].l1]
         device = self.l1.device
-        self.fused_index = [torch.tensor(ks, device=device) for ks in self.fused]
+        # None: the group is every member in order (its rows need no gathering)
+        self.fused_index = [None if ks == list(range(len(self.keys))) else torch.tensor(ks, device=device)
+                            for ks in self.fused]
         self.penalised_index = torch.tensor(self.penalised, device=device, dtype=torch.long)
 
     def __call__(self, logits: Tensor, features: Tensor | None, target: Tensor,
@@ -355,11 +357,15 @@ class _PackObjective:
         rows: list[Tensor | None] = [None] * k_all
         terms = []
         for ks, sel in zip(self.fused, self.fused_index, strict=True):
-            feats = None if features is None else features[sel].flatten(0, 1)
+            rows_of = (lambda t: t) if sel is None else (lambda t, sel=sel: t[sel])
+            feats = None if features is None else rows_of(features).flatten(0, 1)
             per_sample = self.objectives[ks[0]].per_sample(
-                logits[sel].flatten(0, 1), target[sel].flatten(), feats, index[sel].flatten()
+                rows_of(logits).flatten(0, 1), rows_of(target).flatten(), feats, rows_of(index).flatten()
             ).view(len(ks), b)
             terms.append(per_sample.mean(1).sum())
+            if sel is None:  # one group of every member: the rows are the pack's
+                return (terms[0] if not self.penalised else terms[0] + self._penalty()), \
+                    per_sample.detach().float()
             for row, k in zip(per_sample.detach().unbind(0), ks, strict=True):
                 rows[k] = row
         for k in self.singles:
@@ -369,12 +375,16 @@ class _PackObjective:
             terms.append(loss)
             rows[k] = per_sample.detach()
         if self.penalised:
-            sel = self.penalised_index
-            penalty = torch.stack([p[sel].abs().flatten(1).sum(1) for p in self.packed.parameters()]).sum(0)
-            terms.append((self.l1[sel] * penalty).sum())
+            terms.append(self._penalty())
         zeros = logits.new_zeros(b, dtype=torch.float32)
         per_sample = torch.stack([zeros if r is None else r.float() for r in rows])
         return torch.stack(terms).sum(), per_sample
+
+    def _penalty(self) -> Tensor:
+        """sum over penalised members of l1_k sum |theta_k| (``l1_penalty`` of each member's weights)."""
+        sel = self.penalised_index
+        penalty = torch.stack([p[sel].abs().flatten(1).sum(1) for p in self.packed.parameters()]).sum(0)
+        return (self.l1[sel] * penalty).sum()
 
 
 def check_pack(members: Sequence[PackMember]) -> None:
