@@ -211,6 +211,10 @@ def single_rows(args, split) -> list[dict]:
     return rows
 
 
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def markdown(result: dict) -> str:
     lines = [f"machine: {result['machine']}", "",
              "| model | K | mode | samples/s (aggregate) | x over K=1 alone | eval samples/s | peak GiB "
@@ -237,8 +241,7 @@ def markdown(result: dict) -> str:
         peak = r.get("peak_gib")
         extra = f" (trainer overhead {100 * r['trainer_overhead']:+.1f}%)" if "trainer_overhead" in r else ""
         lines.append(f"| {r['setting']}{extra} | {r['train_seconds']:.2f} | {r['samples_per_s']:,.0f} | "
-                     f"{r.get('eval_seconds', 0):.2f} | {every_text} | "
-                     f"{r.get('first_epoch_seconds', 0):.2f} | "
+                     f"{_num(r.get('eval_seconds'))} | {every_text} | {_num(r.get('first_epoch_seconds'))} | "
                      f"{'-' if peak is None else f'{peak:.1f}'} |")
     return "\n".join(lines)
 
