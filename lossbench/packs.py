@@ -4,9 +4,18 @@ The packed launcher (``hydra/launcher=packed``, hydra_plugins/lossbench_packed_l
 plans with ``plan`` and runs each pack with ``run_pack``. A pack's jobs share
 the dataset, the model and the trainer settings of ``SHARED_TRAINER``; anything
 else (loss, noise, seed, strategy, optimizer, scheduler, logger, grad_clip,
-l1) is per job. Every job still goes through Hydra's ``run_job`` and gets its
-ordinary run directory, built, summarised and skipped or resumed by the same
-functions as a lone run (``lossbench.run``).
+l1, threads, save_weights, calibrators) is per job. Every job still goes
+through Hydra's ``run_job`` and gets its ordinary run directory: it is locked,
+checked, set up, written and summarised by the same code as a lone run
+(the phases of ``lossbench.run._Job``), so its summary has the keys of a lone
+run's (the pack's size is in its provenance).
+
+Not packed (they run as ordinary jobs, the plan says why): adversarial
+training (``adversarial`` other than none: its inputs are per member),
+robust evaluation (``attack`` other than none: per-epoch attacks), detection
+(``detect`` other than none: it trains models of its own before the run),
+strategies that resample each epoch, ``trainer.precision=16-mixed`` and
+``trainer.compile=true``.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -40,9 +51,26 @@ def pack_key(config: dict) -> dict:
     }
 
 
+# Groups whose non-default choices do not pack: group -> the default's class.
+NOT_PACKED = {
+    "adversarial": "lossbench.adversarial.training.NoAdversarial",
+    "attack": "lossbench.adversarial.evaluation.NoRobustEvaluation",
+    "detect": "lossbench.detect.base.NoDetection",
+}
+WHY_NOT_PACKED = {
+    "adversarial": "adversarial training crafts per-member inputs",
+    "attack": "robust evaluation attacks each model on its own",
+    "detect": "detection trains models of its own before the run",
+}
+
+
 def unpackable(config: dict) -> str | None:
     """Why a job runs alone whatever shares its key (None: it can join a pack)."""
     trainer = config.get("trainer", {})
+    for group, plain in NOT_PACKED.items():
+        target = (config.get(group) or {}).get("_target_")
+        if target and str(target) != plain:
+            return f"{group} {str(target).rsplit('.', 1)[-1]}: {WHY_NOT_PACKED[group]}"
     if str(trainer.get("precision")) == "16-mixed":
         return "trainer.precision=16-mixed keeps one loss scale per run"
     if trainer.get("compile"):
@@ -211,15 +239,15 @@ class SharedData:
 
 
 @dataclass
-class _Job:
-    """One job of a pack between its setup and its summary."""
+class _Member:
+    """One job of a pack between its checks and its summary (its ``lossbench.run._Job`` phases)."""
 
     ret: Any  # the JobReturn of its run_job
-    cfg: DictConfig | None = None
-    out_dir: Path | None = None
-    parts: Any = None
-    member: Any = None
-    value: float | None = None  # the objective, once done
+    job: Any = None  # lossbench.run._Job, holding the run directory's lock
+    ready: Any = None  # lossbench.run._Ready: checked and built
+    training: Any = None  # lossbench.run._Training: records written, sinks open
+    member: Any = None  # lossbench.train.packed.PackMember
+    value: float | None = None  # the objective, once the job has ended
 
 
 def run_pack(
@@ -228,151 +256,196 @@ def run_pack(
 ) -> list:
     """Train the jobs of one pack together; return one JobReturn per job, in order.
 
-    Each job is set up inside Hydra's ``run_job`` (its directory, .hydra/ files and
-    logging, then ``skip_or_clean`` and ``setup_run``: a finished job is skipped, a
-    failing setup writes its failure.json), resumed from its checkpoint like a lone
-    run, trained in the pack, and summarised with ``finish_run`` as soon as it ends
-    (diverged members at once). If the architecture cannot run packed the jobs
-    train one by one instead. ``after_setup`` runs once every job is set up (the
-    launcher puts its own logging back: the pack's log lines belong to no one job).
+    Each job is opened, checked, set up and written inside Hydra's ``run_job``
+    (its directory, config and logging), exactly as a lone job is (a finished
+    job is skipped, a refused one writes nothing, a failing setup writes its
+    failure.json); the jobs still to train are resumed from their checkpoints,
+    trained in the pack, and summarised as soon as each one ends (diverged
+    members at once). If the architecture cannot run packed the jobs train one
+    by one instead. A stop request checkpoints the running members at a batch
+    boundary; each job then ends as an interrupted lone job does. ``after_setup``
+    runs once every job is set up (the launcher puts its own logging back: the
+    pack's log lines belong to no one job).
     """
     from hydra.core.utils import JobStatus, run_job
 
+    from lossbench import lifecycle
+
     shared = SharedData()
-    jobs: list[_Job] = []
-    for config in configs:
-        holder: dict = {}
-        ret = run_job(hydra_context=hydra_context,
-                      task_function=lambda cfg, h=holder: _prepare(cfg, h, shared),
-                      config=config, job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
-        job = _Job(ret=ret, **holder)
-        if ret.status == JobStatus.FAILED:
-            job.value = float("nan")
-        jobs.append(job)
-    if after_setup is not None:
-        after_setup()
-    _train(jobs, shared)
-    for job in jobs:
-        if job.ret.status != JobStatus.FAILED:
-            job.ret.return_value = job.value
-            job.ret.status = JobStatus.COMPLETED
-    return [job.ret for job in jobs]
+    members: list[_Member] = []
+    with lifecycle.handle_signals():
+        try:
+            for config in configs:
+                holder: dict = {}
+                ret = run_job(hydra_context=hydra_context,
+                              task_function=lambda cfg, h=holder: _prepare(cfg, h, shared),
+                              config=config, job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
+                member = _Member(ret=ret, **holder)
+                if ret.status == JobStatus.FAILED:
+                    member.value = float("nan")
+                if member.value is not None and member.job is not None:  # ended: its directory is free
+                    member.job.close()
+                members.append(member)
+            if after_setup is not None:
+                after_setup()
+            _train(members)
+        finally:
+            for member in members:
+                if member.job is not None:
+                    member.job.close()
+    for member in members:
+        if member.ret.status != JobStatus.FAILED:
+            member.ret.return_value = member.value
+            member.ret.status = JobStatus.COMPLETED
+    if lifecycle.orphaned():  # a worker whose sweep command died: its jobs are saved; leave now
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + int(lifecycle.stop_requested() or 15))
+    return [member.ret for member in members]
 
 
 def _prepare(cfg: DictConfig, holder: dict, shared: SharedData) -> None:
-    """The task function of a pack's job (inside run_job): skip, clean, or set the run up."""
+    """The task function of a pack's job (inside run_job): the lone job's phases up to training."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
-    from lossbench.run import record_failure, setup_run, skip_or_clean
+    from lossbench import lifecycle
+    from lossbench.run import CHECKPOINT, _Job, _Ready
     from lossbench.train.packed import pending_path
 
-    hc = HydraConfig.get()
-    out_dir = Path(hc.runtime.output_dir)
-    holder.update(cfg=cfg, out_dir=out_dir)
-    multirun = hc.mode == RunMode.MULTIRUN
-    done = skip_or_clean(cfg, out_dir, multirun)
-    if done is not None:
-        holder["value"] = done
+    job = _Job(cfg, HydraConfig.get(), data=shared.data, to_device=shared.to_device, progress="none")
+    holder["job"] = job
+    ended = job.open()
+    if ended is not None:
+        holder["value"] = ended
         return
-    if cfg.trainer.force:
-        pending_path(out_dir / "checkpoint.pt").unlink(missing_ok=True)
     try:
-        holder["parts"] = setup_run(cfg, out_dir, data=shared.data, to_device=shared.to_device,
-                                    progress="none")
-    except Exception as exc:
-        holder["value"] = record_failure(out_dir, exc, multirun)
+        ready = job.check()
+        if not isinstance(ready, _Ready):
+            holder["value"] = ready
+            return
+        try:
+            job.begin(ready, extra_files=(pending_path(Path(CHECKPOINT)).name,))
+            holder["training"] = job.start(ready.parts)
+        except lifecycle.Interrupted:
+            raise
+        except Exception as exc:
+            holder["value"] = job.fail(exc)
+            return
+        holder["ready"] = ready
+    except lifecycle.Interrupted as stop:
+        holder["value"] = job.interrupted(stop)
 
 
-def _member(job: _Job):
+def _pack_member(m: _Member):
+    from lossbench.run import CHECKPOINT, _Job
     from lossbench.train.packed import PackMember
 
-    p = job.parts
-    for sink in p.sinks:  # trackers that open a run per job keep the pack's runs open side by side
+    p, config = m.ready.parts, m.ready.config
+    for sink in m.training.sinks:  # trackers that open a run per job keep the pack's runs open side by side
         if hasattr(sink, "reinit"):
             sink.reinit = "create_new"
     return PackMember(
         trainer=p.trainer, model=p.model, loss_fn=p.loss_fn, reweight=p.reweight, optimizer=p.optimizer,
-        scheduler=p.scheduler, split=p.split, seed=p.seed, sinks=p.sinks,
-        checkpoint_path=p.checkpoint if p.trainer.checkpoint_every else None,
-        checkpoint_meta=p.checkpoint_meta, context=lambda: hydra_job(job.ret.hydra_cfg),
+        scheduler=p.scheduler, split=p.split, seed=p.seed, sinks=m.training.sinks,
+        checkpoint_path=m.job.out_dir / CHECKPOINT if p.trainer.checkpoint_every else None,
+        checkpoint_meta=_Job.checkpoint_meta(config), context=lambda: hydra_job(m.ret.hydra_cfg),
     )
 
 
-def _guard(job: _Job, action: Callable[[], float]) -> None:
-    """Run ``action`` in the job's Hydra context; an error becomes the job's failure.json."""
-    with hydra_job(job.ret.hydra_cfg):
+def _ended(m: _Member, action: Callable[[], float]) -> None:
+    """Run ``action`` (the job's ending) in the job's Hydra context; a failure in it is the job's."""
+    with hydra_job(m.ret.hydra_cfg):
         try:
-            job.value = action()
+            m.value = action()
         except Exception as exc:
-            _fail(job, exc)
+            m.value = m.job.fail(exc)
 
 
-def _fail(job: _Job, exc: Exception) -> None:
-    """Record ``exc`` (being handled) as the job's failure; the job's value becomes NaN."""
-    from lossbench.run import record_failure
+def _rebuild(m: _Member, checkpoint_error: str) -> None:
+    """Set a job up again from scratch (its checkpoint was unusable), as a lone job does."""
+    from dataclasses import replace as replaced
 
-    with hydra_job(job.ret.hydra_cfg):
-        job.value = record_failure(job.out_dir, exc, True)
+    m.job.abandon(m.training)
+    m.ready = replaced(m.ready, parts=m.job._setup(m.ready.config), checkpoint_error=checkpoint_error)
+    m.training = m.job.start(m.ready.parts)
 
 
-def _train(jobs: list[_Job], shared: SharedData) -> None:
-    from lossbench.errors import ConfigError
+def _alone(m: _Member) -> float:
+    """Train one job of the pack on its own, from its open records (the lone job's training)."""
+    from lossbench.run import RestartFromScratch
+
+    try:
+        summary = m.job._train(m.ready.parts, m.ready.config, m.ready.checkpoint_error, m.training)
+    except RestartFromScratch as restart:
+        summary = m.job._train(m.job._setup(m.ready.config), m.ready.config, str(restart))
+    return m.job.done(summary)
+
+
+def _train(members: list[_Member]) -> None:
+    from lossbench import lifecycle
     from lossbench.models.packing import NotPackable
-    from lossbench.run import RestartFromScratch, _objective, finish_run, setup_run, train_run
-    from lossbench.train.packed import MemberResult, fit_pack, pending_path, resolve_pending, restore
+    from lossbench.run import CHECKPOINT, RestartFromScratch
+    from lossbench.train.packed import MemberResult, PackInterrupted, fit_pack, pending_path, resolve_pending
+    from lossbench.train.packed import restore as restore_member
 
-    todo = [job for job in jobs if job.value is None and job.parts is not None]
-    resolve_pending([job.parts.checkpoint for job in todo if job.parts.trainer.checkpoint_every])
-    for job in todo:
-        job.member = _member(job)
-        try:
-            with hydra_job(job.ret.hydra_cfg):
-                try:
-                    restore(job.member)
-                except RestartFromScratch as exc:
-                    job.parts = setup_run(job.cfg, job.out_dir, checkpoint_error=str(exc), data=shared.data,
-                                          to_device=shared.to_device, progress="none")
-                    job.member = _member(job)
-        except ConfigError as exc:
-            _fail(job, exc)
-    todo = [job for job in todo if job.value is None]
+    todo = [m for m in members if m.value is None and m.ready is not None]
+    resolve_pending([m.job.out_dir / CHECKPOINT for m in todo if m.ready.parts.trainer.checkpoint_every])
+    for m in todo:
+        def restore(m: _Member = m) -> None:
+            m.member = _pack_member(m)
+            try:
+                restore_member(m.member)
+            except RestartFromScratch as exc:
+                _rebuild(m, str(exc))
+                m.member = _pack_member(m)
+
+        with hydra_job(m.ret.hydra_cfg):
+            try:
+                restore()
+            except Exception as exc:
+                m.job.abandon(m.training)
+                m.value = m.job.fail(exc)
+    todo = [m for m in todo if m.value is None]
     if not todo:
         return
-
-    def alone(job: _Job) -> float:
-        return _objective(job.cfg, train_run(job.parts))
-
     if len(todo) == 1:
-        _guard(todo[0], lambda: alone(todo[0]))
+        _ended(todo[0], lambda: _alone(todo[0]))
         return
 
     def finish(k: int, result: MemberResult) -> None:
-        job = todo[k]
+        m = todo[k]
 
         def summarise() -> float:
-            summary = finish_run(job.parts, result.history, result.status, result.diverged_epoch,
-                                 extra={"pack_size": len(todo)})
-            pending_path(job.parts.checkpoint).unlink(missing_ok=True)
-            return _objective(job.cfg, summary)
+            summary = m.job.finish(m.ready.parts, m.ready.config, m.training, result.history, result.status,
+                                   result.diverged_epoch, m.ready.checkpoint_error,
+                                   provenance_extra={"pack_size": len(todo)})
+            pending_path(m.job.out_dir / CHECKPOINT).unlink(missing_ok=True)
+            return m.job.done(summary)
 
-        _guard(job, summarise)
+        _ended(m, summarise)
 
     try:
-        fit_pack([job.member for job in todo], on_finish=finish)
+        fit_pack([m.member for m in todo], on_finish=finish)
     except NotPackable as exc:
         log.warning("these %d jobs cannot train as one pack (%s); they train one by one", len(todo), exc)
-        for job in todo:
-            _guard(job, lambda job=job: alone(job))
+        for m in todo:
+            _ended(m, lambda m=m: _alone(m))
+    except PackInterrupted as stop:
+        left = [k for k, m in enumerate(todo) if m.value is None]
+        for k in left:
+            m, saved = todo[k], stop.saved.get(k)
+            m.job.abandon(m.training)
+            where = stop.where if saved is not None else "while waiting for its turn in the pack"
+            _ended(m, lambda m=m, signum=stop.signum, where=where, saved=saved, last=k == left[-1]:
+                   m.job.interrupted(lifecycle.Interrupted(signum, where, saved), chain=last))
     except Exception as exc:
-        for job in todo:
-            if job.value is None:
-                for sink in job.parts.sinks:
-                    sink.close(None)
-                _fail(job, exc)
+        for m in todo:
+            if m.value is None:
+                m.job.abandon(m.training)
+                with hydra_job(m.ret.hydra_cfg):
+                    m.value = m.job.fail(exc)
     except BaseException:
-        for job in todo:
-            if job.value is None:
-                for sink in job.parts.sinks:
-                    sink.close(None)
+        for m in todo:
+            if m.value is None:
+                m.job.abandon(m.training)
         raise

@@ -105,7 +105,7 @@ def render(runs: dict, commands: list[str]) -> str:
         row = [name, source or "–"]
         for noise in NOISES:
             rs = runs.get((name, source, noise), [])
-            row += [_acc(rs, "final_test_acc"), _acc(rs, "test_acc_at_best_val")]
+            row += [_acc(rs, "final_test_acc"), _acc(rs, "test_acc_at_best_val_noisy")]
         for noise in NOISES:
             rs = runs.get((name, source, noise), [])
             maes = [s["reweight_transition_mae"] for s in rs if s.get("reweight_transition_mae") is not None]

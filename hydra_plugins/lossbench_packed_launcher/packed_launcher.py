@@ -5,9 +5,11 @@
 
 Jobs that share dataset, model and the pack's trainer settings are grouped
 (``lossbench.packs.plan``), at most ``pack_size`` to a pack; the others run as
-usual, one Hydra job each. Packs go wide through submitit: ``executor=slurm``
-submits one SLURM array task per pack, ``executor=submitit_local`` starts every
-pack as a process of this machine (``devices`` hands them GPUs round-robin).
+usual, one Hydra job each, and the plan says why (among them every job with
+adversarial training, a robust evaluation or a detector: ``lossbench.packs.NOT_PACKED``).
+Packs go wide through submitit: ``executor=slurm`` submits one SLURM array task per
+pack, ``executor=submitit_local`` starts every pack as a process of this machine
+(``devices`` hands them GPUs round-robin).
 This module is imported by Hydra's plugin scan on every start, so it imports
 neither torch nor lossbench at the top.
 """
@@ -47,6 +49,23 @@ def check_settings(pack_size: Any, executor: Any, devices: Any) -> str | None:
     return None
 
 
+def _remove_ledger() -> None:
+    """Undo what the sweep's ledger callback (lossbench.callbacks) made before the launcher started:
+    its ledger folder, and the sweep folder if nothing else is in it."""
+    import shutil
+
+    from lossbench import lifecycle
+
+    ledger = os.environ.pop(lifecycle.LEDGER_ENV, None)
+    if not ledger:
+        return
+    shutil.rmtree(ledger, ignore_errors=True)
+    try:
+        Path(ledger).parent.rmdir()
+    except OSError:  # not empty: the sweep folder held something before
+        pass
+
+
 class PackedLauncher(Launcher):
     """Hydra launcher that trains the compatible jobs of a sweep as packs (see the module doc)."""
 
@@ -54,7 +73,8 @@ class PackedLauncher(Launcher):
                  devices: Any = None, submitit: Any = None, slurm: Any = None) -> None:
         devices = OmegaConf.to_container(devices) if OmegaConf.is_config(devices) else devices
         problem = check_settings(pack_size, executor, devices)
-        if problem:  # before Hydra writes anything; a traceback would bury the one line
+        if problem:  # a traceback would bury the one line
+            _remove_ledger()
             print(f"lossbench: error: {problem}", file=sys.stderr)
             sys.exit(2)
         self.pack_size = int(pack_size)

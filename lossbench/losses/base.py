@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import inspect
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +14,15 @@ LOSSES: Registry[type[Loss]] = Registry("loss")
 register_loss = LOSSES.register
 
 FAMILIES = ("comp-sum", "robust", "calibration")
+# Constructor arguments that come from the run (``build_loss``), not from conf/loss.
+RUNTIME_ARGS = ("num_classes", "num_train")
+
+
+def hyperparameter_names(cls: type) -> list[str]:
+    """The constructor arguments of a loss class that conf/loss sets (runtime ones left out)."""
+    params = inspect.signature(cls.__init__).parameters
+    return [k for k, p in params.items()
+            if k != "self" and k not in RUNTIME_ARGS and p.kind is p.POSITIONAL_OR_KEYWORD]
 
 
 class Loss(nn.Module):
@@ -32,7 +42,13 @@ class Loss(nn.Module):
       as ``compute(..., index=index)``, for losses that keep per-sample state
       (a buffer of ``num_train`` values, saved with the loss's state_dict, so
       checkpoints carry it). The constructor may take ``num_train`` (and
-      ``num_classes``); ``build_loss`` fills them in.
+      ``num_classes``); ``build_loss`` fills them in. Such state is written in
+      training mode only: in eval mode (``loss.eval()``) the loss reads it and
+      is a pure function of its inputs.
+
+    ``hyperparameters()`` returns the constructor's conf/loss arguments as the
+    instance uses them (summary.json's ``loss_params``); subclasses store each
+    under its argument's name.
 
     Instances may refine these where a hyperparameter decides (LogitClip takes
     ``needs_features`` from its inner loss; LDR losses are probabilistic only
@@ -80,3 +96,8 @@ class Loss(nn.Module):
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Hook for losses that depend on training progress (0-based epoch)."""
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters this instance uses, by constructor name (named choices resolved,
+        e.g. RCE's ``A: code`` as log(1e-4)); ``type(self)(**hyperparameters())`` rebuilds it."""
+        return {name: getattr(self, name) for name in hyperparameter_names(type(self))}

@@ -115,9 +115,11 @@ class LabelSmoothing(Loss):
 
 @register_loss("nls")
 class NegativeLabelSmoothing(Loss):
-    """Negative label smoothing (generalized label smoothing with rate r < 0):
-    CE against (1 - r) onehot(y) + r/C. Default r = epsilon = -0.2.
+    """Negative label smoothing (generalized label smoothing with rate r < 0), as the official code
+    weighs it: wa CE + wb GLS_r, GLS_r = CE against (1 - r) onehot(y) + r/C.
 
+    Defaults r = epsilon = -0.2 (one of the paper's rates), wa = 0, wb = 1 (the
+    code's defaults: GLS alone; UCSC-REAL/negative-label-smoothing loss.py).
     Unbounded below (it rewards pushing wrong-class probabilities to 0); the
     paper applies it after a cross-entropy warm-up, which is a training
     protocol, not part of this loss.
@@ -129,14 +131,19 @@ class NegativeLabelSmoothing(Loss):
     family = "robust"
     paper = "Wei et al. 2022 (NLS)"
 
-    def __init__(self, epsilon: float = -0.2) -> None:
+    def __init__(self, epsilon: float = -0.2, wa: float = 0.0, wb: float = 1.0) -> None:
         super().__init__()
         if not epsilon <= 0.0:
             raise ValueError(f"nls needs epsilon <= 0 (label_smoothing takes positive rates), got {epsilon}")
-        self.epsilon = float(epsilon)
+        if not (wa >= 0 and wb >= 0 and wa + wb > 0):
+            raise ValueError(f"nls needs wa >= 0, wb >= 0, not both 0; got {wa}, {wb}")
+        self.epsilon, self.wa, self.wb = float(epsilon), float(wa), float(wb)
 
     def compute(self, logits: Tensor, target: Tensor) -> Tensor:
-        return smoothed_ce(logits, target, self.epsilon)
+        gls = smoothed_ce(logits, target, self.epsilon)
+        if self.wa == 0.0:
+            return self.wb * gls
+        return self.wa * F.cross_entropy(logits, target, reduction="none") + self.wb * gls
 
 
 @register_loss("poly1")
@@ -249,7 +256,11 @@ class EncouragingLoss(Loss):
 
     e = ``log_end``: past it the bonus continues along its tangent (the paper's
     conservative bonus); log_end = 1 is the full bonus log(1 - p_y), computed
-    stably. Default log_end = 0.75 (conservative; verify per task).
+    stably. Default log_end = 0.75, the official code's default. The official
+    code clamps 1 - p_y at 1e-5 before the log (``bonus_clamp: 1.0e-05``; with
+    log_end < 1 - 1e-5 the tangent takes over first, so it binds only for the
+    full bonus, where it also stops the gradient); the default
+    ``bonus_clamp: 0`` leaves it out.
 
     Guangxiang Zhao, Wenkai Yang, Xuancheng Ren, Lei Li, Yunfang Wu, Xu Sun
     2022, "Well-classified Examples are Underestimated in Classification with
@@ -259,15 +270,19 @@ class EncouragingLoss(Loss):
     family = "calibration"
     paper = "Zhao et al. 2022"
 
-    def __init__(self, log_end: float = 0.75) -> None:
+    def __init__(self, log_end: float = 0.75, bonus_clamp: float = 0.0) -> None:
         super().__init__()
         if not 0.0 < log_end <= 1.0:
             raise ValueError(f"encouraging needs log_end in (0, 1], got {log_end}")
-        self.log_end = float(log_end)
+        if not 0.0 <= bonus_clamp < 1.0:
+            raise ValueError(f"encouraging needs bonus_clamp in [0, 1) (0 = none), got {bonus_clamp}")
+        self.log_end, self.bonus_clamp = float(log_end), float(bonus_clamp)
 
     def compute(self, logits: Tensor, target: Tensor) -> Tensor:
         logp_y = gather(logits.log_softmax(dim=1), target)
         bonus = log1m_p_true(logits, target)
+        if self.bonus_clamp > 0:
+            bonus = bonus.clamp_min(math.log(self.bonus_clamp))
         if self.log_end < 1.0:
             e = self.log_end
             p_y = logp_y.exp()
@@ -276,17 +291,34 @@ class EncouragingLoss(Loss):
         return -logp_y + bonus
 
 
+BIAS_NORMALISATIONS = ("local", "global")
+BIAS_WEIGHT_FORMS = ("paper", "code")
+
+
 @register_loss("bias_loss")
 class BiasLoss(Loss):
-    """Bias loss: (exp(alpha v) - beta) * CE, v the scaled variance of the sample's features.
+    """Bias loss: w(v) * CE, v the scaled variance of the sample's features.
 
-    v_i = (var_i - min_j var_j) / (max_j var_j - min_j var_j) over the batch.
+        weight_form paper: w(v) = exp(alpha v) - beta
+                    code:  w(v) = exp(beta v) - 1 + alpha   (the official code)
+
+    With alpha = beta = 0.3 the code's weight is the paper's minus 0.4
+    (exp(0.3 v) - 0.7 instead of exp(0.3 v) - 0.3). ``normalisation``:
+
+    - ``local`` (default): v_i = (var_i - min_j var_j) / (max_j var_j - min_j var_j) over the batch;
+    - ``global``: the official code's default, (var_i - m) / (max_j var_j - min_j var_j) with m the
+      running minimum of var over every training batch so far (a buffer that checkpoints carry,
+      updated in training mode only), so v can exceed 1.
+
     The paper takes the variance of the last convolutional feature map; our
     models expose penultimate features [B, D], so var_i is the variance over
     the D features of sample i (population or sample variance alike: the
-    min-max scaling cancels the factor). alpha = beta = 0.3. The weight keeps
-    its gradient (the formula as written); ``detach_weight: true`` makes it a
-    pure reweighting. A batch whose variances are all equal gets v = 0.
+    scaling cancels the factor). alpha = beta = 0.3. The weight keeps its
+    gradient (the formula as written); ``detach_weight: true`` makes it a pure
+    reweighting, as the official code does (it detaches the features). A batch
+    whose variances are all equal gets v = 0 (local). The default is the
+    paper's form; ``weight_form: code normalisation: global detach_weight:
+    true`` is the official code.
 
     Lusine Abrahamyan, Valentin Ziatchin, Yiming Chen, Nikos Deligiannis 2021,
     "Bias Loss for Mobile Neural Networks", ICCV.
@@ -297,20 +329,48 @@ class BiasLoss(Loss):
     probabilistic = False
     needs_features = True
 
-    def __init__(self, alpha: float = 0.3, beta: float = 0.3, detach_weight: bool = False) -> None:
+    def __init__(self, alpha: float = 0.3, beta: float = 0.3, detach_weight: bool = False,
+                 normalisation: str = "local", weight_form: str = "paper") -> None:
         super().__init__()
-        if not beta < 1.0:
+        if normalisation not in BIAS_NORMALISATIONS:
+            raise ValueError(
+                f"unknown bias_loss normalisation '{normalisation}'; known: {', '.join(BIAS_NORMALISATIONS)}"
+            )
+        if weight_form not in BIAS_WEIGHT_FORMS:
+            raise ValueError(
+                f"unknown bias_loss weight_form '{weight_form}'; known: {', '.join(BIAS_WEIGHT_FORMS)}"
+            )
+        if weight_form == "paper" and not beta < 1.0:
             raise ValueError(f"bias_loss needs beta < 1 (so the weight exp(alpha v) - beta > 0), got {beta}")
-        if not alpha >= 0:
-            raise ValueError(f"bias_loss needs alpha >= 0, got {alpha}")
+        if weight_form == "code" and not alpha > 0:
+            raise ValueError(
+                f"bias_loss (weight_form code) needs alpha > 0 (weight exp(beta v) - 1 + alpha), got {alpha}"
+            )
+        if not (alpha >= 0 and beta >= 0):
+            raise ValueError(f"bias_loss needs alpha >= 0 and beta >= 0, got {alpha}, {beta}")
         self.alpha, self.beta, self.detach_weight = float(alpha), float(beta), bool(detach_weight)
+        self.normalisation, self.weight_form = normalisation, weight_form
+        self.register_buffer("global_min", torch.tensor(float("inf"), dtype=torch.float64))
+
+    def scaled_variance(self, features: Tensor) -> Tensor:
+        """v_i: the variance of each sample's features, min-max scaled (see the class docstring)."""
+        var = features.flatten(1).var(dim=1, unbiased=False)
+        lo, hi = var.min(), var.max()
+        if self.normalisation == "global":
+            low = torch.minimum(self.global_min.to(var.dtype), lo.detach())
+            if self.training:
+                self.global_min.copy_(low.to(self.global_min.dtype))
+            lo_shift = low
+        else:
+            lo_shift = lo
+        return (var - lo_shift) / (hi - lo).clamp_min(1e-12)
 
     def compute(self, logits: Tensor, target: Tensor, features: Tensor) -> Tensor:
-        flat = features.flatten(1)
-        var = flat.var(dim=1, unbiased=False)
-        lo, hi = var.min(), var.max()
-        v = (var - lo) / (hi - lo).clamp_min(1e-12)
-        weight = torch.exp(self.alpha * v) - self.beta
+        v = self.scaled_variance(features.detach() if self.detach_weight else features)
+        if self.weight_form == "paper":
+            weight = torch.exp(self.alpha * v) - self.beta
+        else:
+            weight = torch.expm1(self.beta * v) + self.alpha
         if self.detach_weight:
             weight = weight.detach()
         return weight * F.cross_entropy(logits, target, reduction="none")

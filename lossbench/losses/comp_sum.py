@@ -28,22 +28,32 @@ from lossbench.losses.functional import gather
 
 PAPER = "Mao, Mohri, Zhong 2023"
 
-# For tau < 1 the loss grows like (1/p_y)^(1 - tau). Past (1/p_y)^(1 - tau) = 1e7
-# it continues along its tangent in x = -log p_y (same value, same slope), so the
-# value and the gradient stay finite for any finite logits.
-_MAX_EXPONENT = math.log(1e7)
+# For tau < 1 the loss grows like (1/p_y)^(1 - tau). Past (1/p_y)^(1 - tau) = guard
+# (default 1e7) it continues along its tangent in x = -log p_y (same value, same
+# slope there), so the value and the gradient stay finite for any finite logits.
+DEFAULT_GUARD = 1e7
 
 
-def comp_sum_phi(logp_true: Tensor, tau: float) -> Tensor:
-    """Phi_tau(u) with 1 + u = 1/p_y, from log p_y (see the module docstring)."""
+def comp_sum_phi(logp_true: Tensor, tau: float, guard: float | None = DEFAULT_GUARD) -> Tensor:
+    """Phi_tau(u) with 1 + u = 1/p_y, from log p_y (see the module docstring).
+
+    For tau < 1 and a ``guard``, linear in x = -log p_y past (1/p_y)^(1 - tau) = guard;
+    ``guard=None`` is the exact formula (it overflows to inf once (1/p_y)^(1 - tau)
+    exceeds the dtype's range).
+    """
     x = -logp_true
     if tau == 1.0:
         return x
     r = 1.0 - tau
-    if r < 0:
+    if r < 0 or guard is None:
         return torch.expm1(r * x) / r
-    x_cap = x.clamp(max=_MAX_EXPONENT / r)
+    x_cap = x.clamp(max=math.log(guard) / r)
     return torch.expm1(r * x_cap) / r + torch.exp(r * x_cap) * (x - x_cap)
+
+
+def _check_guard(name: str, guard: float | None) -> None:
+    if guard is not None and not guard > 1:
+        raise ValueError(f"{name} needs guard > 1 (or null for the exact formula), got {guard}")
 
 
 @register_loss("ce")
@@ -77,29 +87,32 @@ class CompSum(Loss):
     family = "comp-sum"
     paper = PAPER
 
-    def __init__(self, tau: float = 1.0) -> None:
+    def __init__(self, tau: float = 1.0, guard: float | None = DEFAULT_GUARD) -> None:
         super().__init__()
         if not tau >= 0:
             raise ValueError(f"comp_sum needs tau >= 0, got {tau}")
+        _check_guard(type(self).registry_name, guard)
         self.tau = float(tau)
+        self.guard = None if guard is None else float(guard)
 
     def compute(self, logits: Tensor, target: Tensor) -> Tensor:
-        return comp_sum_phi(gather(logits.log_softmax(dim=1), target), self.tau)
+        return comp_sum_phi(gather(logits.log_softmax(dim=1), target), self.tau, self.guard)
 
 
 @register_loss("sum_exp")
 class SumExp(CompSum):
     """Sum-exponential loss, the comp-sum member tau = 0: u = sum_{y' != y} exp(h_y' - h_y) = 1/p_y - 1.
 
-    Past u = 1e7 it continues linearly in -log p_y (finite gradients).
+    Past 1/p_y = ``guard`` (1e7) it continues linearly in -log p_y (finite
+    gradients); ``guard: null`` is the exact 1/p_y - 1.
     Mao, Mohri, Zhong 2023, "Cross-Entropy Loss Functions: Theoretical Analysis
     and Applications", ICML.
     """
 
     paper = f"{PAPER} (tau=0)"
 
-    def __init__(self) -> None:
-        super().__init__(tau=0.0)
+    def __init__(self, guard: float | None = DEFAULT_GUARD) -> None:
+        super().__init__(tau=0.0, guard=guard)
 
 
 @register_loss("comp_gce")

@@ -1,6 +1,6 @@
-"""Label distributionally robust (LDR) losses with a KL regularizer, fixed and adaptive.
+"""Label distributionally robust (LDR) losses with a KL regularizer: fixed lambda, and adaptive per sample.
 
-With scores s (see ``score_transform``), margins delta on the wrong classes and
+With scores s (see ``ldr_scores``), margins delta on the wrong classes and
 l_k = s_k - s_y + delta [k != y] (so l_y = 0):
 
     LDR-KL_lambda(z, y) = max_{q in simplex} sum_k q_k l_k - lambda KL(q || uniform)
@@ -11,7 +11,8 @@ l_k; with raw scores, delta = 0 and lambda = 1 it is CE - log C.
 
 Reference: Dixian Zhu, Yiming Ying, Tianbao Yang 2023, "Label Distributionally
 Robust Losses for Multi-class Classification: Consistency, Robustness and
-Adaptivity", ICML.
+Adaptivity", ICML. Official code: Optimization-AI/ICML2023_LDR (``loss.py``:
+``LDRLoss_V1``, ``ALDRLoss_V1``; ``experiment.py``: Lambda 10, alpha 2, margin 0.1).
 """
 
 from __future__ import annotations
@@ -26,23 +27,34 @@ from lossbench.losses.base import Loss, register_loss
 from lossbench.losses.functional import gather, target_mask
 
 PAPER = "Zhu, Ying, Yang 2023"
-SCORE_TRANSFORMS = ("softplus_mean", "none")
-_MAX_SOLVER_STEPS = 200
+SCORE_TRANSFORMS = ("softplus_mean", "abs_mean", "none")
 
 
 def ldr_scores(logits: Tensor, transform: str) -> Tensor:
-    """The scores the LDR loss compares: raw logits, or softplus(z) / mean_k softplus(z)."""
+    """The scores the LDR losses compare.
+
+    ``softplus_mean``: softplus(z) / mean_k softplus(z_k) (LDR-KL's code, and
+    ALDR-KL's on CIFAR-100); ``abs_mean``: z / mean_k |z_k| (ALDR-KL's code
+    elsewhere); ``none``: the raw logits. The normalizer keeps its gradient, as
+    in the official code.
+    """
     if transform == "none":
         return logits
+    if transform == "abs_mean":
+        return logits / logits.abs().mean(dim=1, keepdim=True).clamp_min(1e-12)
     s = F.softplus(logits)
     return s / s.mean(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def score_margins(scores: Tensor, target: Tensor, margin: float) -> Tensor:
+    """l_k = s_k - s_y + margin [k != y], [B, C], from the scores s."""
+    wrong = ~target_mask(scores, target)
+    return scores - gather(scores, target)[:, None] + margin * wrong.to(scores.dtype)
+
+
 def ldr_margins(logits: Tensor, target: Tensor, margin: float, transform: str) -> Tensor:
-    """l_k = s_k - s_y + margin [k != y], [B, C]."""
-    s = ldr_scores(logits, transform)
-    wrong = ~target_mask(logits, target)
-    return s - gather(s, target)[:, None] + margin * wrong.to(s.dtype)
+    """l_k = s_k - s_y + margin [k != y], [B, C], with s = ldr_scores(logits, transform)."""
+    return score_margins(ldr_scores(logits, transform), target, margin)
 
 
 def ldr_kl_value(margins: Tensor, lam: Tensor | float) -> Tensor:
@@ -65,12 +77,12 @@ def _check_common(name: str, margin: float, score_transform: str) -> None:
 class LDRKL(Loss):
     """LDR-KL: lambda log( (1/C) sum_k exp((s_k - s_y + delta [k != y]) / lambda) ).
 
-    Defaults lam = 1 (the paper tunes lambda per dataset), margin delta = 0.1 and
-    score_transform = softplus_mean, the official code's convention: scores are
-    softplus(z) divided by their mean over the classes, which bounds them in
-    [0, C] and hence bounds the loss (its robustness results need bounded
-    scores). score_transform = none applies the formula to the raw logits
-    (then the loss depends on z only through softmax(z)).
+    Defaults lam = 10 and margin delta = 0.1, as the authors run it
+    (ICML2023_LDR experiment.py), and score_transform = softplus_mean, the
+    official code's scores: softplus(z) divided by their mean over the classes,
+    which bounds them in [0, C] and hence bounds the loss (its robustness
+    results need bounded scores). score_transform = none applies the formula
+    to the raw logits (then the loss depends on z only through softmax(z)).
 
     Dixian Zhu, Yiming Ying, Tianbao Yang 2023, "Label Distributionally Robust
     Losses for Multi-class Classification: Consistency, Robustness and
@@ -81,7 +93,8 @@ class LDRKL(Loss):
     paper = PAPER
     probabilistic = False
 
-    def __init__(self, lam: float = 1.0, margin: float = 0.1, score_transform: str = "softplus_mean") -> None:
+    def __init__(self, lam: float = 10.0, margin: float = 0.1,
+                 score_transform: str = "softplus_mean") -> None:
         super().__init__()
         if not lam > 0:
             raise ValueError(f"ldr_kl needs lam > 0, got {lam}")
@@ -93,61 +106,47 @@ class LDRKL(Loss):
         return ldr_kl_value(ldr_margins(logits, target, self.margin, self.score_transform), self.lam)
 
 
-def adaptive_lambda(margins: Tensor, lam0: float, alpha: float, max_steps: int = _MAX_SOLVER_STEPS) -> Tensor:
-    """Per-sample lambda* solving h(lambda) = lam0 + KL(softmax(l / lambda) || uniform) / alpha - lambda = 0.
+def aldr_lambda(scores: Tensor, lam_old: Tensor, lam0: float, alpha: float, q_floor: float) -> Tensor:
+    """One fixed-point step of ALDR-KL's per-sample lambda (the official code's update).
 
-    h decreases strictly (dKL/dlambda = -Var_q(l) / lambda^3 <= 0) from h(lam0) >= 0
-    to h(lam0 + log(C)/alpha) <= 0, so the root is unique. Safeguarded Newton
-    (as "rtsafe"): a bracket [lo, hi] is kept; a Newton step that leaves it, or
-    that fails to halve the previous step, is replaced by bisection; it stops
-    when every sample has converged. No gradient (see ALDRKL).
+        q = softmax(s / lambda_old), floored: (q + q_floor) / (1 + C q_floor)
+        lambda_new = lam0 (1 - KL(q || uniform) / (alpha log C))
+
+    The maximizer over lambda of -lambda KL(q || u) - (alpha log C / (2 lam0)) (lambda - lam0)^2
+    for this q. q is taken over the scores without the margins. KL <= log C, so
+    lambda_new lies in [lam0 (1 - 1/alpha), lam0].
     """
-    with torch.no_grad():
-        tol = 8 * torch.finfo(margins.dtype).eps
-        log_c = math.log(margins.shape[1])
-        lo = torch.full(margins.shape[:1], lam0, dtype=margins.dtype, device=margins.device)
-        hi = lo + log_c / alpha
-        lam, step_old = lo.clone(), hi - lo
-        for _ in range(max_steps):
-            logq = (margins / lam[:, None]).log_softmax(dim=1)
-            q = logq.exp()
-            kl = (q * logq).sum(dim=1) + log_c
-            mean = (q * margins).sum(dim=1)
-            var = (q * (margins - mean[:, None]).pow(2)).sum(dim=1)
-            h = lam0 + kl / alpha - lam
-            slope = -1.0 - var / (alpha * lam.pow(3))
-            lo = torch.where(h >= 0, lam, lo)
-            hi = torch.where(h <= 0, lam, hi)
-            done = (h.abs() <= tol * lam) | (hi - lo <= tol * lam)
-            if bool(done.all()):
-                break
-            newton = lam - h / slope
-            bisect = (newton <= lo) | (newton >= hi) | (2 * h.abs() > (step_old * slope).abs())
-            new = torch.where(bisect, (lo + hi) / 2, newton)
-            step_old = (new - lam).abs()
-            lam = torch.where(done, lam, new)
-        return lam
+    c = scores.shape[1]
+    q = (scores / lam_old.to(scores.dtype)[:, None]).softmax(dim=1)
+    if q_floor > 0:
+        q = (q + q_floor) / (1.0 + c * q_floor)
+    kl = (q * (c * q).log()).sum(dim=1)
+    return lam0 * (1.0 - kl / (alpha * math.log(c)))
 
 
 @register_loss("aldr_kl")
 class ALDRKL(Loss):
-    """Adaptive LDR-KL: each sample gets its own lambda, pulled towards lam0.
+    """Adaptive LDR-KL, the authors' form: a lambda per training sample, maximized and kept between visits.
 
-        ALDR-KL(z, y) = min_{lambda > 0} LDR-KL_lambda(z, y) + (alpha/2) (lambda - lam0)^2
-                      = max_q min_lambda  q . l - lambda KL(q || u) + (alpha/2) (lambda - lam0)^2.
+        ALDR-KL(z, y) = LDR-KL_lambda_i(z, y) - (alpha log C / (2 lam0)) (lambda_i - lam0)^2
 
-    At the saddle point lambda* = lam0 + KL(q* || u)/alpha >= lam0 with
-    q* = softmax(l / lambda*): a sample whose worst-case label distribution is
-    concentrated (far from uniform) gets a larger lambda, i.e. a flatter, more
-    noise-tolerant loss. lambda* is found per sample by safeguarded Newton
-    steps (no gradient; about 5 at the defaults); by the envelope theorem the
-    gradient of the value with lambda* held fixed is the exact gradient
-    (dL/dl = q*). Margins and score transform as ``ldr_kl``.
-    Defaults lam0 = 1, alpha = 1 (our choice; the paper tunes them).
+    with lambda_i updated at each visit of sample i by one fixed-point step
+    (``aldr_lambda``): q = softmax(s / lambda_i) over the scores without the
+    margin (floored by ``q_floor`` and renormalized, as the code's 1e-5),
+    lambda_i <- lam0 (1 - KL(q || uniform) / (alpha log C)), then the loss is
+    taken at the new lambda_i. So lambda_i <= lam0: a sample whose scores are
+    concentrated (confident) gets a smaller lambda, a sharper, more max-like
+    loss. lambda_i is held fixed in the gradient (no gradient through it or
+    the penalty), as in the code. The lambdas live in a buffer of ``num_train``
+    values (initialized to lam0) that checkpoints carry; they are stored only
+    in training mode (``loss.eval()`` computes the update without storing it,
+    so the loss is then a pure function of its inputs and its state).
 
-    This is our reading of the paper's adaptive loss (a quadratic pull of a
-    per-instance lambda towards lam0, solved in closed form for lambda given q);
-    check it against the paper before quoting ALDR-KL numbers.
+    Defaults lam0 = 10, alpha = 2, margin 0.1 (the authors' experiments) and
+    score_transform = abs_mean (z / mean_k |z_k|), the code's scores except on
+    CIFAR-100, where it takes softplus scores (softplus_mean; conf/dataset_loss).
+    alpha must exceed 1 (so lambda stays positive). q_floor = 0 takes q without
+    the floor.
 
     Dixian Zhu, Yiming Ying, Tianbao Yang 2023, "Label Distributionally Robust
     Losses for Multi-class Classification: Consistency, Robustness and
@@ -157,20 +156,35 @@ class ALDRKL(Loss):
     family = "robust"
     paper = PAPER
     probabilistic = False
+    needs_index = True
 
-    def __init__(self, lam0: float = 1.0, alpha: float = 1.0, margin: float = 0.1,
-                 score_transform: str = "softplus_mean") -> None:
+    def __init__(self, lam0: float = 10.0, alpha: float = 2.0, margin: float = 0.1,
+                 score_transform: str = "abs_mean", q_floor: float = 1e-5,
+                 num_train: int | None = None) -> None:
         super().__init__()
         if not lam0 > 0:
             raise ValueError(f"aldr_kl needs lam0 > 0, got {lam0}")
-        if not alpha > 0:
-            raise ValueError(f"aldr_kl needs alpha > 0, got {alpha}")
+        if not alpha > 1:
+            raise ValueError(f"aldr_kl needs alpha > 1 (lambda >= lam0 (1 - 1/alpha) > 0), got {alpha}")
+        if not 0 <= q_floor < 1:
+            raise ValueError(f"aldr_kl needs q_floor in [0, 1), got {q_floor}")
         _check_common("aldr_kl", margin, score_transform)
+        if isinstance(num_train, bool) or not isinstance(num_train, int) or num_train < 1:
+            raise ValueError(
+                f"aldr_kl keeps a lambda per training sample and needs num_train (the training-set size, "
+                f"filled in by lossbench.run.build_loss), got {num_train!r}"
+            )
         self.lam0, self.alpha, self.margin = float(lam0), float(alpha), float(margin)
-        self.score_transform = score_transform
+        self.score_transform, self.q_floor = score_transform, float(q_floor)
         self.probabilistic = score_transform == "none"
+        self.register_buffer("lam", torch.full((num_train,), self.lam0))
 
-    def compute(self, logits: Tensor, target: Tensor) -> Tensor:
-        margins = ldr_margins(logits, target, self.margin, self.score_transform)
-        lam = adaptive_lambda(margins, self.lam0, self.alpha)
-        return ldr_kl_value(margins, lam) + 0.5 * self.alpha * (lam - self.lam0) ** 2
+    def compute(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
+        scores = ldr_scores(logits, self.score_transform)
+        with torch.no_grad():
+            lam = aldr_lambda(scores, self.lam[index], self.lam0, self.alpha, self.q_floor)
+            if self.training:
+                self.lam[index] = lam.to(self.lam.dtype)
+        margins = score_margins(scores, target, self.margin)
+        penalty = self.alpha * math.log(logits.shape[1]) / (2.0 * self.lam0) * (lam - self.lam0) ** 2
+        return ldr_kl_value(margins, lam) - penalty

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,6 +47,8 @@ class LogitClip(Loss):
         p: float = 2.0,
         convention: str = "paper",
         inner_kwargs: Mapping[str, Any] | None = None,
+        num_classes: int | None = None,
+        num_train: int | None = None,
     ) -> None:
         super().__init__()
         if inner == "logit_clip":
@@ -62,12 +65,17 @@ class LogitClip(Loss):
             inner_kwargs = OmegaConf.to_container(inner_kwargs, resolve=True)
         if inner not in LOSSES:
             raise ValueError(f"unknown logit_clip inner loss '{inner}'; known: {', '.join(LOSSES.names())}")
+        cls = LOSSES.get(inner)
+        accepted = inspect.signature(cls.__init__).parameters
+        runtime = {k: v for k, v in (("num_classes", num_classes), ("num_train", num_train))
+                   if k in accepted and v is not None}
         try:
-            self.inner = LOSSES.get(inner)(**dict(inner_kwargs or {}))
+            self.inner = cls(**dict(inner_kwargs or {}), **runtime)
         except TypeError as exc:
             raise ValueError(f"logit_clip: inner_kwargs do not fit loss '{inner}': {exc}") from exc
         self.inner_name, self.delta, self.p, self.convention = inner, float(delta), float(p), convention
         self.needs_features = self.inner.needs_features
+        self.needs_index = self.inner.needs_index
 
     def clip(self, logits: Tensor) -> Tensor:
         norm = torch.linalg.vector_norm(logits, ord=self.p, dim=1, keepdim=True)
@@ -76,9 +84,15 @@ class LogitClip(Loss):
         long = norm > self.delta
         return logits * torch.where(long, 1.0 / (self.delta * norm.clamp_min(self.delta)), 1.0)
 
-    def compute(self, logits: Tensor, target: Tensor, features: Tensor | None = None) -> Tensor:
+    def compute(self, logits: Tensor, target: Tensor, features: Tensor | None = None,
+                index: Tensor | None = None) -> Tensor:
         extra = (features,) if self.inner.needs_features else ()
-        return self.inner.compute(self.clip(logits), target, *extra)
+        kwargs = {"index": index} if self.inner.needs_index else {}
+        return self.inner.compute(self.clip(logits), target, *extra, **kwargs)
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         self.inner.on_epoch_start(epoch, num_epochs)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"inner": self.inner_name, "delta": self.delta, "p": self.p, "convention": self.convention,
+                "inner_kwargs": self.inner.hyperparameters()}

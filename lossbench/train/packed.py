@@ -19,11 +19,18 @@ Each member's own torch optimizer steps its own parameters, which are views
 into the stacked tensors, so any optimizer and scheduler works as it does
 unpacked.
 
-Checkpoints are the members' ordinary ``checkpoint.pt`` files (an unpacked run
-can resume from them too), written in two phases so that a pack killed while
-writing resumes every member from the same epoch: each member's new state
-goes to ``checkpoint.pt.next`` first, then all are renamed. ``resolve_pending``
-finishes (or undoes) an interrupted commit before resuming.
+Checkpoints are the members' ordinary ``checkpoint.pt`` files, in the layout
+``Trainer.fit`` writes and reads (an unpacked run can resume from them too),
+written in two phases so that a pack killed while writing resumes every member
+from the same epoch: each member's new state goes to ``checkpoint.pt.next``
+first, then all are renamed. ``resolve_pending`` finishes (or undoes) an
+interrupted commit before resuming. A stop request (``lossbench.lifecycle``:
+SIGTERM, SIGINT, preemption) is honoured at the next batch boundary as
+``Trainer.fit`` honours it: every running member's epoch so far (order,
+position, statistics) is committed the same way, then ``PackInterrupted`` is
+raised; the members resume from that batch.
+
+Records number epochs from 1, as ``Trainer.fit``'s do (``lossbench.sink``).
 """
 
 from __future__ import annotations
@@ -42,16 +49,18 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lossbench import lifecycle
 from lossbench.data.split import Split
 from lossbench.data.transforms import BatchTransform
+from lossbench.errors import ConfigError, config_differences
 from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
 from lossbench.models.packing import NotPackable, PackedModel
 from lossbench.reweight.base import Reweighter
+from lossbench.sink import Sink
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
 from lossbench.train.objective import Objective
-from lossbench.train.sinks import Sink
-from lossbench.train.trainer import Trainer, _train_stats, checkpoint_state, restore_checkpoint
+from lossbench.train.trainer import RestartFromScratch, Trainer, _train_stats
 
 log = logging.getLogger("lossbench")
 
@@ -84,9 +93,12 @@ def resamples(reweight: type | Reweighter) -> bool:
 class PackMember:
     """One run of a pack: what ``Trainer.fit`` takes, plus the run's own trainer settings.
 
-    ``context`` is entered around the sinks' ``start`` (a Hydra job puts its own
-    config in place there). ``history``/``start_epoch`` and the generators are set
-    by ``restore`` for a run that resumes.
+    ``context`` is entered around the sinks' ``resume`` and ``start`` (a Hydra job
+    puts its own config in place there). ``history``/``start_epoch``/``partial`` and
+    the generators are set by ``restore`` for a run that resumes (``partial``: the
+    state of an epoch stopped between two batches). The attack generator is never
+    drawn from (adversarial training does not pack) but is checkpointed as
+    ``Trainer.fit`` checkpoints it.
     """
 
     trainer: Trainer
@@ -103,11 +115,13 @@ class PackMember:
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     history: list[dict] = field(default_factory=list)
     start_epoch: int = 0
+    partial: dict | None = None
 
     def __post_init__(self) -> None:
         device = self.trainer.torch_device
         self.generator = torch.Generator().manual_seed(int(self.seed))
         self.aug_generator = torch.Generator(device=device).manual_seed(int(self.seed) + 1)
+        self.attack_generator = torch.Generator(device=device).manual_seed(int(self.seed) + 2)
         self.scaler = torch.amp.GradScaler(device.type, enabled=False)
 
     def state_objects(self, copy_out: bool = False) -> dict:
@@ -117,6 +131,15 @@ class PackMember:
             model, optimizer = _ClonedState(model), _ClonedState(optimizer)
         return dict(model=model, optimizer=optimizer, scheduler=self.scheduler, loss=self.loss_fn,
                     scaler=self.scaler)
+
+
+class PackInterrupted(lifecycle.Interrupted):
+    """A pack stopped on request; ``saved`` maps the index of each member whose state was just
+    checkpointed (in the list given to ``fit_pack``) to its checkpoint."""
+
+    def __init__(self, signum: int, where: str, saved: dict[int, Path]) -> None:
+        super().__init__(signum, where, None)
+        self.saved = saved
 
 
 @dataclass
@@ -292,15 +315,66 @@ def resolve_pending(paths: Sequence[Path]) -> None:
 
 
 def restore(member: PackMember) -> None:
-    """Resume ``member`` from its checkpoint, if it has one (ConfigError / RestartFromScratch as
-    ``Trainer.fit`` raises them)."""
+    """Resume ``member`` from its checkpoint, if it has one, as ``Trainer.fit`` resumes: a
+    checkpoint of another configuration is a ConfigError (the file stays), an unusable one is
+    deleted and RestartFromScratch raised."""
     path = member.checkpoint_path
     if path is None or not Path(path).exists():
         return
-    member.history, member.start_epoch = restore_checkpoint(
-        path, member.checkpoint_meta, member.state_objects(), member.reweight, member.generator,
-        member.aug_generator, member.trainer.torch_device,
+    device = member.trainer.torch_device
+    try:
+        state = load_checkpoint(path, map_location=device)
+        meta = member.checkpoint_meta
+        if meta is not None and state.get("meta") != meta:
+            differs = config_differences(state.get("meta") or {}, meta)
+            raise ConfigError(
+                f"{path} belongs to a different configuration (differs in "
+                f"{', '.join(differs[:5])}); use another output directory or trainer.force=true"
+            )
+        for key, obj in member.state_objects().items():
+            obj.load_state_dict(state[key])
+        member.reweight.load_state_dict(state["reweight"])
+        # generator states are CPU byte tensors, whatever map_location did to them
+        member.generator.set_state(state["rng"]["batch"].cpu())
+        member.aug_generator.set_state(state["rng"]["augment"].cpu())
+        member.attack_generator.set_state(state["rng"]["attack"].cpu())
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
+        member.history = list(state["history"])
+        member.start_epoch = int(state["epoch"]) + 1
+        member.partial = state.get("partial")
+        batch = member.trainer.batch_size
+        where = f"epoch {member.start_epoch + 1}" + (
+            f", batch {int(member.partial['next']) // batch}" if member.partial is not None else "")
+        log.info("resumed from %s at %s", path, where)
+    except ConfigError:
+        raise
+    except (CorruptCheckpoint, KeyError, RuntimeError, ValueError) as exc:
+        log.warning("checkpoint unusable, starting over from scratch: %s", exc)
+        Path(path).unlink(missing_ok=True)
+        raise RestartFromScratch(str(exc)) from exc
+
+
+def _snapshot(member: PackMember, history: list[dict], last_epoch: int) -> dict:
+    """What ``Trainer.fit`` checkpoints after ``last_epoch`` (0-based), for one member; its tensors
+    copied out of the pack's shared storage."""
+    device = member.trainer.torch_device
+    state = {key: obj.state_dict() for key, obj in member.state_objects(copy_out=True).items()}
+    state.update(
+        reweight=member.reweight.state_dict(),
+        rng={
+            "batch": member.generator.get_state(),
+            "augment": member.aug_generator.get_state(),
+            "attack": member.attack_generator.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        },
+        history=history,
+        epoch=last_epoch,
+        meta=member.checkpoint_meta,
     )
+    return state
 
 
 def _fuse_key(loss_fn: Loss, reweight: Reweighter) -> tuple | None:
@@ -416,11 +490,11 @@ def fit_pack(
     on_finish: Callable[[int, MemberResult], None] | None = None,
 ) -> list[MemberResult]:
     """Train every member for ``trainer.epochs`` epochs; members that resume from different
-    epochs train as sub-packs, one after another.
+    points (epoch, and batch for an epoch stopped midway) train as sub-packs, one after another.
 
     ``on_finish(k, result)`` is called as soon as member k is done (a diverged member
     at once, while the others go on). Raises NotPackable (before any training) when
-    the architecture cannot run packed.
+    the architecture cannot run packed, PackInterrupted on a stop request.
     """
     members = list(members)
     check_pack(members)
@@ -432,14 +506,21 @@ def fit_pack(
             on_finish(k, result)
 
     epochs = members[0].trainer.epochs
-    starts = sorted({m.start_epoch for m in members})
-    for start in starts:
-        group = [k for k, m in enumerate(members) if m.start_epoch == start]
-        if start >= epochs:  # trained to the end before the pack stopped: only the summary is missing
+
+    def start_of(m: PackMember) -> tuple[int, int]:
+        return m.start_epoch, -1 if m.partial is None else int(m.partial["next"])
+
+    for start in sorted({start_of(m) for m in members}):
+        group = [k for k, m in enumerate(members) if start_of(m) == start]
+        if start[0] >= epochs:  # trained to the end before the pack stopped: only the summary is missing
             for k in group:
                 finish(k, MemberResult(list(members[k].history)))
             continue
-        _fit_group([members[k] for k in group], start, lambda j, r, group=group: finish(group[j], r))
+        try:
+            _fit_group([members[k] for k in group], start[0], lambda j, r, group=group: finish(group[j], r))
+        except PackInterrupted as stop:
+            raise PackInterrupted(stop.signum, stop.where, {group[j]: p for j, p in stop.saved.items()}) \
+                from None
     return [r for r in results if r is not None]
 
 
@@ -501,28 +582,51 @@ def _fit_group(members: list[PackMember], start_epoch: int,
     seen_pred = torch.zeros(size, n, device=device, dtype=torch.long)
     running = list(range(size))
     histories = [list(m.history) for m in members]
+    partial = members[0].partial  # the group's members all stopped at this batch, or none did
 
     for m in members:
         with m.context():
             for sink in m.sinks:
+                sink.resume(list(m.history))
+            for sink in m.sinks:
                 sink.start(epochs, start_epoch)
     for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
-        orders = []
-        for k, m in enumerate(members):
-            if k in running:
-                m.loss_fn.on_epoch_start(epoch, epochs)
-                m.reweight.on_epoch_start(epoch, epochs)
-                order = m.reweight.epoch_indices(n, m.generator)
-                orders.append(torch.randperm(n, generator=m.generator) if order is None else order)
-            else:
-                orders.append(torch.arange(n))
-        if len({len(o) for o in orders}) > 1:
-            raise RuntimeError("members of a pack drew epochs of different lengths")
-        order = torch.stack(orders).to(device, non_blocking=True)
-        if order.shape[1] % batch_size == 1 and order.shape[1] > 1:
-            order = order[:, :-1]  # a batch of one breaks batch norm
-        for i in range(0, order.shape[1], batch_size):
+        for k in running:  # functions of the epoch: calling them again on a mid-epoch resume is safe
+            members[k].loss_fn.on_epoch_start(epoch, epochs)
+            members[k].reweight.on_epoch_start(epoch, epochs)
+        if partial is not None:  # resume inside this epoch: each member's order and statistics so far
+            order = torch.stack([m.partial["order"] for m in members]).to(device)
+            first, carried = int(partial["next"]), float(partial["train_seconds"])
+            for k, m in enumerate(members):
+                seen_loss[k].copy_(m.partial["seen_loss"].to(device))
+                seen_pred[k].copy_(m.partial["seen_pred"].to(device))
+                m.partial = None
+            partial = None
+        else:
+            orders = []
+            for k, m in enumerate(members):
+                if k in running:
+                    order = m.reweight.epoch_indices(n, m.generator)
+                    orders.append(torch.randperm(n, generator=m.generator) if order is None else order)
+                else:
+                    orders.append(torch.arange(n))
+            if len({len(o) for o in orders}) > 1:
+                raise RuntimeError("members of a pack drew epochs of different lengths")
+            order = torch.stack(orders).to(device, non_blocking=True)
+            if order.shape[1] % batch_size == 1 and order.shape[1] > 1:
+                order = order[:, :-1]  # a batch of one breaks batch norm
+            first, carried = 0, 0.0
+        total = order.shape[1]
+        for i in range(first, total, batch_size):
+            signum = lifecycle.stop_requested()
+            if signum is not None:  # a batch boundary: commit every running member's epoch so far
+                where = f"at epoch {epoch + 1}, batch {i // batch_size} of {-(-total // batch_size)}"
+                seconds = carried + time.perf_counter() - started
+                saved = _commit_partial(members, running, histories, epoch, {
+                    k: {"next": i, "order": order[k].cpu(), "seen_loss": seen_loss[k].cpu(),
+                        "seen_pred": seen_pred[k].cpu(), "train_seconds": seconds} for k in running})
+                raise PackInterrupted(signum, where, saved)
             index = order[:, i : i + batch_size]
             x = _batch_inputs(transform, x_train[index], members)
             target = y_noisy.gather(1, index)
@@ -538,9 +642,13 @@ def _fit_group(members: list[PackMember], start_epoch: int,
             flat = (index + offsets).view(-1)
             seen_loss.view(-1)[flat] = per_sample.view(-1)
             seen_pred.view(-1)[flat] = logits.detach().argmax(-1).view(-1)
+            done = min(i + batch_size, total)
+            for k in running:
+                for sink in members[k].sinks:
+                    sink.batch(epoch + 1, done, total)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # time the work, not its queueing
-        train_seconds = time.perf_counter() - started
+        train_seconds = carried + time.perf_counter() - started
         records = {}
         for k in list(running):
             m = members[k]
@@ -548,32 +656,36 @@ def _fit_group(members: list[PackMember], start_epoch: int,
             with warnings.catch_warnings():  # the stacked optimizer stepped for it
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
                 m.scheduler.step()
-            record = {"epoch": epoch, **_train_stats(order[k], seen_loss[k], seen_pred[k], y_noisy[k],
+            record = {"epoch": epoch + 1, **_train_stats(order[k], seen_loss[k], seen_pred[k], y_noisy[k],
                                                        y_clean, is_noisy[k])}
             record.update(
                 lr=lr,
                 train_seconds=train_seconds,
-                throughput=order.shape[1] / train_seconds if train_seconds > 0 else float("nan"),
+                throughput=total / train_seconds if train_seconds > 0 else float("nan"),
             )
             if not math.isfinite(record["train_loss"]):
                 running.remove(k)
                 log.warning("pack member %d diverged at epoch %d (loss not finite); recorded as 'diverged', "
-                            "the other %d go on", k, epoch, len(running))
-                finish(k, MemberResult(histories[k], "diverged", epoch))
+                            "the other %d go on", k, epoch + 1, len(running))
+                finish(k, MemberResult(histories[k], "diverged", epoch + 1))
                 continue
             records[k] = record
         if not running:
             return
         objective.set_running(running)
         stepper.check(running)
-        for prefix, x_eval, labels in (("val", split.x_val, [m.split.y_val_noisy for m in members]),
-                                       ("test", split.x_test, [m.split.y_test for m in members])):
+        # validation is scored on its noisy labels (val_*) and on its clean ones (val_clean_*), as unpacked
+        evals = ((split.x_val, {"val": [m.split.y_val_noisy for m in members],
+                                "val_clean": [m.split.y_val for m in members]}),
+                 (split.x_test, {"test": [m.split.y_test for m in members]}))
+        for x_eval, views in evals:
             if len(x_eval) == 0:
                 continue
             logits_eval = _predict(packed, trainer, x_eval, transform)
             for k in running:
-                records[k].update({f"{prefix}_{key}": v
-                                   for key, v in epoch_metrics(logits_eval[k], labels[k]).items()})
+                for prefix, labels in views.items():
+                    records[k].update({f"{prefix}_{key}": v
+                                       for key, v in epoch_metrics(logits_eval[k], labels[k]).items()})
         seconds = time.perf_counter() - started
         for k in running:
             records[k]["seconds"] = seconds
@@ -592,12 +704,27 @@ def _fit_group(members: list[PackMember], start_epoch: int,
 
 def _commit(members: Sequence[PackMember], histories: Sequence[list[dict]], epoch: int) -> None:
     """Two-phase checkpoint of the running members: every pending file first, then the renames."""
+    _write_all([(m, _snapshot(m, history, epoch)) for m, history in zip(members, histories, strict=True)])
+
+
+def _commit_partial(members: Sequence[PackMember], running: Sequence[int], histories: Sequence[list[dict]],
+                    epoch: int, partial: dict[int, dict]) -> dict[int, Path]:
+    """Checkpoint the running members inside ``epoch`` (``Trainer.fit``'s mid-epoch layout:
+    the last finished epoch, plus ``partial``), two-phase; return where each one went."""
+    states = []
+    for k in running:
+        state = _snapshot(members[k], histories[k], epoch - 1)
+        state["partial"] = partial[k]
+        states.append((members[k], state))
+    _write_all(states)
+    return {k: Path(members[k].checkpoint_path) for k in running if members[k].checkpoint_path is not None}
+
+
+def _write_all(states: Sequence[tuple[PackMember, dict]]) -> None:
     written = []
-    for m, history in zip(members, histories, strict=True):
+    for m, state in states:
         if m.checkpoint_path is None:
             continue
-        state = checkpoint_state(m.state_objects(copy_out=True), m.reweight, m.generator, m.aug_generator,
-                                 m.trainer.torch_device, history, epoch, m.checkpoint_meta)
         save_checkpoint(pending_path(m.checkpoint_path), state)
         written.append(m.checkpoint_path)
     for path in written:

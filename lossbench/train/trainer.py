@@ -14,15 +14,20 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lossbench import lifecycle
+from lossbench.adversarial.evaluation import RobustEvaluation
+from lossbench.adversarial.training import AdversarialMethod
 from lossbench.data.split import Split
 from lossbench.data.transforms import BatchTransform
 from lossbench.errors import ConfigError, config_differences
 from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
 from lossbench.reweight.base import Reweighter
+from lossbench.sink import Sink
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
 from lossbench.train.objective import Objective
-from lossbench.train.sinks import Sink
+from lossbench.train.threads import check_threads
+from lossbench.train.weights import check_save_weights
 
 log = logging.getLogger("lossbench")
 
@@ -30,7 +35,7 @@ PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16-mixed": torch.float16}
 
 
 class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite in epoch ``epoch`` (1-based, as records number them)."""
 
     def __init__(self, epoch: int, history: list[dict]) -> None:
         super().__init__(f"training loss is not finite at epoch {epoch}")
@@ -74,8 +79,9 @@ class Trainer:
     from it. Per epoch it records training loss and accuracy on the noisy
     labels, accuracy on the clean training labels, memorization (share of
     noisy-labelled samples predicted as their noisy label; both measured on the
-    training batches as they are seen), validation and test accuracy and NLL,
-    learning rate and seconds.
+    training batches as they are seen), validation accuracy, NLL, Brier and ECE
+    on the noisy validation labels (val_*) and on the clean ones (val_clean_*),
+    the same on the test split, learning rate and seconds.
     """
 
     epochs: int = 30
@@ -91,6 +97,8 @@ class Trainer:
     force: bool = False
     grad_clip: float | None = None
     l1: float = 0.0
+    threads: int | str = "auto"
+    save_weights: str = "final"
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs <= 0:
@@ -109,6 +117,8 @@ class Trainer:
             raise ValueError(f"trainer.grad_clip must be positive or null, got {self.grad_clip}")
         if not self.l1 >= 0:
             raise ValueError(f"trainer.l1 must be >= 0, got {self.l1}")
+        self.threads = check_threads(self.threads)
+        check_save_weights(self.save_weights)
         self.torch_device = resolve_device(self.device)
         self.autocast_dtype = PRECISIONS[str(self.precision)]
         if self.autocast_dtype is torch.float16 and self.torch_device.type != "cuda":
@@ -149,12 +159,24 @@ class Trainer:
         sinks: Sequence[Sink] = (),
         checkpoint_path: Path | None = None,
         checkpoint_meta: dict | None = None,
+        adversarial: AdversarialMethod | None = None,
+        robust: RobustEvaluation | None = None,
     ) -> list[dict]:
         """Train for ``self.epochs`` epochs (resuming from ``checkpoint_path`` if valid).
 
         ``checkpoint_meta`` (plain data, e.g. the experiment's config) is saved
         with each checkpoint; a checkpoint whose meta differs is not resumed
         from: that is a ConfigError, and the checkpoint is left in place.
+        ``adversarial`` is the adversarial training method (None: standard
+        training); its random starts come from a seeded, checkpointed generator.
+        ``robust`` adds its figures to the records of the epochs it is due at.
+
+        When ``lifecycle.stop_requested()`` (SIGTERM, SIGINT, preemption) at a
+        batch boundary, the state so far, including the epoch's sample order,
+        position and statistics, is checkpointed and ``lifecycle.Interrupted``
+        is raised; resuming from it continues bit for bit as if never stopped.
+        Sinks get ``resume(history)`` (the records the checkpoint holds, [] on a
+        fresh start) before ``start``.
         """
         device = self.torch_device
         transform = BatchTransform(split, self.channels_last)
@@ -162,10 +184,11 @@ class Trainer:
         scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype is torch.float16)
         generator = torch.Generator().manual_seed(int(seed))
         aug_generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
+        attack_generator = torch.Generator(device=device).manual_seed(int(seed) + 2)
         x_train, y_noisy, y_clean = split.x_train, split.y_train_noisy, split.y_train
         is_noisy = y_noisy != y_clean
         n = len(y_noisy)
-        objective = Objective(loss_fn, reweight, transform, self.l1)
+        objective = Objective(loss_fn, reweight, transform, self.l1, adversarial)
         history: list[dict] = []
         start_epoch = 0
         seen_loss = torch.zeros(n, device=device)
@@ -174,28 +197,100 @@ class Trainer:
         state_objects = dict(
             model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn, scaler=scaler
         )
-        if checkpoint_path is not None and Path(checkpoint_path).exists():
-            history, start_epoch = restore_checkpoint(
-                checkpoint_path, checkpoint_meta, state_objects, reweight, generator, aug_generator, device
-            )
+        partial: dict | None = None  # a checkpoint taken inside an epoch (on a stop request)
 
+        def snapshot(last_epoch: int) -> dict:
+            state = {key: obj.state_dict() for key, obj in state_objects.items()}
+            state.update(
+                reweight=reweight.state_dict(),
+                rng={
+                    "batch": generator.get_state(),
+                    "augment": aug_generator.get_state(),
+                    "attack": attack_generator.get_state(),
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                },
+                history=history,
+                epoch=last_epoch,
+                meta=checkpoint_meta,
+            )
+            return state
+
+        if checkpoint_path is not None and Path(checkpoint_path).exists():
+            try:
+                state = load_checkpoint(checkpoint_path, map_location=device)
+                if checkpoint_meta is not None and state.get("meta") != checkpoint_meta:
+                    differs = config_differences(state.get("meta") or {}, checkpoint_meta)
+                    raise ConfigError(
+                        f"{checkpoint_path} belongs to a different configuration (differs in "
+                        f"{', '.join(differs[:5])}); use another output directory or trainer.force=true"
+                    )
+                for key, obj in state_objects.items():
+                    obj.load_state_dict(state[key])
+                reweight.load_state_dict(state["reweight"])
+                # generator states are CPU byte tensors, whatever map_location did to them
+                generator.set_state(state["rng"]["batch"].cpu())
+                aug_generator.set_state(state["rng"]["augment"].cpu())
+                attack_generator.set_state(state["rng"]["attack"].cpu())
+                torch.set_rng_state(state["rng"]["torch"].cpu())
+                if device.type == "cuda" and state["rng"].get("cuda") is not None:
+                    torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
+                history = list(state["history"])
+                start_epoch = int(state["epoch"]) + 1
+                partial = state.get("partial")
+                where = f"epoch {start_epoch + 1}" + (f", batch {int(partial['next']) // self.batch_size}"
+                                                  if partial is not None else "")
+                log.info("resumed from %s at %s", checkpoint_path, where)
+            except ConfigError:
+                raise
+            except (CorruptCheckpoint, KeyError, RuntimeError, ValueError) as exc:
+                log.warning("checkpoint unusable, starting over from scratch: %s", exc)
+                Path(checkpoint_path).unlink(missing_ok=True)
+                raise RestartFromScratch(str(exc)) from exc
+
+        for sink in sinks:
+            sink.resume(history)
         for sink in sinks:
             sink.start(self.epochs, start_epoch)
         model.train()
         for epoch in range(start_epoch, self.epochs):
             started = time.perf_counter()
+            # progress hooks are functions of the epoch, so calling them again on a mid-epoch resume is safe
             loss_fn.on_epoch_start(epoch, self.epochs)
             reweight.on_epoch_start(epoch, self.epochs)
-            order = reweight.epoch_indices(n, generator)
-            if order is None:
-                order = torch.randperm(n, generator=generator)
-            order = order.to(device, non_blocking=True)
-            if len(order) % self.batch_size == 1 and len(order) > 1:
-                order = order[:-1]  # a batch of one breaks batch norm
-            for i in range(0, len(order), self.batch_size):
+            if partial is not None:  # resume inside this epoch: its order and statistics so far
+                order = partial["order"].to(device)
+                first, carried = int(partial["next"]), float(partial["train_seconds"])
+                seen_loss.copy_(partial["seen_loss"].to(device))
+                seen_pred.copy_(partial["seen_pred"].to(device))
+                partial = None
+            else:
+                order = reweight.epoch_indices(n, generator)
+                if order is None:
+                    order = torch.randperm(n, generator=generator)
+                order = order.to(device, non_blocking=True)
+                if len(order) % self.batch_size == 1 and len(order) > 1:
+                    order = order[:-1]  # a batch of one breaks batch norm
+                first, carried = 0, 0.0
+            for i in range(first, len(order), self.batch_size):
+                signum = lifecycle.stop_requested()
+                if signum is not None:  # a batch boundary: save the epoch so far, then stop
+                    batches = -(-len(order) // self.batch_size)
+                    where = f"at epoch {epoch + 1}, batch {i // self.batch_size} of {batches}"
+                    if checkpoint_path is None:
+                        raise lifecycle.Interrupted(signum, where, None)
+                    state = snapshot(epoch - 1)
+                    state["partial"] = {
+                        "next": i, "order": order.cpu(), "seen_loss": seen_loss.cpu(),
+                        "seen_pred": seen_pred.cpu(),
+                        "train_seconds": carried + time.perf_counter() - started,
+                    }
+                    save_checkpoint(checkpoint_path, state)
+                    raise lifecycle.Interrupted(signum, where, Path(checkpoint_path))
                 index = order[i : i + self.batch_size]
                 with self.autocast():
-                    step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator)
+                    step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator,
+                                     attack_generator)
                 loss = step.loss
                 optimizer.zero_grad(set_to_none=True)
                 if scaler.is_enabled():
@@ -213,25 +308,34 @@ class Trainer:
                 # two cheap writes per step; the epoch's statistics are reduced once below
                 seen_loss[index] = step.per_sample.float()
                 seen_pred[index] = step.logits.argmax(1)
+                done = min(i + self.batch_size, len(order))
+                for sink in sinks:
+                    sink.batch(epoch + 1, done, len(order))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # time the work, not its queueing
-            train_seconds = time.perf_counter() - started
+            train_seconds = carried + time.perf_counter() - started
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            record = {"epoch": epoch, **_train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)}
+            stats = _train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)
+            record = {"epoch": epoch + 1, **stats}
             record.update(
                 lr=lr,
                 train_seconds=train_seconds,
                 throughput=len(order) / train_seconds if train_seconds > 0 else float("nan"),
             )
             if not math.isfinite(record["train_loss"]):
-                raise Diverged(epoch, history)
-            evals = (("val", split.x_val, split.y_val_noisy), ("test", split.x_test, split.y_test))
-            for prefix, x, y in evals:
-                if len(y) == 0:
+                raise Diverged(epoch + 1, history)
+            # validation is scored on its noisy labels (val_*) and on its clean ones (val_clean_*)
+            evals = ((split.x_val, {"val": split.y_val_noisy, "val_clean": split.y_val}),
+                     (split.x_test, {"test": split.y_test}))
+            for x, views in evals:
+                if len(x) == 0:
                     continue
                 logits_eval = self.predict(model, x, transform)
-                record.update({f"{prefix}_{k}": v for k, v in epoch_metrics(logits_eval, y).items()})
+                for prefix, y in views.items():
+                    record.update({f"{prefix}_{k}": v for k, v in epoch_metrics(logits_eval, y).items()})
+            if robust is not None and robust.due(epoch, self.epochs):
+                record.update(robust.epoch_metrics(model, split, transform))
             record["seconds"] = time.perf_counter() - started
             history.append(record)
             for sink in sinks:
@@ -239,70 +343,9 @@ class Trainer:
             if checkpoint_path is not None and self.checkpoint_every and (
                 (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
             ):
-                save_checkpoint(checkpoint_path, checkpoint_state(
-                    state_objects, reweight, generator, aug_generator, device, history, epoch, checkpoint_meta
-                ))
+                state = snapshot(epoch)
+                save_checkpoint(checkpoint_path, state)
         return history
-
-
-def restore_checkpoint(
-    path: Path, meta: dict | None, state_objects: dict, reweight: Reweighter,
-    generator: torch.Generator, aug_generator: torch.Generator, device: torch.device,
-) -> tuple[list[dict], int]:
-    """Load a checkpoint into ``state_objects`` (name -> object with ``load_state_dict``), the
-    strategy and the generators; return (history so far, first epoch to run).
-
-    A checkpoint whose meta differs from ``meta`` is a ConfigError (the file is left in
-    place); an unusable one is deleted and RestartFromScratch raised.
-    """
-    try:
-        state = load_checkpoint(path, map_location=device)
-        if meta is not None and state.get("meta") != meta:
-            differs = config_differences(state.get("meta") or {}, meta)
-            raise ConfigError(
-                f"{path} belongs to a different configuration (differs in "
-                f"{', '.join(differs[:5])}); use another output directory or trainer.force=true"
-            )
-        for key, obj in state_objects.items():
-            obj.load_state_dict(state[key])
-        reweight.load_state_dict(state["reweight"])
-        # generator states are CPU byte tensors, whatever map_location did to them
-        generator.set_state(state["rng"]["batch"].cpu())
-        aug_generator.set_state(state["rng"]["augment"].cpu())
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
-        history = list(state["history"])
-        start_epoch = int(state["epoch"]) + 1
-        log.info("resumed from %s at epoch %d", path, start_epoch)
-        return history, start_epoch
-    except ConfigError:
-        raise
-    except (CorruptCheckpoint, KeyError, RuntimeError, ValueError) as exc:
-        log.warning("checkpoint unusable, starting over from scratch: %s", exc)
-        Path(path).unlink(missing_ok=True)
-        raise RestartFromScratch(str(exc)) from exc
-
-
-def checkpoint_state(
-    state_objects: dict, reweight: Reweighter, generator: torch.Generator, aug_generator: torch.Generator,
-    device: torch.device, history: list[dict], epoch: int, meta: dict | None,
-) -> dict:
-    """What a checkpoint holds after ``epoch``: every object's state, the generators, the history."""
-    state = {key: obj.state_dict() for key, obj in state_objects.items()}
-    state.update(
-        reweight=reweight.state_dict(),
-        rng={
-            "batch": generator.get_state(),
-            "augment": aug_generator.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        },
-        history=history,
-        epoch=epoch,
-        meta=meta,
-    )
-    return state
 
 
 def _train_stats(order: Tensor, losses: Tensor, pred: Tensor, y_noisy: Tensor, y_clean: Tensor,

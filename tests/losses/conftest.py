@@ -12,10 +12,13 @@ from lossbench.run import build_loss
 LOSS_CONF = CONF_DIR / "loss"
 
 
-def load_loss(name: str, num_classes: int = 10, **overrides) -> Loss:
+NUM_TRAIN = 64  # the training-set size given to losses with per-sample state
+
+
+def load_loss(name: str, num_classes: int = 10, num_train: int = NUM_TRAIN, **overrides) -> Loss:
     """conf/loss/NAME.yaml with ``overrides`` merged in, instantiated by run.build_loss."""
     cfg = OmegaConf.merge(OmegaConf.load(LOSS_CONF / f"{name}.yaml"), overrides)
-    return build_loss(cfg, num_classes)
+    return build_loss(cfg, num_classes, num_train)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from omegaconf import OmegaConf
 
 from lossbench.conf import CONF_DIR
 from lossbench.losses import FAMILIES, LOSSES, Loss
+from lossbench.losses.base import hyperparameter_names
 
 LOSS_CONF = CONF_DIR / "loss"
 NAMES = LOSSES.names()
@@ -25,6 +27,11 @@ def _inputs(batch: int = 6, classes: int = 5, dtype=torch.float32, seed: int = 0
     target = torch.randint(classes, (batch,), generator=g)
     features = torch.randn(batch, 7, generator=g).to(dtype)
     return logits, target, features
+
+
+def _index(n: int) -> torch.Tensor:
+    """Training-set positions for a batch of n (losses with per-sample state read them)."""
+    return torch.arange(n)
 
 
 def test_every_loss_has_a_yaml_and_every_yaml_a_loss():
@@ -43,10 +50,8 @@ def test_yaml_targets_the_class_registered_under_its_name(name):
 def test_yaml_values_are_the_class_defaults(name):
     cfg = OmegaConf.to_container(OmegaConf.load(LOSS_CONF / f"{name}.yaml"))
     cls = LOSSES.get(name)
-    params = {
-        k: p for k, p in inspect.signature(cls.__init__).parameters.items()
-        if k != "self" and p.kind is p.POSITIONAL_OR_KEYWORD
-    }
+    all_params = inspect.signature(cls.__init__).parameters
+    params = {k: all_params[k] for k in hyperparameter_names(cls)}
     keys = {k for k in cfg if k != "_target_"}
     assert keys == set(params), f"{name}: YAML keys {sorted(keys)} vs constructor {sorted(params)}"
     for key in keys:
@@ -70,10 +75,38 @@ def test_class_metadata_and_docstring(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_per_sample_output(make_loss, name):
     logits, target, features = _inputs()
-    out = make_loss(name)(logits, target, features)
+    out = make_loss(name)(logits, target, features, _index(6))
     assert out.shape == (6,)
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_logits_stay_float64(make_loss, name):
+    """Double-precision logits are computed in double (formula checks); the value agrees with float32's."""
+    logits, target, features = _inputs(dtype=torch.float64)
+    loss64, loss32 = make_loss(name), make_loss(name)
+    out = loss64(logits, target, features, _index(6))
+    assert out.dtype == torch.float64
+    ref = loss32(logits.float(), target, features.float(), _index(6))
+    torch.testing.assert_close(out.float(), ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hyperparameters_record_what_the_instance_uses(make_loss, name):
+    """loss.hyperparameters() (summary.json's loss_params) holds every conf/loss key and rebuilds the loss."""
+    cfg = OmegaConf.to_container(OmegaConf.load(LOSS_CONF / f"{name}.yaml"))
+    loss = make_loss(name)
+    hp = loss.hyperparameters()
+    assert set(hp) == {k for k in cfg if k != "_target_"}
+    for key, value in cfg.items():
+        if key != "_target_" and value is not None and not isinstance(value, str):
+            assert hp[key] == value, (name, key)
+    rebuilt = LOSSES.get(name)(**hp, **{k: v for k, v in (("num_train", 64),)
+                                        if k in inspect.signature(LOSSES.get(name).__init__).parameters
+                                        and loss.needs_index})
+    assert rebuilt.hyperparameters() == hp
+    json.dumps(hp)  # plain data for summary.json
 
 
 EXTREME = torch.tensor([
@@ -94,7 +127,7 @@ def test_finite_gradients_for_extreme_logits(make_loss, name):
     for sign in (1.0, -1.0):
         logits = (sign * EXTREME).clone().requires_grad_(True)
         features = (1e4 * torch.randn(len(EXTREME), 7)).requires_grad_(True)
-        out = loss(logits, EXTREME_TARGET, features)
+        out = loss(logits, EXTREME_TARGET, features, _index(len(EXTREME)))
         out.sum().backward()
         assert torch.isfinite(out).all(), f"{name}: loss {out}"
         assert torch.isfinite(logits.grad).all(), f"{name}: grad {logits.grad}"
@@ -113,7 +146,7 @@ def test_finite_gradients_under_bf16_autocast(make_loss, name):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits, features = layer(x), body(x)
         assert logits.dtype == torch.bfloat16
-        out = loss(logits, target, features)
+        out = loss(logits, target, features, _index(16))
     out.mean().backward()
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
@@ -124,32 +157,44 @@ def test_finite_gradients_under_bf16_autocast(make_loss, name):
             assert torch.isfinite(p.grad).all()
     # Saturated bf16 logits too.
     big = (1e4 * torch.randn(16, 5)).bfloat16().requires_grad_(True)
-    out = loss(big, target, torch.randn(16, 7).bfloat16())
+    out = loss(big, target, torch.randn(16, 7).bfloat16(), _index(16))
     out.sum().backward()
     assert torch.isfinite(big.grad).all()
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_analytic_gradient_matches_finite_differences(make_loss, name):
-    """The stable rewritings (log(1 - p), tangent extensions, bisection for ALDR) keep exact gradients."""
-    loss = make_loss(name)
+    """The stable rewritings (log(1 - p), tangent extensions) keep exact gradients.
+
+    Losses with per-sample state are checked in eval mode, where their state is read, not written
+    (ALDR-KL's lambda and TGCE's pruning choices are held fixed in the gradient).
+    """
+    loss = make_loss(name).eval()
     logits, target, features = _inputs(batch=3, classes=4, dtype=torch.float64, seed=1)
     args = (features,) if loss.needs_features else ()
+    kwargs = {"index": _index(3)} if loss.needs_index else {}
     logits.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda z: loss.compute(z, target, *args), (logits,), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(lambda z: loss.compute(z, target, *args, **kwargs), (logits,), eps=1e-6,
+                                    atol=1e-5)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_deterministic_and_batch_independent(make_loss, name):
-    """A sample's loss does not depend on the rest of the batch (bias_loss's scaling aside)."""
-    loss = make_loss(name)
+    """A sample's loss does not depend on the rest of the batch (bias_loss's scaling aside).
+
+    Two fresh instances agree (a stateful loss starts from the same state); in eval mode the state is
+    only read, so repeated and per-sample calls see the same state.
+    """
     logits, target, features = _inputs()
-    full = loss(logits, target, features)
-    assert torch.equal(full, loss(logits, target, features))
+    index = _index(6)
+    full = make_loss(name)(logits, target, features, index)
+    assert torch.equal(full, make_loss(name)(logits, target, features, index))
     if name == "bias_loss":
         return
+    loss = make_loss(name).eval()
+    assert torch.equal(loss(logits, target, features, index), loss(logits, target, features, index))
     for i in range(len(target)):
-        one = loss(logits[i : i + 1], target[i : i + 1], features[i : i + 1])
+        one = loss(logits[i : i + 1], target[i : i + 1], features[i : i + 1], index[i : i + 1])
         torch.testing.assert_close(one[0], full[i], rtol=1e-5, atol=1e-6)
 
 
@@ -194,10 +239,33 @@ BAD_HYPERPARAMETERS = [
     ("anl_ce", {"min_prob": 0.0}, r"min_prob in \(0, 1\)"),
     ("anl_fl", {"min_prob": 1.0}, r"min_prob in \(0, 1\)"),
     ("ldr_kl", {"lam": 0.0}, "lam > 0"),
-    ("ldr_kl", {"score_transform": "softmax"}, "known: softplus_mean, none"),
+    ("ldr_kl", {"score_transform": "softmax"}, "known: softplus_mean, abs_mean, none"),
     ("ldr_kl", {"margin": -0.1}, "margin >= 0"),
-    ("aldr_kl", {"alpha": 0.0}, "alpha > 0"),
+    ("aldr_kl", {"alpha": 1.0}, "alpha > 1"),
     ("aldr_kl", {"lam0": -1.0}, "lam0 > 0"),
+    ("aldr_kl", {"q_floor": 1.0}, r"q_floor in \[0, 1\)"),
+    ("aldr_kl", {"score_transform": "tanh"}, "known: softplus_mean, abs_mean, none"),
+    ("aldr_kl", {}, "needs num_train"),
+    ("tgce", {"schedule": "epochs"}, "known: batch, epoch"),
+    ("tgce", {"prune_every": 0}, "prune_every >= 1"),
+    ("tgce", {"schedule": "epoch"}, "needs num_train"),
+    ("ael", {"a": -1.0}, "a > 0"),
+    ("nce_agce", {"q": 0.0}, "a > 0 and q > 0"),
+    ("nce_agce", {"alpha": 0.0, "beta": 0.0}, "not both 0"),
+    ("nce_aul", {"a": 0.5}, "a > 1"),
+    ("nce_ael", {"a": 0.0}, "a > 0"),
+    ("ngce_mae", {"q": 1.5}, r"q in \(0, 1\]"),
+    ("ngce_mae", {"mae_scale": 0.0}, "mae_scale > 0"),
+    ("ngce_rce", {"A": "kode"}, "known: paper"),
+    ("ngce_rce", {"min_prob": 1.0}, r"min_prob in \[0, 1\)"),
+    ("nce", {"scale": 0.0}, "scale > 0"),
+    ("nfl", {"scale": -1.0}, "scale > 0"),
+    ("ngce", {"scale": 0.0}, "scale > 0"),
+    ("ngce", {"min_prob": -0.1}, r"min_prob in \[0, 1\)"),
+    ("mse", {"class_reduction": "max"}, "known: sum, mean"),
+    ("rce", {"A": "kode"}, "unknown rce A 'kode'; known: paper"),
+    ("comp_sum", {"guard": 0.5}, "guard > 1"),
+    ("sum_exp", {"guard": 1.0}, "guard > 1"),
     ("logit_clip", {"delta": 0.0}, "delta > 0"),
     ("logit_clip", {"p": 0.5}, "p >= 1"),
     ("logit_clip", {"convention": "both"}, "known: paper, code"),
@@ -210,11 +278,17 @@ BAD_HYPERPARAMETERS = [
     ("flsd53", {"gamma_below": -5.0}, "gammas >= 0"),
     ("label_smoothing", {"epsilon": 1.5}, r"epsilon in \[0, 1\]"),
     ("nls", {"epsilon": 0.1}, "epsilon <= 0"),
+    ("nls", {"wa": -1.0}, "wa >= 0"),
+    ("nls", {"wa": 0.0, "wb": 0.0}, "not both 0"),
     ("poly1", {"epsilon": -2.0}, "epsilon >= -1"),
     ("z_loss", {"a": 0.0}, "a > 0"),
     ("z_loss_reg", {"lam": -1.0}, "lam >= 0"),
     ("encouraging", {"log_end": 0.0}, r"log_end in \(0, 1\]"),
+    ("encouraging", {"bonus_clamp": 1.0}, r"bonus_clamp in \[0, 1\)"),
     ("bias_loss", {"beta": 1.0}, "beta < 1"),
+    ("bias_loss", {"normalisation": "batch"}, "known: local, global"),
+    ("bias_loss", {"weight_form": "both"}, "known: paper, code"),
+    ("bias_loss", {"weight_form": "code", "alpha": 0.0}, "alpha > 0"),
     ("bias_loss", {"alpha": -1.0}, "alpha >= 0"),
     ("rescaled_square", {"M": 0.0}, "M > 0"),
     ("logit_norm", {"t": 0.0}, "t > 0"),
@@ -238,18 +312,24 @@ def test_every_loss_with_hyperparameters_has_a_failure_case():
     assert with_params <= tested, f"no ValueError case for {sorted(with_params - tested)}"
 
 
-def test_losses_command_lists_every_loss_with_its_family(monkeypatch, capsys):
+def test_losses_command_lists_every_loss_with_family_hyperparameters_and_dataset_values(monkeypatch, capsys):
     from lossbench.cli import main
 
-    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("COLUMNS", "400")
     main(["losses"])
     out = capsys.readouterr().out
     rows = {}
     for line in out.splitlines():
-        cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
-        if len(cells) >= 2 and cells[0] in LOSSES:
-            rows[cells[0]] = cells[1]
-    assert rows == {name: cls.family for name, cls in LOSSES.items()}
+        cells = [c.strip() for c in re.split(r"[│|]", line)][1:-1]
+        if len(cells) == 5 and cells[0] in LOSSES:
+            rows[cells[0]] = cells
+    families = {name: cells[1] for name, cells in rows.items()}
+    assert families == {name: cls.family for name, cls in LOSSES.items()}
+    assert rows["nce_rce"][3] == "alpha=1.0, beta=1.0, A=paper"
+    assert rows["nce_rce"][4] == ("cifar100: alpha=10, beta=0.1; "
+                                  "fashion_mnist, mnist: alpha=1, beta=10")
+    assert "trainer.l1=5e-05" in rows["anl_ce"][4] and "optim.weight_decay=0" in rows["anl_ce"][4]
+    assert rows["ce"][3] == "" and rows["gce"][4] == ""
 
 
 def test_every_loss_has_a_hand_worked_test():

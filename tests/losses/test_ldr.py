@@ -1,4 +1,4 @@
-"""LDR-KL and ALDR-KL: the closed form, its limits, and the adaptive lambda."""
+"""LDR-KL and ALDR-KL: the closed form, its limits, and the authors' adaptive per-sample lambda."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp, softmax
 
 from lossbench.losses import LOSSES
-from lossbench.losses.ldr import adaptive_lambda, ldr_margins
+from lossbench.losses.ldr import ldr_margins
 
 
 def _loss(name, **kw):
@@ -27,6 +26,8 @@ def _random(n=32, c=6, scale=2.0, seed=0):
 def _scores(z: np.ndarray, transform: str) -> np.ndarray:
     if transform == "none":
         return z
+    if transform == "abs_mean":
+        return z / np.abs(z).mean()
     s = np.logaddexp(0.0, z)  # softplus
     return s / s.mean()
 
@@ -44,7 +45,7 @@ def _ldr(l: np.ndarray, lam: float) -> float:
 def test_ldr_kl_hand_worked():
     # Raw logits (0, 1, 2), y = 0, delta = 0.1, lam = 1: l = (0, 1.1, 2.1).
     z = torch.tensor([[0.0, 1.0, 2.0]])
-    out = _loss("ldr_kl", score_transform="none")(z, torch.tensor([0]))
+    out = _loss("ldr_kl", lam=1.0, score_transform="none")(z, torch.tensor([0]))
     expected = math.log((math.exp(0) + math.exp(1.1) + math.exp(2.1)) / 3)
     assert out.item() == pytest.approx(expected, rel=1e-6)
     # Softplus scores: s = softplus(z) / mean softplus(z).
@@ -55,7 +56,7 @@ def test_ldr_kl_hand_worked():
     assert _loss("ldr_kl", lam=0.5)(z, torch.tensor([0])).item() == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("transform", ["softplus_mean", "none"])
+@pytest.mark.parametrize("transform", ["softplus_mean", "abs_mean", "none"])
 @pytest.mark.parametrize("lam", [0.1, 1.0, 10.0])
 def test_ldr_kl_matches_the_formula(transform, lam):
     z, y = _random()
@@ -95,47 +96,136 @@ def test_ldr_kl_identities():
 
 def test_ldr_kl_softplus_scores_make_it_bounded():
     z = torch.tensor([[1e4, -1e4, -1e4], [-1e4, 1e4, 3.0]])
-    out = _loss("ldr_kl")(z, torch.tensor([1, 0]))
+    out = _loss("ldr_kl", lam=1.0)(z, torch.tensor([1, 0]))
     # Scores lie in [0, C], so l_k <= C + delta and the loss <= C + delta.
     assert (out <= 3 + 0.1 + 1e-5).all()
 
 
-def _aldr_reference(l: np.ndarray, lam0: float, alpha: float) -> tuple[float, float]:
-    """min over lam > 0 of LDR-KL_lam + alpha/2 (lam - lam0)^2, by scalar minimization."""
-    res = minimize_scalar(lambda lam: _ldr(l, lam) + alpha / 2 * (lam - lam0) ** 2,
-                          bounds=(1e-6, lam0 + 50), method="bounded", options={"xatol": 1e-12})
-    return float(res.fun), float(res.x)
+def test_ldr_kl_default_lambda_is_the_authors_10():
+    assert _loss("ldr_kl").lam == 10.0
 
 
-@pytest.mark.parametrize(("lam0", "alpha"), [(1.0, 1.0), (0.5, 4.0), (2.0, 0.3)])
-def test_aldr_kl_is_the_minimum_over_lambda(lam0, alpha):
+def _aldr(num_train=32, **kw):
+    return LOSSES.get("aldr_kl")(num_train=num_train, **kw)
+
+
+def _aldr_reference(z: np.ndarray, y: int, lam_old: float, lam0=10.0, alpha=2.0, margin=0.1,
+                    transform="abs_mean", q_floor=1e-5) -> tuple[float, float]:
+    """One visit of a sample, as the official ALDRLoss_V1 computes it (written here from its maths, float64):
+    q from the stored lambda over the scores without margin, one fixed-point update, the loss at the
+    new lambda."""
+    c = len(z)
+    s = _scores(z, transform)
+    q = softmax(s / lam_old)
+    q = (q + q_floor) / (q + q_floor).sum()
+    kl = float((q * np.log(c * q)).sum())
+    lam = lam0 - lam0 * kl / (alpha * math.log(c))
+    l = np.array([s[k] - s[y] + (margin if k != y else 0.0) for k in range(c)])
+    value = lam * (logsumexp(l / lam) - math.log(c)) - alpha * math.log(c) / (2 * lam0) * (lam - lam0) ** 2
+    return value, lam
+
+
+def test_aldr_kl_hand_worked():
+    # z = (3, -3, 0), y = 0: mean|z| = 2, s = (1.5, -1.5, 0); lambda_old = lam0 = 10, alpha = 2, no floor.
+    s = [1.5, -1.5, 0.0]
+    e = [math.exp(v / 10) for v in s]
+    q = [v / sum(e) for v in e]
+    kl = sum(v * math.log(3 * v) for v in q)
+    lam = 10 * (1 - kl / (2 * math.log(3)))
+    l = [0.0, -3.0 + 0.1, -1.5 + 0.1]
+    expected = lam * math.log(sum(math.exp(v / lam) for v in l) / 3) - 2 * math.log(3) / 20 * (lam - 10) ** 2
+    loss = _aldr(num_train=4, q_floor=0.0)
+    z = torch.tensor([[3.0, -3.0, 0.0]], dtype=torch.float64)
+    out = loss(z, torch.tensor([0]), index=torch.tensor([2]))
+    assert out.item() == pytest.approx(expected, rel=1e-12)
+    assert loss.lam[2].item() == pytest.approx(lam, rel=1e-6)  # stored (float32 buffer)
+    assert lam < 10.0
+    torch.testing.assert_close(loss.lam[[0, 1, 3]], torch.full((3,), 10.0))  # other samples untouched
+
+
+@pytest.mark.parametrize("transform", ["abs_mean", "softplus_mean", "none"])
+def test_aldr_kl_matches_the_official_update_over_two_visits(transform):
     z, y = _random(n=12)
-    ours = _loss("aldr_kl", lam0=lam0, alpha=alpha)(z, y)
-    lam = adaptive_lambda(ldr_margins(z.double(), y, 0.1, "softplus_mean"), lam0, alpha)
-    for i in range(12):
-        value, lam_ref = _aldr_reference(_margins(z[i].double().numpy(), int(y[i]), 0.1, "softplus_mean"),
-                                         lam0, alpha)
-        assert ours[i].item() == pytest.approx(value, rel=1e-5, abs=1e-6)
-        assert lam[i].item() == pytest.approx(lam_ref, rel=1e-4, abs=1e-5)
+    index = torch.arange(12) + 5
+    loss = _aldr(num_train=20, score_transform=transform)
+    lam_old = [10.0] * 12
+    for visit in range(2):
+        zz = z.double() * (1.0 + 0.5 * visit)
+        ours = loss(zz, y, index=index)
+        for i in range(12):
+            value, lam = _aldr_reference(zz[i].numpy(), int(y[i]), lam_old[i], transform=transform)
+            assert ours[i].item() == pytest.approx(value, rel=1e-9, abs=1e-9)
+            assert loss.lam[index[i]].item() == pytest.approx(lam, rel=1e-6)
+            lam_old[i] = float(loss.lam[index[i]])  # the code keeps lambda in float32 as well
 
 
-def test_aldr_kl_lambda_fixed_point_and_limits():
-    z, y = _random(n=16)
-    margins = ldr_margins(z.double(), y, 0.1, "softplus_mean")
-    lam = adaptive_lambda(margins, 1.0, 2.0)
-    q = (margins / lam[:, None]).softmax(1)
-    kl = (q * (q * margins.shape[1]).log()).sum(1)
-    torch.testing.assert_close(lam, 1.0 + kl / 2.0)
-    assert (lam >= 1.0).all()
-    # A very stiff pull (alpha -> inf) pins lambda at lam0: plain LDR-KL.
-    torch.testing.assert_close(_loss("aldr_kl", lam0=0.8, alpha=1e7)(z, y), _loss("ldr_kl", lam=0.8)(z, y),
-                               rtol=1e-5, atol=1e-5)
+def test_aldr_kl_lambda_stays_in_its_range_and_is_stored_only_in_training_mode():
+    z, y = _random(n=32, scale=20.0)
+    index = torch.arange(32)
+    loss = _aldr(num_train=32, alpha=2.0)
+    loss.eval()
+    loss(z, y, index=index)
+    torch.testing.assert_close(loss.lam, torch.full((32,), 10.0))  # eval: computed, not stored
+    loss.train()
+    loss(z, y, index=index)
+    assert (loss.lam <= 10.0).all() and (loss.lam >= 10.0 * (1 - 1 / 2.0) - 1e-5).all()
+    assert (loss.lam < 10.0).any()
+    assert "lam" in loss.state_dict()
+
+
+def test_aldr_kl_gradient_is_ldr_kl_at_the_fixed_new_lambda():
+    """lambda and the penalty carry no gradient: d ALDR / dz = d LDR-KL_lambda / dz at the updated lambda."""
+    z, y = _random(n=6)
+    index = torch.arange(6)
+    loss = _aldr(num_train=6)
+    z1 = z.double().clone().requires_grad_(True)
+    loss(z1, y, index=index).sum().backward()
+    lam = loss.lam.double()
+    z2 = z.double().clone().requires_grad_(True)
+    margins = ldr_margins(z2, y, 0.1, "abs_mean")
+    value = lam[:, None] * ((margins / lam[:, None]).logsumexp(1, keepdim=True) - math.log(6))
+    value.sum().backward()
+    torch.testing.assert_close(z1.grad, z2.grad, rtol=1e-6, atol=1e-8)
+
+
+def test_aldr_kl_needs_the_index_and_the_training_set_size():
+    with pytest.raises(ValueError, match="needs num_train"):
+        LOSSES.get("aldr_kl")()
+    with pytest.raises(ValueError, match="training-set indices"):
+        _aldr()(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
+
+
+def test_aldr_kl_lambda_survives_a_checkpoint_and_resume(tmp_path):
+    """A run resumed from its checkpoint ends with the same per-sample lambdas as one that was not stopped."""
+    from lossbench.data import DATASETS
+    from lossbench.models.mlp import MLP
+    from lossbench.reweight.base import Reweighter
+    from lossbench.train.trainer import Trainer
+
+    split = DATASETS.get("digits")()
+
+    def fit(epochs, path):
+        torch.manual_seed(0)
+        model = MLP(split.input_shape, split.num_classes, hidden=[16])
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+        loss = _aldr(num_train=len(split.y_train))
+        trainer = Trainer(epochs=epochs, device="cpu", progress="none", checkpoint_every=1)
+        trainer.fit(model, loss, Reweighter(), opt, sched, split, seed=0, checkpoint_path=path)
+        return loss
+
+    straight = fit(3, tmp_path / "straight.pt")
+    fit(2, tmp_path / "stopped.pt")  # stops after epoch 2, leaving its checkpoint
+    resumed = fit(3, tmp_path / "stopped.pt")  # a fresh loss (lambda = lam0) resumes from it
+    assert (straight.lam < 10.0).all()
+    torch.testing.assert_close(resumed.lam, straight.lam, rtol=0, atol=0)
 
 
 def test_probabilistic_flag_follows_the_score_transform():
     assert not _loss("ldr_kl").probabilistic
     assert _loss("ldr_kl", score_transform="none").probabilistic
-    assert _loss("aldr_kl", score_transform="none").probabilistic
+    assert not _aldr().probabilistic
+    assert _aldr(score_transform="none").probabilistic
     z, y = _random()
     raw = _loss("ldr_kl", score_transform="none")
     torch.testing.assert_close(raw(z, y), raw(z + 5.0, y))  # shift-invariant: a function of softmax(z)

@@ -70,12 +70,70 @@ def test_tgce_truncates_below_k_after_warmup():
     assert torch.count_nonzero(z.grad) == 0  # a pruned sample carries no gradient
 
 
+def test_tgce_epoch_schedule_prunes_only_in_pruning_epochs():
+    loss = _loss("tgce", schedule="epoch", num_train=4)
+    prune_epochs = []
+    for epoch in range(30):
+        loss.on_epoch_start(epoch, 30)
+        if loss.prune_now:
+            prune_epochs.append(epoch)
+    assert prune_epochs == [10, 20]  # warm-up 1/3 of 30, then every 10 epochs
+    loss.on_epoch_start(120 // 3, 120)
+    assert loss.prune_now
+    pruning = [e for e in range(120) if (loss.on_epoch_start(e, 120) or loss.prune_now)]
+    assert pruning == list(range(40, 120, 10))
+
+    lq = [(1 - p**0.7) / 0.7 for p in PY]
+    floor = (1 - 0.5**0.7) / 0.7
+    index = torch.tensor([1, 3])
+    loss.on_epoch_start(0, 30)  # warm-up: nothing pruned yet, plain Lq
+    _close(loss(Z, Y, index=index), lq)
+    loss.on_epoch_start(10, 30)  # pruning epoch: sample 3 (p_y = 1/8 <= k) is pruned and stays so
+    _close(loss(Z, Y, index=index), [lq[0], floor])
+    assert loss.keep.tolist() == [True, True, True, False]
+    loss.on_epoch_start(11, 30)
+    confident = torch.tensor([[0.0, 0.0, 9.0], [9.0, 0.0, 0.0]])  # now both p_y > k ...
+    out = loss(confident, Y, index=index)
+    _close(out[1:], [floor])  # ... but the stored choice holds until the next pruning epoch
+    loss.eval()
+    loss.on_epoch_start(20, 30)
+    _close(loss(confident, Y, index=index)[1:], [(1 - confident.softmax(1)[1, 0].item() ** 0.7) / 0.7])
+    assert not loss.keep[3]  # eval mode: refreshed for this call, not stored
+    loss.train()
+    loss(confident, Y, index=index)
+    assert loss.keep[3]
+
+
 def test_mae_rce_mse_hand_worked():
     _close(_loss("mae")(Z, Y), [2 * 3 / 8, 2 * 7 / 8])
     _close(_loss("rce")(Z, Y), [4 * 3 / 8, 4 * 7 / 8])
+    _close(_loss("rce", A="paper")(Z, Y), [4 * 3 / 8, 4 * 7 / 8])
     _close(_loss("rce", A=math.log(1e-4))(Z, Y), [-math.log(1e-4) * 3 / 8, -math.log(1e-4) * 7 / 8])
     # Brier: y = 2: (1/8)^2 + (2/8)^2 + (3/8)^2 = 14/64; y = 0: (7/8)^2 + (2/8)^2 + (5/8)^2 = 78/64.
     _close(_loss("mse")(Z, Y), [14 / 64, 78 / 64])
+
+
+def test_rce_code_constant_is_exactly_log_1e_4():
+    for name in ("rce", "sce", "nce_rce", "nfl_rce", "ngce_rce"):
+        assert _loss(name, A="code").A == math.log(1e-4)  # bit for bit, not -9.2103
+        assert _loss(name).A == -4.0
+    # The official code: -sum_k clamp(p_k, 1e-7, 1) log(clamp(onehot_k, 1e-4, 1)), per sample.
+    z, y = _random()
+    p = z.double().softmax(1).clamp(1e-7, 1.0)
+    code = -(p * torch.nn.functional.one_hot(y, 10).double().clamp(1e-4, 1.0).log()).sum(1)
+    ours = _loss("rce", A="code")(z.double(), y)
+    torch.testing.assert_close(ours, code, rtol=0, atol=9.22 * 9 * 1e-7)  # the p clamp: <= 9.21 (C-1) 1e-7
+    tidy = p.min(1).values > 1e-7  # where no probability is clamped the two agree to rounding
+    torch.testing.assert_close(ours[tidy], code[tidy], rtol=1e-12, atol=1e-12)
+
+
+def test_mse_mean_over_classes_is_the_anl_code_scale():
+    z, y = _random()
+    onehot = torch.nn.functional.one_hot(y, 10).float()
+    mean = _loss("mse", class_reduction="mean")(z, y)
+    torch.testing.assert_close(mean, _loss("mse")(z, y) / 10)
+    # The ANL code's MeanSquareError is torch MSELoss (mean over batch and classes) of (p, onehot).
+    torch.testing.assert_close(mean.mean(), F.mse_loss(z.softmax(1), onehot))
 
 
 def test_mse_matches_sklearn_brier_score():
@@ -163,8 +221,27 @@ def test_gjs_limits_are_ce_and_mae():
 
 
 def test_asymmetric_losses_hand_worked():
-    _close(_loss("agce")(Z, Y), [((6 + 1) ** 1.5 - (6 + p) ** 1.5) / 1.5 for p in PY])
-    _close(_loss("aul")(Z, Y), [((6.3 - p) ** 1.5 - (6.3 - 1) ** 1.5) / 1.5 for p in PY])
+    # Defaults: the authors' standalone CIFAR settings (ALFs config.py).
+    _close(_loss("agce")(Z, Y), [((0.6 + 1) ** 0.6 - (0.6 + p) ** 0.6) / 0.6 for p in PY])
+    _close(_loss("aul")(Z, Y), [((5.5 - p) ** 3 - (5.5 - 1) ** 3) / 3 for p in PY])
+    _close(_loss("ael")(Z, Y), [math.exp(-p / 2.5) for p in PY])
+    # MNIST settings; and the passive terms of NCE+AGCE / NCE+AUL.
+    _close(_loss("agce", a=4.0, q=0.2)(Z, Y), [((4 + 1) ** 0.2 - (4 + p) ** 0.2) / 0.2 for p in PY])
+    _close(_loss("aul", a=3.0, q=0.1)(Z, Y), [((3 - p) ** 0.1 - (3 - 1) ** 0.1) / 0.1 for p in PY])
+    _close(_loss("ael", a=3.5)(Z, Y), [math.exp(-p / 3.5) for p in PY])
+    _close(_loss("agce", a=6.0, q=1.5)(Z, Y), [((6 + 1) ** 1.5 - (6 + p) ** 1.5) / 1.5 for p in PY])
+    _close(_loss("aul", a=6.3, q=1.5)(Z, Y), [((6.3 - p) ** 1.5 - (6.3 - 1) ** 1.5) / 1.5 for p in PY])
+
+
+def test_asymmetric_losses_vanish_at_p_y_1_and_decrease_in_p_y():
+    p = torch.linspace(0.01, 1.0, 50, dtype=torch.float64)
+    z = torch.stack([p.log(), (1 - p).clamp_min(1e-300).log()], 1)  # two classes: p_y = p
+    y = torch.zeros(50, dtype=torch.long)
+    for name in ("agce", "aul", "ael"):
+        out = _loss(name)(z, y)
+        assert (out[1:] < out[:-1]).all(), name
+    torch.testing.assert_close(_loss("agce")(z, y)[-1], torch.tensor(0.0, dtype=torch.float64))
+    torch.testing.assert_close(_loss("aul")(z, y)[-1], torch.tensor(0.0, dtype=torch.float64))
 
 
 @pytest.mark.parametrize(("name", "kwargs", "constant"), [

@@ -1,4 +1,4 @@
-"""Temperature scaling, and the end-of-run summary built on it."""
+"""Temperature scaling, and the end-of-run summary built on it (one temperature per validation view)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from lossbench.metrics import CALIBRATION_KEYS, ece, fit_temperature, nll, summarize
+from lossbench.metrics import CALIBRATION_KEYS, RENAMED, ece, fit_temperature, nll, summarize
 
 
 def _calibrated(n: int, num_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,6 +17,17 @@ def _calibrated(n: int, num_classes: int, seed: int) -> tuple[torch.Tensor, torc
     z = torch.randn(n, num_classes, generator=g) * 2
     y = torch.multinomial(z.softmax(1), 1, generator=g).squeeze(1)
     return z, y
+
+
+def _flip(y: torch.Tensor, num_classes: int, rate: float, seed: int) -> torch.Tensor:
+    """Exactly round(rate n) labels moved to another class, uniformly (symmetric flip noise)."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(y)
+    chosen = torch.randperm(n, generator=g)[: round(rate * n)]
+    shift = torch.randint(1, num_classes, (len(chosen),), generator=g)
+    noisy = y.clone()
+    noisy[chosen] = (y[chosen] + shift) % num_classes
+    return noisy
 
 
 def test_temperature_scaling_fixes_an_over_confident_model():
@@ -51,29 +62,66 @@ def test_temperature_falls_back_to_one():
 
 def test_summarize_keys_and_consistency():
     z, y = _calibrated(600, 10, 3)
-    out = summarize(2.5 * z[:200], y[:200], 2.5 * z[200:], y[200:])
-    for key in ("test_acc", "temperature", "val_acc", "val_nll", "val_ece", "val_nll_ts", "val_ece_ts"):
-        assert key in out
-    for key in CALIBRATION_KEYS:
-        assert f"test_{key}" in out and f"test_{key}_ts" in out
+    noisy = _flip(y[:200], 10, 0.4, 0)
+    out = summarize(2.5 * z[:200], noisy, 2.5 * z[200:], y[200:], y[:200])
+    for view in ("noisy", "clean"):
+        assert f"temperature_{view}" in out and f"test_reliability_ts_{view}" in out
+        for key in CALIBRATION_KEYS:
+            assert f"test_{key}_ts_{view}" in out
+    for key in ("val_acc", "val_nll", "val_ece", "val_nll_ts_noisy", "val_ece_ts_noisy",
+                "val_clean_acc", "val_clean_nll", "val_clean_ece", "val_clean_nll_ts_clean",
+                "val_clean_ece_ts_clean"):
+        assert key in out, key
+    assert not set(RENAMED) & set(out)  # the ambiguous names are gone
     assert "test_top5_acc" not in out  # ten classes: no top-5
     assert len(out["test_class_acc"]) == 10
-    assert out["val_nll_ts"] < out["val_nll"]
+    # each view's figures are those of its own labels and its own temperature
+    assert out["val_acc"] == pytest.approx((z[:200].argmax(1) == noisy).double().mean().item())
+    assert out["val_clean_acc"] == pytest.approx((z[:200].argmax(1) == y[:200]).double().mean().item())
+    assert out["temperature_noisy"] == pytest.approx(fit_temperature(2.5 * z[:200], noisy))
+    assert out["temperature_clean"] == pytest.approx(fit_temperature(2.5 * z[:200], y[:200]))
+    assert out["test_nll_ts_clean"] == pytest.approx(nll(2.5 * z[200:] / out["temperature_clean"], y[200:]))
+    assert out["val_nll_ts_noisy"] < out["val_nll"] and out["val_clean_nll_ts_clean"] < out["val_clean_nll"]
     assert out["test_gap"] == pytest.approx(out["test_confidence"] - out["test_acc"], abs=1e-12)
-    for name in ("test_reliability", "test_reliability_ts"):
+    for name, key in (("test_reliability", "test_ece"), ("test_reliability_ts_noisy", "test_ece_ts_noisy"),
+                      ("test_reliability_ts_clean", "test_ece_ts_clean")):
         bins = out[name]
         assert len(bins["count"]) == bins["n_bins"] + 1 and sum(bins["count"]) == 400
         weighted = sum(k * abs(a - c) for a, c, k in zip(bins["accuracy"], bins["confidence"],
                                                          bins["count"], strict=True) if k) / 400
-        key = "test_ece" if name == "test_reliability" else "test_ece_ts"
         assert weighted == pytest.approx(out[key], abs=1e-9)  # the diagram reproduces the ECE
     json.dumps(out)  # plain JSON types only
 
 
+def test_noisy_validation_labels_flatten_the_temperature_and_the_oracle_does_not():
+    """Issue 12 item 7: a calibrated model, validation labels with 60% flip noise. T fitted on the noisy
+    labels flattens the softmax toward the noisy-label distribution and ruins clean test ECE; T fitted
+    on the clean labels stays near 1 and keeps the test set calibrated."""
+    z, y = _calibrated(6000, 10, 5)
+    val, test = slice(0, 2000), slice(2000, None)
+    noisy = _flip(y[val], 10, 0.6, 1)
+    out = summarize(z[val], noisy, z[test], y[test], y[val])
+    assert out["temperature_clean"] == pytest.approx(1.0, abs=0.1)
+    assert out["temperature_noisy"] > 3.0
+    assert out["test_ece"] < 0.04 and out["test_ece_ts_clean"] < 0.04
+    assert out["test_ece_ts_noisy"] > 0.25
+    assert out["test_gap_ts_noisy"] < -0.25  # under-confident after the noisy fit
+    assert out["val_acc"] < 0.5 < out["val_clean_acc"]
+
+
+def test_summarize_without_clean_labels_gives_equal_views():
+    z, y = _calibrated(600, 10, 6)
+    out = summarize(2.0 * z[:200], y[:200], 2.0 * z[200:], y[200:])
+    assert out["temperature_noisy"] == out["temperature_clean"]
+    assert out["test_ece_ts_noisy"] == out["test_ece_ts_clean"]
+    assert out["val_acc"] == out["val_clean_acc"]
+
+
 def test_summarize_top5_and_empty_validation():
     z, y = _calibrated(300, 20, 4)
-    out = summarize(z[:0], y[:0], z, y)
+    out = summarize(z[:0], y[:0], z, y, y[:0])
     assert 0 <= out["test_acc"] <= out["test_top5_acc"] <= 1
-    assert out["temperature"] == 1.0 and "val_nll" not in out
-    assert out["test_nll_ts"] == pytest.approx(out["test_nll"])
+    assert out["temperature_noisy"] == out["temperature_clean"] == 1.0
+    assert "val_nll" not in out and "val_clean_nll" not in out
+    assert out["test_nll_ts_noisy"] == pytest.approx(out["test_nll"])
     assert not math.isnan(out["test_ece_classwise"])

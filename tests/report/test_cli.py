@@ -26,8 +26,9 @@ def sweep(make_run, tmp_path):
                 history = [{"epoch": e, "test_acc": base * (e + 1) / 3, "memorization": 0.1 * e}
                            for e in range(3)]
                 make_run(str(i), loss, noise, seed, history=history, test_acc=base - seed / 100,
-                         test_ece=0.1, test_ece_ts=0.05, temperature=1.5, test_reliability=RELIABILITY,
-                         test_reliability_ts=RELIABILITY)
+                         test_ece=0.1, test_ece_ts_clean=0.05, temperature_clean=1.5,
+                         test_reliability=RELIABILITY, test_reliability_ts_clean=RELIABILITY,
+                         test_reliability_ts_noisy=RELIABILITY)
                 i += 1
     make_run("failed", "gce", "sym60", 5, status="failed")
     return tmp_path / "sweep"
@@ -57,10 +58,10 @@ def test_writes_every_format_and_plots(sweep, tmp_path, capsys):
 
 
 def test_format_to_stdout_metric_and_where(sweep, capsys):
-    main([str(sweep), "--format", "csv", "--metric", "test_ece_ts", "--where", "loss=ce"])
+    main([str(sweep), "--format", "csv", "--metric", "test_ece_ts_clean", "--where", "loss=ce"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("loss_family,loss,noise,metric,mean")
-    assert len(lines) == 4 and all(",ce," in line and "test_ece_ts" in line for line in lines[1:])
+    assert len(lines) == 4 and all(",ce," in line and "test_ece_ts_clean" in line for line in lines[1:])
 
 
 def test_reliability_for_chosen_runs(sweep, tmp_path):
@@ -71,11 +72,12 @@ def test_reliability_for_chosen_runs(sweep, tmp_path):
 def test_list(sweep, capsys):
     main([str(sweep), "--list"])
     out = capsys.readouterr().out
-    assert "test_ece_ts" in out and "loss.q" not in out and "noise.rate" in out
+    assert "test_ece_ts_clean" in out and "loss.q" not in out and "noise.rate" in out
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--metric", "test_nope"], "unknown metric 'test_nope'; known: "),
+    (["--metric", "test_ece_ts"], "'test_ece_ts' is recorded once per validation view: test_ece_ts_noisy"),
     (["--rows", "lr"], "unknown key 'lr'; known: dataset"),
     (["--where", "loss"], "--where takes KEY=VALUE"),
     (["--where", "loss=nope"], "no run matches loss=nope"),

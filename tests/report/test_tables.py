@@ -83,12 +83,12 @@ def test_direction_min_and_abs(sweep):
 
 
 def test_metric_directions():
-    assert metric_direction("test_acc_at_best_val") == "max"
+    assert metric_direction("test_acc_at_best_val_noisy") == "max"
     assert metric_direction("test_top5_acc") == "max"
-    for name in ("test_nll_ts", "test_brier", "test_ece_classwise", "test_mce", "final_memorization"):
+    for name in ("test_nll_ts_clean", "test_brier", "test_ece_classwise", "test_mce", "final_memorization"):
         assert metric_direction(name) == "min", name
-    assert metric_direction("test_gap_ts") == "abs"
-    assert metric_direction("temperature") is None
+    assert metric_direction("test_gap_ts_noisy") == "abs"
+    assert metric_direction("temperature_noisy") is None
 
 
 def test_only_completed_runs_give_values(sweep):
@@ -158,7 +158,10 @@ def test_formats(sweep):
     assert "1 failed" in md and "1 diverged" in md and "1 unfinished" in md
     assert "ValueError: bad q" in md and "more" not in md.split("ValueError: bad q")[1][:10]
     latex = render(t, sweep, "latex")
-    assert "\\textbf{87.00 $\\pm$ 2.65 (3)}" in latex and "\\begin{tabular}" in latex
+    # each metric column is split at the decimal point (r@{}l), so numbers align on it
+    assert "\\begin{tabular}{llr@{}lr@{}lr}" in latex
+    assert "robust & gce & \\textbf{87} & \\textbf{.00 $\\pm$ 2.65 (3)} & \\textbf{65} & " in latex
+    assert "comp-sum & ce & 82 & .00 $\\pm$ 2.00 (3/4) & 52 & .00 $\\pm$ 2.00 (3) & 2.50 \\\\" in latex
     assert "% 1 failed" not in latex and "% failed:" in latex
     html_text = render(t, sweep, "html")
     assert "<b>87.00 ± 2.65 (3)</b>" in html_text and "lossbench-status" in html_text

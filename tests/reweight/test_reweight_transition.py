@@ -176,7 +176,7 @@ def test_every_catalogue_loss_combines_with_every_transition_method(name, make_c
     torch.manual_seed(0)
     c, b = 4, 7
     T = 0.7 * np.eye(c) + 0.1 * (1 - np.eye(c))
-    loss = build_loss(OmegaConf.load(str(LOSS_CONF.joinpath(f"{name}.yaml"))), c)
+    loss = build_loss(OmegaConf.load(str(LOSS_CONF.joinpath(f"{name}.yaml"))), c, b)
     loss.on_epoch_start(0, 10)
     logits, target = torch.randn(b, c), torch.randint(0, c, (b,))
     features = torch.randn(b, 8) if loss.needs_features else None
@@ -187,7 +187,8 @@ def test_every_catalogue_loss_combines_with_every_transition_method(name, make_c
                 strategy.setup(make_ctx(T, loss=loss))
             continue
         strategy.setup(make_ctx(T, loss=loss))
-        per_sample = strategy.per_sample_loss(loss, logits, target, features)
+        index = torch.arange(b) if loss.needs_index else None  # per-sample state (aldr_kl)
+        per_sample = strategy.per_sample_loss(loss, logits, target, features, index)
         assert per_sample.shape == (b,) and torch.isfinite(per_sample).all(), (name, cls.__name__)
         strategy.weights(per_sample.detach(), target, torch.arange(b))
 

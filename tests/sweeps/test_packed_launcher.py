@@ -17,6 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra_plugins.lossbench_packed_launcher.packed_launcher import check_settings
 from lossbench import packs
 from lossbench.cli import main
+from lossbench.io import is_locked
 from lossbench.reweight.base import Reweighter
 from lossbench.tracking.wandb_file import read_run, run_files
 from lossbench.train import packed
@@ -137,20 +138,32 @@ def test_packed_sweep_writes_ordinary_run_directories(packed_and_basic):
     sweep_dir = packed_and_basic / "packed"
     done = summaries(sweep_dir)
     assert sorted(done) == list(range(4))
-    assert all(s["status"] == "completed" and s["pack_size"] == 4 for s in done.values())
+    assert all(s["status"] == "completed" and s["provenance"]["pack_size"] == 4 for s in done.values())
     assert {(s["loss"], s["noise"]) for s in done.values()} == {
         (loss, noise) for loss in ("ce", "nce_rce") for noise in ("sym20", "sym40")}
     for num in done:
         job = sweep_dir / str(num)
         assert (job / ".hydra" / "config.yaml").exists() and (job / ".hydra" / "overrides.yaml").exists()
-        assert [json.loads(x)["epoch"] for x in (job / "metrics.jsonl").read_text().splitlines()] == [0, 1]
-        assert (job / "noise.npz").exists() and not (job / "checkpoint.pt").exists()
+        assert [json.loads(x)["epoch"] for x in (job / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+        assert (job / "noise.npz").exists() and (job / "model_final.pt").exists()
+        assert not (job / "checkpoint.pt").exists() and not (job / "checkpoint.pt.next").exists()
+        assert not is_locked(job)  # every member's lock released
 
 
 def test_packed_sweep_equals_the_basic_launcher(packed_and_basic):
     """Two epochs of four runs, packed and one by one: the same figures to float tolerance."""
     a, b = summaries(packed_and_basic / "packed"), summaries(packed_and_basic / "basic")
+    assert sorted(a) == sorted(b)
     for num in a:
+        assert a[num].keys() == b[num].keys()  # the summary of a lone run, key for key
+        assert a[num]["provenance"].keys() - b[num]["provenance"].keys() == {"pack_size"}
+        ja, jb = (sweep_dir / str(num) / "metrics.jsonl" for sweep_dir in
+                  (packed_and_basic / "packed", packed_and_basic / "basic"))
+        ra, rb = (json.loads(ja.read_text().splitlines()[-1]), json.loads(jb.read_text().splitlines()[-1]))
+        assert ra.keys() == rb.keys()
+        wa, wb = (sweep_dir / str(num) / "model_final.pt" for sweep_dir in
+                  (packed_and_basic / "packed", packed_and_basic / "basic"))
+        assert wa.stat().st_size <= 1.2 * wb.stat().st_size  # the member's weights, not the pack's
         for key in ("loss", "noise", "seed", "realized_noise_rate"):
             assert a[num][key] == b[num][key]
         assert a[num]["test_acc"] == pytest.approx(b[num]["test_acc"], abs=1.01 / b[num]["num_test"])
@@ -164,7 +177,7 @@ def test_packed_jobs_keep_one_wandb_run_each(packed_and_basic):
         run = read_run(path)
         assert run.exit_code == 0 and run.config["loss"] == summary["loss"]
         assert run.config["noise"] == summary["noise"]
-        assert [row["epoch"] for row in run.history] == [0, 1]
+        assert [row["epoch"] for row in run.history] == [1, 2]
 
 
 def test_report_reads_a_packed_sweep(packed_and_basic, tmp_path):
@@ -185,18 +198,31 @@ def test_finished_packed_jobs_are_skipped(packed_and_basic, monkeypatch):
 
 
 def test_diverged_member_and_unpackable_jobs(tmp_path, monkeypatch):
-    """One job's learning rate makes it diverge: it is marked, its pack goes on; 16-mixed jobs
-    (not packable) run alone and fail on CPU, each with its own failure.json."""
+    """One job's learning rate makes it diverge: it is marked, its pack goes on; jobs with a robust
+    evaluation (not packable) run alone, as ordinary jobs, and the plan says why."""
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "s"
-    sweep(out, "optim.lr=0.1,100000", "trainer.precision=32,16-mixed", *FAST)
-    assert [len(u["jobs"]) for u in plan_of(out) if u["packed"]] == [2]
+    sweep(out, "optim.lr=0.1,100000", "attack=none,fgsm", *FAST)
+    units = plan_of(out)
+    assert [len(u["jobs"]) for u in units if u["packed"]] == [2]
+    lone = [u for u in units if not u["packed"]]
+    assert len(lone) == 2 and all("robust evaluation" in u["reason"] for u in lone)
     done = {int(p.parent.name): json.loads(p.read_text()) for p in out.glob("*/summary.json")}
-    assert sorted((s["config"]["optim"]["lr"], s["status"]) for s in done.values()) == [
-        (0.1, "completed"), (100000.0, "diverged")]
-    failures = sorted(out.glob("*/failure.json"))
-    assert len(failures) == 2
-    assert all("16-mixed needs a CUDA device" in json.loads(f.read_text())["error"] for f in failures)
+    assert sorted((s["config"]["optim"]["lr"], s["attack"], s["status"], "pack_size" in s["provenance"])
+                  for s in done.values()) == [
+        (0.1, "fgsm", "completed", False), (0.1, "none", "completed", True),
+        (100000.0, "fgsm", "diverged", False), (100000.0, "none", "diverged", True)]
+
+
+def test_plan_refuses_adversarial_detection_and_attacks_from_packs():
+    base = {"dataset": {"name": "digits"}, "model": {"name": "mlp"}, "trainer": {}}
+    assert packs.unpackable(base) is None
+    assert packs.unpackable({**base, "calibrator": {"vector": {"_target_": "x.Vector"}}}) is None
+    for group, target, words in (("adversarial", "lossbench.adversarial.training.PGDAT", "adversarial"),
+                                 ("attack", "lossbench.adversarial.evaluation.RobustEvaluation", "robust"),
+                                 ("detect", "lossbench.detect.recov.ReCoV", "detection")):
+        assert packs.unpackable({**base, group: {"_target_": packs.NOT_PACKED[group]}}) is None
+        assert words in packs.unpackable({**base, group: {"_target_": target}})
 
 
 def test_pack_that_cannot_run_packed_trains_one_by_one(tmp_path, monkeypatch):
@@ -210,7 +236,7 @@ def test_pack_that_cannot_run_packed_trains_one_by_one(tmp_path, monkeypatch):
     sweep(tmp_path / "s", "loss=ce,gce", *FAST)
     done = summaries(tmp_path / "s")
     assert [done[i]["status"] for i in (0, 1)] == ["completed", "completed"]
-    assert "pack_size" not in done[0]
+    assert "pack_size" not in done[0]["provenance"]
 
 
 @pytest.mark.slow
@@ -239,7 +265,7 @@ def test_killed_packed_sweep_resumes_bit_identically(cli, tmp_path):
     timing = ("wall_time_s", "train_seconds", "throughput", "provenance", "overrides", "config")
     for num in a:
         for key in a[num]:
-            if key not in timing:
+            if key not in timing and "seconds" not in key:  # calibrators' fit times too
                 assert a[num][key] == b[num][key], (num, key)
 
 
@@ -252,6 +278,6 @@ def test_packs_go_wide_through_submitit(tmp_path, monkeypatch):
           "hydra.launcher.submitit.timeout_min=10", "loss=ce,gce", "trainer.batch_size=32,64",
           "trainer.epochs=1", "model.hidden=[16]", "trainer.progress=none")
     done = summaries(out)
-    assert sorted(done) == [0, 1, 2, 3] and all(s["pack_size"] == 2 for s in done.values())
+    assert sorted(done) == [0, 1, 2, 3] and all(s["provenance"]["pack_size"] == 2 for s in done.values())
     jobs = [p for p in (out / ".submitit").iterdir() if p.is_dir() and p.name != "%j"]
     assert len(jobs) == 2  # one submitit job per pack

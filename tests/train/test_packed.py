@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch import nn
 
+from lossbench import lifecycle
 from lossbench.data import DATASETS
 from lossbench.data.transforms import BatchTransform
 from lossbench.losses import LOSSES
@@ -32,6 +33,7 @@ from lossbench.train import packed as packed_lib
 from lossbench.train.checkpoint import load_checkpoint
 from lossbench.train.packed import (
     MemberResult,
+    PackInterrupted,
     PackMember,
     _clip_gradients,
     _fuse_key,
@@ -329,7 +331,7 @@ def test_diverged_member_is_marked_and_the_others_go_on():
     members = [_build(s, base, make, epochs=2) for s in specs]
     results = fit_pack(members, on_finish=lambda k, r: finished.append((k, r.status)))
     assert [r.status for r in results] == ["completed", "diverged", "completed"]
-    assert results[1].diverged_epoch == 0 and results[1].history == []
+    assert results[1].diverged_epoch == 1 and results[1].history == []  # epochs count from 1
     assert finished[0] == (1, "diverged")  # reported at once, before the others end
     assert [len(r.history) for r in (results[0], results[2])] == [2, 2]
     # the healthy members trained as if alone
@@ -382,8 +384,8 @@ def test_killed_pack_resumes_every_member_bit_identically(tmp_path):
     (tmp_path / "b").mkdir()
     straight = _pack(tmp_path / "a", 3)
     straight_results = fit_pack(straight)
-    # the kill lands in epoch 2's logging of the last member: its epoch-1 checkpoint is the last
-    killed = _pack(tmp_path / "b", 3, sinks=lambda k: (_Kill(2),) if k == 2 else ())
+    # the kill lands in epoch 3's logging of the last member: its epoch-2 checkpoint is the last
+    killed = _pack(tmp_path / "b", 3, sinks=lambda k: (_Kill(3),) if k == 2 else ())
     with pytest.raises(_Kill.Killed):
         fit_pack(killed)
     members, results = _resume(tmp_path / "b", 3)
@@ -467,3 +469,55 @@ def test_seed_distribution_packed_matches_unpacked():
     se = math.sqrt(statistics.variance(unpacked) / 8 + statistics.variance(packed) / 8)
     assert abs(statistics.mean(packed) - statistics.mean(unpacked)) <= 2 * se + 1e-9
     assert statistics.mean(packed) > 0.5
+
+
+class _StopAt(Sink):
+    """Asks for a stop (as SIGTERM does) after ``steps`` optimizer steps of the run."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps, self.seen = steps, 0
+
+    def batch(self, epoch: int, done: int, total: int) -> None:
+        self.seen += 1
+        if self.seen == self.steps:
+            lifecycle.request_stop(15, "test")
+
+    def epoch(self, record: dict) -> None:
+        pass
+
+
+def test_stop_request_inside_an_epoch_resumes_bit_identically(tmp_path):
+    """A stop request in the middle of epoch 2 checkpoints every member at that batch
+    (``Trainer.fit``'s mid-epoch layout); the resumed pack ends exactly as an unstopped one."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    straight = fit_pack(_pack(tmp_path / "a", 3))
+    stopped = _pack(tmp_path / "b", 3, sinks=lambda k: (_StopAt(60),) if k == 0 else ())
+    lifecycle.reset()
+    try:
+        with pytest.raises(PackInterrupted) as stop:
+            fit_pack(stopped)
+    finally:
+        lifecycle.reset()
+    assert sorted(stop.value.saved) == [0, 1, 2] and "at epoch 2, batch" in stop.value.where
+    for m in stopped:
+        state = load_checkpoint(m.checkpoint_path)
+        assert state["epoch"] == 0 and state["partial"]["next"] > 0 and len(state["history"]) == 1
+    members, results = _resume(tmp_path / "b", 3)
+    assert [m.start_epoch for m in members] == [1, 1, 1]
+    for ra, rb in zip(straight, results, strict=True):
+        assert _strip(ra.history) == _strip(rb.history)
+
+
+def test_a_packed_checkpoint_resumes_unpacked(tmp_path):
+    """A member's checkpoint has the layout ``Trainer.fit`` reads: an unpacked run resumes from it."""
+    killed = _pack(tmp_path, 2, sinks=lambda k: (_Kill(2),) if k == 2 else ())
+    with pytest.raises(_Kill.Killed):
+        fit_pack(killed)
+    m = _pack(tmp_path, 2)[0]
+    before = load_checkpoint(m.checkpoint_path)
+    assert before["epoch"] == 0 and "attack" in before["rng"]
+    history = m.trainer.fit(m.model, m.loss_fn, m.reweight, m.optimizer, m.scheduler, m.split, m.seed,
+                            checkpoint_path=m.checkpoint_path, checkpoint_meta=m.checkpoint_meta)
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert history[0] == before["history"][0]  # resumed, not trained again
