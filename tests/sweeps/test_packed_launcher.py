@@ -281,3 +281,43 @@ def test_packs_go_wide_through_submitit(tmp_path, monkeypatch):
     assert sorted(done) == [0, 1, 2, 3] and all(s["provenance"]["pack_size"] == 2 for s in done.values())
     jobs = [p for p in (out / ".submitit").iterdir() if p.is_dir() and p.name != "%j"]
     assert len(jobs) == 2  # one submitit job per pack
+
+
+def test_stop_request_checkpoints_every_member_and_the_sweep_resumes(tmp_path, monkeypatch, capsys):
+    """A stop request (as SIGTERM makes) in epoch 2: every member checkpoints that batch and ends
+    as an interrupted job (exit 143); the same command resumes them to the same summaries."""
+    from lossbench import lifecycle
+    from lossbench.train.checkpoint import load_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    args = ("loss=ce,gce", "model.batch_norm=true", *FAST)
+    sweep(tmp_path / "straight", *args)
+    real, calls = packed._batch_inputs, {"n": 0}
+
+    def stopping(*a):
+        calls["n"] += 1
+        if calls["n"] == 20:
+            lifecycle.request_stop(15, "test")
+        return real(*a)
+
+    stopped = tmp_path / "stopped"
+    with monkeypatch.context() as patch:
+        patch.setattr(packed, "_batch_inputs", stopping)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as ended:
+            sweep(stopped, *args)
+    assert ended.value.code == 143
+    err = capsys.readouterr().err
+    assert err.count("stopped (test) at epoch 2, batch") == 2 and "checkpoint saved to" in err
+    for num in (0, 1):
+        assert not (stopped / str(num) / "summary.json").exists()
+        state = load_checkpoint(stopped / str(num) / "checkpoint.pt")
+        assert state["epoch"] == 0 and state["partial"]["next"] > 0
+    sweep(stopped, *args)
+    a, b = summaries(tmp_path / "straight"), summaries(stopped)
+    timing = ("wall_time_s", "provenance", "overrides", "config")
+    for num in a:
+        assert a[num].keys() == b[num].keys()
+        for key in a[num]:
+            if key not in timing and "seconds" not in key and key != "throughput":
+                assert a[num][key] == b[num][key], (num, key)
