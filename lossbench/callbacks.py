@@ -37,6 +37,9 @@ def launcher_kind(config: DictConfig) -> str:
     target = str(config.hydra.launcher.get("_target_", ""))
     if target.endswith("BasicLauncher"):
         return "inprocess"
+    if target.endswith("PackedLauncher"):  # lossbench's: its executor says where the jobs run
+        executor = config.hydra.launcher.get("executor", "local")
+        return {"local": "inprocess", "submitit_local": "children"}.get(str(executor), "remote")
     if "joblib" in target.lower() or target.endswith("LocalLauncher"):
         return "children"
     return "remote"

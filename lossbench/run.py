@@ -26,7 +26,8 @@ import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -174,8 +175,41 @@ class _Parts:
     threads: object
 
 
+@dataclass
+class _Ready:
+    """A job past its checks, with its parts built: what the writing phase starts from."""
+
+    parts: _Parts
+    config: dict
+    force: bool
+    checkpoint_error: str | None
+
+
+@dataclass
+class _Training:
+    """A job's open training: the sinks it feeds and when its training phase began."""
+
+    sinks: list
+    best: BestWeights | None
+    started: float = field(default_factory=time.perf_counter)
+
+
 class _Job:
-    def __init__(self, cfg: DictConfig, hc) -> None:
+    """One run through its lifecycle (module doc). ``run`` does it all for a lone job; the packed
+    launcher (lossbench.packs) calls the phases itself, so that every member of a pack is checked,
+    set up, written and summarised by this same code: ``open`` (the lock), ``check`` (nothing
+    written), ``begin`` and ``start`` (the writes before training), ``finish`` (the summary) or
+    one of the endings (``fail``, ``interrupted``), then ``close``.
+
+    ``data`` builds the (CPU) split with its noise (default ``build_data``), ``to_device`` moves
+    it to the trainer's device (default ``Split.to``): the members of a pack pass functions that
+    share one dataset. ``progress`` replaces ``trainer.progress`` for the display sinks.
+    """
+
+    def __init__(self, cfg: DictConfig, hc, *,
+                 data: Callable[[DictConfig], tuple[NoiseModel, Split, NoisyLabels]] | None = None,
+                 to_device: Callable[[Split, torch.device], Split] | None = None,
+                 progress: str | None = None) -> None:
         self.cfg, self.hc = cfg, hc
         self.out_dir = Path(hc.runtime.output_dir)
         self.multirun = hc.mode == RunMode.MULTIRUN
@@ -183,6 +217,10 @@ class _Job:
         self.choices = _choices()
         self.fresh = False
         self.remove_if_fresh = False
+        self.data = data or build_data
+        self.to_device = to_device
+        self.progress = progress
+        self.lock: RunLock | None = None
 
     def say(self, message: str) -> None:
         print(f"lossbench: {message}", file=sys.stderr, flush=True)
@@ -193,6 +231,19 @@ class _Job:
                                       **extra})
 
     def run(self) -> float:
+        ended = self.open()
+        if ended is not None:
+            return ended
+        try:
+            try:
+                return self._locked()
+            except lifecycle.Interrupted as stop:
+                return self.interrupted(stop)
+        finally:
+            self.close()
+
+    def open(self) -> float | None:
+        """Take the run directory's lock (None: held; else the job ends here with this value)."""
         if self.multirun:
             lifecycle.watch_sweep()
             if lifecycle.sweep_stopped():
@@ -211,14 +262,15 @@ class _Job:
         except DirectoryBusy:
             self.outcome("not_started")
             return float("nan")
-        try:
-            try:
-                return self._locked(lock)
-            except lifecycle.Interrupted as stop:
-                return self._interrupted(stop)
-        finally:
-            lock.release()
-            self._cleanup()
+        self.lock = lock
+        return None
+
+    def close(self) -> None:
+        """Release the lock ``open`` took; remove what a refused run made in a folder it found empty."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        self._cleanup()
 
     def _cleanup(self) -> None:
         """A refused run in a folder it found empty removes what it made there (its lock, a log)."""
@@ -230,7 +282,33 @@ class _Job:
 
     # -------------------------------------------------------------- checks: nothing written
 
-    def _locked(self, lock: RunLock) -> float:
+    def _locked(self) -> float:
+        ready = self.check()
+        if not isinstance(ready, _Ready):
+            return ready
+        self._clear(ready)
+        try:
+            self._write_records()
+            try:
+                summary = self._train(ready.parts, ready.config, ready.checkpoint_error)
+            except RestartFromScratch as restart:
+                summary = self._train(self._setup(ready.config), ready.config, str(restart))
+        except lifecycle.Interrupted:
+            raise
+        except Exception as exc:
+            return self.fail(exc)
+        return self.done(summary)
+
+    def done(self, summary: dict) -> float:
+        """Record the finished run's outcome; its objective."""
+        self.outcome(summary["status"])
+        return _objective(self.cfg, summary)
+
+    def check(self) -> _Ready | float:
+        """Validate, look at the directory's records and build every part, writing nothing.
+
+        A float: the job ends here (skipped, or refused with its one line / failure record).
+        """
         cfg, out_dir = self.cfg, self.out_dir
         force = False
         try:
@@ -252,8 +330,16 @@ class _Job:
             return self._refuse(exc, setup_failed=False)
         except ConfigError as exc:
             return self._refuse(exc, setup_failed=True)
+        return _Ready(parts, config, force, checkpoint_error)
 
-        # ---------------------------------------------------------- from here on, the run writes
+    def begin(self, ready: _Ready, extra_files: tuple[str, ...] = ()) -> None:
+        """From here on, the run writes: stale records go (``extra_files`` too, on force), then
+        ``.hydra/`` is written and an old failure.json removed."""
+        self._clear(ready, extra_files)
+        self._write_records()
+
+    def _clear(self, ready: _Ready, extra_files: tuple[str, ...] = ()) -> None:
+        out_dir, force, checkpoint_error = self.out_dir, ready.force, ready.checkpoint_error
         if force:
             for name in ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz",
                          *WEIGHT_FILES.values()):
@@ -261,20 +347,15 @@ class _Job:
         elif checkpoint_error:
             log.warning("checkpoint unusable, starting over from scratch: %s", checkpoint_error)
             (out_dir / CHECKPOINT).unlink(missing_ok=True)
-        try:
-            lock.describe_holder()
-            self._write_hydra()
-            (out_dir / "failure.json").unlink(missing_ok=True)
-            try:
-                summary = self._train(parts, config, checkpoint_error)
-            except RestartFromScratch as restart:
-                summary = self._train(self._setup(config), config, str(restart))
-        except lifecycle.Interrupted:
-            raise
-        except Exception as exc:
-            return self._failed(exc)
-        self.outcome(summary["status"])
-        return _objective(cfg, summary)
+        if force:
+            for name in extra_files:
+                (out_dir / name).unlink(missing_ok=True)
+
+    def _write_records(self) -> None:
+        if self.lock is not None:
+            self.lock.describe_holder()
+        self._write_hydra()
+        (self.out_dir / "failure.json").unlink(missing_ok=True)
 
     def _check_records(self, config: dict) -> str | None:
         """Refuse a directory that holds another experiment; return why its checkpoint is unusable."""
@@ -314,9 +395,9 @@ class _Job:
             trainer = Trainer(**config["trainer"])
             seed = int(cfg.seed)
             set_determinism(seed, trainer.deterministic)
-            noise_model, split, noisy = build_data(cfg)
+            noise_model, split, noisy = self.data(cfg)
             device = trainer.torch_device
-            split = split.to(device)
+            split = split.to(device) if self.to_device is None else self.to_device(split, device)
             torch.manual_seed(seed)
             model = build_model(cfg, trainer, split)
             threads = apply_threads(trainer.threads, model, BatchTransform(split, trainer.channels_last)(
@@ -400,10 +481,37 @@ class _Job:
         })
         return path
 
-    def _train(self, parts: _Parts, config: dict, checkpoint_error: str | None) -> dict:
-        cfg, out_dir = self.cfg, self.out_dir
-        started = time.perf_counter()
-        trainer, split, noisy, noise_model = parts.trainer, parts.split, parts.noisy, parts.noise_model
+    def _train(self, parts: _Parts, config: dict, checkpoint_error: str | None,
+               training: _Training | None = None) -> dict:
+        """Train the built run (``training``: its records already opened by ``start``) and summarise it."""
+        training = self.start(parts) if training is None else training
+        trainer = parts.trainer
+        status, diverged_epoch = "completed", None
+        try:
+            history = trainer.fit(
+                parts.model, parts.loss_fn, parts.reweight, parts.optimizer, parts.scheduler, parts.split,
+                parts.seed, training.sinks,
+                checkpoint_path=self.out_dir / CHECKPOINT if trainer.checkpoint_every else None,
+                checkpoint_meta=self.checkpoint_meta(config),
+                adversarial=parts.adversarial, robust=parts.robust,
+            )
+        except Diverged as exc:
+            status, diverged_epoch, history = "diverged", exc.epoch, exc.history
+            log.warning("run diverged at epoch %d (loss not finite); recorded as 'diverged'", exc.epoch)
+        except BaseException:
+            self.abandon(training)
+            raise
+        return self.finish(parts, config, training, history, status, diverged_epoch, checkpoint_error)
+
+    @staticmethod
+    def checkpoint_meta(config: dict) -> dict:
+        """What the run's checkpoints carry to tell its experiment from another."""
+        return {"experiment": experiment_key(config)}
+
+    def start(self, parts: _Parts) -> _Training:
+        """Write noise.npz (and detect.npz) and open the sinks: the run is about to train."""
+        out_dir, split, noisy, trainer = self.out_dir, parts.split, parts.noisy, parts.trainer
+        training = _Training(sinks=[], best=None)
         write_with_atomic(out_dir / "noise.npz", lambda f: np.savez_compressed(
             f,
             y_noisy=noisy.y_noisy.numpy(),
@@ -415,31 +523,31 @@ class _Job:
             val_idx=split.val_idx.cpu().numpy(),
         ))
         save_detection(out_dir, parts.detection)
-        ckpt = out_dir / CHECKPOINT
-        sinks = build_sinks(cfg, out_dir, self.choices, trainer.progress)
-        best = BestWeights(parts.model, out_dir) if "best" in kept(trainer.save_weights) else None
-        if best is not None:
-            sinks.append(best)
-        status, diverged_epoch = "completed", None
-        try:
-            history = trainer.fit(
-                parts.model, parts.loss_fn, parts.reweight, parts.optimizer, parts.scheduler, split,
-                parts.seed, sinks,
-                checkpoint_path=ckpt if trainer.checkpoint_every else None,
-                checkpoint_meta={"experiment": experiment_key(config)},
-                adversarial=parts.adversarial, robust=parts.robust,
-            )
-        except Diverged as exc:
-            status, diverged_epoch, history = "diverged", exc.epoch, exc.history
-            log.warning("run diverged at epoch %d (loss not finite); recorded as 'diverged'", exc.epoch)
-        except BaseException:
-            for sink in sinks:
-                try:
-                    sink.close(None)
-                except Exception as exc:  # noqa: BLE001 -- the original error matters more
-                    log.warning("%s failed to finish: %s", type(sink).__name__, exc)
-            raise
+        progress = trainer.progress if self.progress is None else self.progress
+        training.sinks = build_sinks(self.cfg, out_dir, self.choices, progress)
+        if "best" in kept(trainer.save_weights):
+            training.best = BestWeights(parts.model, out_dir)
+            training.sinks.append(training.best)
+        return training
 
+    @staticmethod
+    def abandon(training: _Training) -> None:
+        """Close the sinks of a training that ends without a summary."""
+        for sink in training.sinks:
+            try:
+                sink.close(None)
+            except Exception as exc:  # noqa: BLE001 -- the original error matters more
+                log.warning("%s failed to finish: %s", type(sink).__name__, exc)
+
+    def finish(self, parts: _Parts, config: dict, training: _Training, history: list[dict],
+               status: str = "completed", diverged_epoch: int | None = None,
+               checkpoint_error: str | None = None, provenance_extra: dict | None = None) -> dict:
+        """Evaluate the trained model (unless diverged), save its weights, close the sinks, write
+        summary.json and remove the checkpoint; return the summary. ``provenance_extra`` joins the
+        provenance (a pack's size: the summary's keys stay those of a lone run)."""
+        cfg, out_dir, started, best = self.cfg, self.out_dir, training.started, training.best
+        trainer, split, noisy, noise_model = parts.trainer, parts.split, parts.noisy, parts.noise_model
+        sinks = training.sinks
         summary: dict = {"status": status, **self.choices}
         summary.update(
             loss_family=type(parts.loss_fn).family,
@@ -475,7 +583,8 @@ class _Job:
             summary["checkpoint_error"] = checkpoint_error
         summary["wall_time_s"] = time.perf_counter() - started
         summary["overrides"] = list(self.hc.overrides.task)
-        summary["provenance"] = {**provenance(trainer.torch_device), **parts.threads.provenance()}
+        summary["provenance"] = {**provenance(trainer.torch_device), **parts.threads.provenance(),
+                                 **(provenance_extra or {})}
         summary["config"] = config
         for sink in sinks:
             try:
@@ -483,7 +592,7 @@ class _Job:
             except Exception as exc:  # a tracker's failure must not cost the run its summary
                 log.warning("%s failed to finish: %s", type(sink).__name__, exc)
         write_json_atomic(out_dir / "summary.json", summary)
-        ckpt.unlink(missing_ok=True)
+        (out_dir / CHECKPOINT).unlink(missing_ok=True)
         log.info("%s: %s, test acc %.4f, realized noise %.3f -> %s", out_dir.name, status,
                  summary.get("test_acc", float("nan")), noisy.rate, out_dir / "summary.json")
         return summary
@@ -497,7 +606,9 @@ class _Job:
         words = ["lossbench", "run", *self.hc.overrides.task, *hydra, f"hydra.run.dir={self.out_dir}"]
         return "resume with: " + " ".join(shlex.quote(w) for w in words)
 
-    def _interrupted(self, stop: lifecycle.Interrupted) -> float:
+    def interrupted(self, stop: lifecycle.Interrupted, chain: bool = True) -> float:
+        """The job stopped on request: say where and how to resume. ``chain``: hand the signal on to
+        a chained handler (submitit's requeue; a pack does it once, for its last member)."""
         reason = lifecycle.stop_reason() or f"received {lifecycle.signal_name(stop.signum)}"
         if stop.checkpoint is not None:
             saved = f"checkpoint saved to {stop.checkpoint}"
@@ -508,14 +619,15 @@ class _Job:
         job = f"job {self.num} " if self.multirun else ""
         self.say(f"{job}stopped ({reason}) {stop.where}; {saved}; {self._resume_hint()}")
         self.outcome("interrupted", checkpoint=str(stop.checkpoint) if stop.checkpoint else None)
-        chained = lifecycle.chained_handler(stop.signum)
+        chained = lifecycle.chained_handler(stop.signum) if chain else None
         if chained is not None:  # submitit's preemption handler: it requeues this job and exits
             chained(stop.signum, None)
         if not self.multirun:
             sys.exit(128 + int(stop.signum))
         return float("nan")
 
-    def _failed(self, exc: Exception) -> float:
+    def fail(self, exc: Exception) -> float:
+        """The run failed while writing or training: failure.json, the outcome, the one line."""
         if isinstance(exc, OSError) and exc.strerror:
             message = f"cannot write {exc.filename or self.out_dir}: {exc.strerror}"
         else:
@@ -541,10 +653,13 @@ def _objective(cfg: DictConfig, summary: dict) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def build_data(cfg: DictConfig) -> tuple[NoiseModel, Split, NoisyLabels]:
-    """The run's dataset with its noisy labels (on the CPU): (noise model, split, noisy labels)."""
+def build_data(cfg: DictConfig, split: Split | None = None) -> tuple[NoiseModel, Split, NoisyLabels]:
+    """The run's dataset with its noisy labels (on the CPU): (noise model, split, noisy labels).
+
+    ``split``: the clean dataset, already built (the runs of a pack share it).
+    """
     noise_model = instantiate(cfg.noise)
-    split = instantiate(cfg.dataset)
+    split = instantiate(cfg.dataset) if split is None else split
     split, noisy = noise_lib.apply(noise_model, split, int(cfg.noise_seed))
     return noise_model, split, noisy
 

@@ -122,8 +122,12 @@ class WandbSink(Sink):
     job failed), so every job of a multirun has its own run. Settings come from
     ``cfg.logger`` (conf/logger/wandb.yaml). In online mode, if the server cannot
     be reached or refuses the run, the job goes on with an offline run and a
-    warning that says how to upload it later (``wandb sync``).
+    warning that says how to upload it later (``wandb sync``). ``reinit`` is wandb's:
+    a job finishes a run left open by the one before it; jobs trained together as one
+    pack (``lossbench.train.packed``) keep their runs open side by side ("create_new").
     """
+
+    reinit: str = "finish_previous"
 
     def __init__(self, cfg: DictConfig, out_dir: Path, choices: dict) -> None:
         self.cfg = cfg
@@ -171,7 +175,7 @@ class WandbSink(Sink):
             notes=s.get("notes") or None,
             config=run_config(self.cfg, self.choices),
             dir=str(Path(s.get("dir") or self.out_dir)),
-            reinit="finish_previous",
+            reinit=self.reinit,
         )
 
     def _settings(self, **extra: Any) -> Any:

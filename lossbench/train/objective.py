@@ -74,6 +74,18 @@ class Objective:
             self.loss_fn, logits, target, features, index if self.needs_index else None
         )
 
+    def weighted_mean(self, per_sample: Tensor, target: Tensor, index: Tensor) -> Tensor:
+        """mean_i w_i l_i with the strategy's weights (a plain mean when it gives none)."""
+        weights = self.reweight.weights(per_sample.detach(), target, index)
+        return per_sample.mean() if weights is None else (per_sample * weights).mean()
+
+    def reduce(self, logits: Tensor, target: Tensor, features: Tensor | None,
+               index: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean_i w_i l(z_i, y_i), the per-sample losses [B]) for logits already computed on the
+        clean batch (a packed step, lossbench.train.packed), without the L1 term."""
+        per_sample = self.per_sample(logits, target, features, index)
+        return self.weighted_mean(per_sample, target, index), per_sample
+
     def __call__(self, model: nn.Module, x_raw: Tensor, target: Tensor, index: Tensor,
                  generator: torch.Generator | None = None,
                  attack_generator: torch.Generator | None = None) -> StepOutput:
@@ -86,8 +98,7 @@ class Objective:
             augment_generator=generator, attack_generator=attack_generator,
         )
         per_sample, logits = self.adversarial.per_sample(batch)
-        weights = self.reweight.weights(per_sample.detach(), target, index)
-        loss = per_sample.mean() if weights is None else (per_sample * weights).mean()
+        loss = self.weighted_mean(per_sample, target, index)
         if self.l1:
             loss = loss + self.l1 * l1_penalty(model)
         return StepOutput(loss=loss, per_sample=per_sample.detach(), logits=logits.detach())

@@ -38,9 +38,12 @@ def kept(setting: str) -> tuple[str, ...]:
 
 
 def save_state_dict(model: nn.Module, path: Path) -> None:
-    """``model``'s state_dict as CPU tensors, to a temporary file in the same folder, then renamed."""
+    """``model``'s state_dict as CPU tensors, to a temporary file in the same folder, then renamed.
+
+    Each tensor is copied into storage of its own (a packed model's member holds views of the
+    pack's stacked tensors, and ``torch.save`` of a view writes the whole storage)."""
     path = Path(path)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

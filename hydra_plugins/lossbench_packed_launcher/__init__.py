@@ -1,0 +1,1 @@
+"""Hydra launcher plugin: lossbench's packed launcher (hydra/launcher=packed)."""
