@@ -41,7 +41,7 @@ def test_two_identical_sweeps_into_one_directory_run_each_job_once(h, tmp_path):
         errs.append(err)
     for job in ("0", "1", "2"):
         assert json.loads((sweep / job / "summary.json").read_text())["status"] == "completed"
-        assert [r["epoch"] for r in read_jsonl(sweep / job / "metrics.jsonl")] == [1, 2, 3]  # epochs count from 1
+        assert [r["epoch"] for r in read_jsonl(sweep / job / "metrics.jsonl")] == [1, 2, 3]
         assert not (sweep / job / "failure.json").exists()
         assert not [p.name for p in (sweep / job).iterdir() if p.name.endswith(".tmp")]
     said = "\n".join(errs)
