@@ -28,6 +28,7 @@ from lossbench.losses.base import Loss
 from lossbench.metrics import renamed_hint, selection_figures
 from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
+from lossbench.train.objective import check_training, parameter_groups
 from lossbench.train.sinks import build_sinks
 from lossbench.train.trainer import Diverged, RestartFromScratch, Trainer, set_determinism
 
@@ -200,12 +201,13 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
         model = build_model(cfg, trainer, split)
         loss_fn = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(device)
         reweight = instantiate(cfg.reweight)
+        check_training(loss_fn, reweight, split.y_train_noisy, trainer.batch_size, device)
         reweight.setup(ReweightContext(
             split=split, loss=loss_fn, true_T=noisy.expected_T, device=device, seed=seed,
             make_model=lambda: build_model(cfg, trainer, split),
             train_warmup=lambda m, epochs: _warmup(cfg, trainer, m, split, epochs, seed),
         ))
-        optimizer = instantiate(cfg.optim)(model.parameters())
+        optimizer = instantiate(cfg.optim)(parameter_groups(model, loss_fn))
         scheduler = instantiate(cfg.scheduler)(optimizer)
     except ConfigError:
         raise
@@ -259,7 +261,7 @@ def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) ->
     if status == "diverged":
         summary["diverged_epoch"] = diverged_epoch
     else:
-        summary.update(evaluate_model(trainer, model, split))
+        summary.update(evaluate_model(trainer, model, split, loss_fn))
     summary.update(_history_figures(history))
     summary.update({f"reweight_{k}": v for k, v in reweight.summary().items()})
     if checkpoint_error:

@@ -2,9 +2,14 @@
 
 The trainer never asks which loss, strategy or method it holds. For each batch
 it calls an ``Objective``, which serves what the loss declares it needs
-(``needs_features``, ``needs_index``; see ``lossbench.losses.base.Loss``),
-lets the reweighting strategy correct and weigh the per-sample losses, and
-adds the training-side regulariser (an L1 penalty on the weights).
+(``needs_features``, ``needs_index``, ``needs_head``, its ``level``; see
+``lossbench.losses.base.Loss``), lets the reweighting strategy correct and
+weigh the per-sample losses, and adds the training-side regulariser (an L1
+penalty on the weights). The epoch's batches (``Objective.epoch_batches``: the
+loss's own sampler for set-level losses) and the optimizer's parameter groups
+(``parameter_groups``: the model's, then a trainable loss's) are decided here
+too, and ``check_training`` refuses, before training, a loss and a strategy
+that do not fit together.
 """
 
 from __future__ import annotations
@@ -24,12 +29,47 @@ class StepOutput:
     """One training step: ``loss`` is backpropagated; the rest feeds the epoch's statistics.
 
     ``per_sample`` [B] (detached) are the per-sample losses of the batch's
-    samples, ``logits`` [B, C] (detached) the model's logits on them.
+    samples (for a set- or batch-level loss, each sample carries its set's or
+    its batch's value), ``logits`` [B, C] (detached) the model's logits on them
+    (None when the loss never formed them), ``pred`` [B] the predicted classes
+    of the loss's predictive distribution.
     """
 
     loss: Tensor
     per_sample: Tensor
-    logits: Tensor
+    logits: Tensor | None
+    pred: Tensor
+
+
+def _name(obj: object) -> str:
+    return getattr(obj, "registry_name", type(obj).__name__)
+
+
+def check_pairing(loss: Loss, reweight: Reweighter) -> None:
+    """Refuse a strategy that needs what the loss does not give: per-sample values, or logits."""
+    level = getattr(loss, "level", "sample")
+    if level != "sample" and getattr(reweight, "needs_per_sample", True):
+        raise ValueError(
+            f"reweight={_name(reweight)} weighs or corrects per-sample losses, and loss '{_name(loss)}' "
+            f"has none (it scores each {level} as a whole); use reweight=none"
+        )
+    if getattr(loss, "needs_head", False) and getattr(reweight, "needs_logits", False):
+        raise ValueError(
+            f"reweight={_name(reweight)} reads the logits, which loss '{_name(loss)}' never forms (it is "
+            f"computed from the features and the head); use reweight=none, class_balanced or loss_based"
+        )
+
+
+def check_training(loss: Loss, reweight: Reweighter, labels: Tensor, batch_size: int,
+                   device: torch.device) -> None:
+    """Everything about a loss that can be refused before training (one line each, ValueError)."""
+    check_pairing(loss, reweight)
+    loss.prepare(labels, batch_size, device)
+
+
+def parameter_groups(model: nn.Module, loss: Loss) -> list[dict]:
+    """The optimizer's parameter groups: the model's, then the loss's own (``Loss.parameter_groups``)."""
+    return [{"params": list(model.parameters())}, *loss.parameter_groups()]
 
 
 def l1_penalty(model: nn.Module) -> Tensor:
@@ -55,6 +95,28 @@ class Objective:
         self.l1 = float(l1)
         self.needs_features = bool(getattr(loss_fn, "needs_features", False))
         self.needs_index = bool(getattr(loss_fn, "needs_index", False))
+        self.needs_head = bool(getattr(loss_fn, "needs_head", False))
+        check_pairing(loss_fn, reweight)
+
+    def epoch_batches(self, labels: Tensor, batch_size: int, generator: torch.Generator,
+                      device: torch.device) -> list[Tensor]:
+        """The training positions of each batch of one epoch (on ``device``).
+
+        A loss with a sampler of its own (set-level) builds them from the training
+        labels; otherwise the strategy's resampled indices or a permutation of all
+        positions, cut into ``batch_size`` slices (a last batch of one is dropped:
+        it breaks batch norm).
+        """
+        batches = self.loss_fn.epoch_batches(labels, batch_size, generator)
+        if batches is not None:
+            return [b.to(device, non_blocking=True) for b in batches]
+        order = self.reweight.epoch_indices(len(labels), generator)
+        if order is None:
+            order = torch.randperm(len(labels), generator=generator)
+        order = order.to(device, non_blocking=True)
+        if len(order) % batch_size == 1 and len(order) > 1:
+            order = order[:-1]
+        return list(order.split(batch_size))
 
     def forward(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Logits (and the penultimate features when the loss needs them) for model input ``x``."""
@@ -68,14 +130,39 @@ class Objective:
             self.loss_fn, logits, target, features, index if self.needs_index else None
         )
 
+    def head_values(self, model: nn.Module, x: Tensor, target: Tensor,
+                    index: Tensor) -> tuple[Tensor, Tensor]:
+        """(per-sample losses, predicted classes) of a ``needs_head`` loss from the features and the
+        model's linear head: the [B, C] logits are never formed."""
+        head, body = getattr(model, "head", None), getattr(model, "body", None)
+        if not isinstance(head, nn.Linear) or body is None:
+            raise ValueError(f"loss '{_name(self.loss_fn)}' needs a model with a body and a linear head "
+                             f"(lossbench's Classifier), got {type(model).__name__}")
+        return self.loss_fn.head_loss(body(x), head, target, index if self.needs_index else None)
+
     def __call__(self, model: nn.Module, x_raw: Tensor, target: Tensor, index: Tensor,
                  generator: torch.Generator | None = None) -> StepOutput:
-        """The step's loss for the training samples at positions ``index`` (raw inputs ``x_raw``)."""
+        """The step's loss for the training samples at positions ``index`` (raw inputs ``x_raw``).
+
+        The loss's values are per sample, per set or one per batch (its ``level``);
+        the step minimises their (weighted) mean, and each sample's statistic is
+        the value of the unit it belongs to.
+        """
         x = self.transform(x_raw, train=True, generator=generator)
-        logits, features = self.forward(model, x)
-        per_sample = self.per_sample(logits, target, features, index)
-        weights = self.reweight.weights(per_sample.detach(), target, index)
-        loss = per_sample.mean() if weights is None else (per_sample * weights).mean()
+        logits: Tensor | None = None
+        if self.needs_head:
+            values, pred = self.head_values(model, x, target, index)
+        else:
+            logits, features = self.forward(model, x)
+            values = self.per_sample(logits, target, features, index)
+            logits = logits.detach()
+            with torch.no_grad():
+                pred = self.loss_fn.prediction_logits(logits).argmax(1)
+        per_sample = values.detach().reshape(-1)
+        if per_sample.numel() != len(target):
+            per_sample = per_sample.repeat_interleave(len(target) // per_sample.numel())
+        weights = self.reweight.weights(per_sample, target, index)
+        loss = values.mean() if weights is None else (values * weights).mean()
         if self.l1:
             loss = loss + self.l1 * l1_penalty(model)
-        return StepOutput(loss=loss, per_sample=per_sample.detach(), logits=logits.detach())
+        return StepOutput(loss=loss, per_sample=per_sample, logits=logits, pred=pred.detach())

@@ -21,7 +21,7 @@ from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
 from lossbench.reweight.base import Reweighter
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
-from lossbench.train.objective import Objective
+from lossbench.train.objective import Objective, check_training
 from lossbench.train.sinks import Sink
 
 log = logging.getLogger("lossbench")
@@ -127,14 +127,17 @@ class Trainer:
         return model
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, x: Tensor, transform: BatchTransform) -> Tensor:
-        """Float32 logits for every row of ``x`` in eval mode."""
+    def predict(self, model: nn.Module, x: Tensor, transform: BatchTransform,
+                loss: Loss | None = None) -> Tensor:
+        """Float32 logits for every row of ``x`` in eval mode (through ``loss.prediction_logits``,
+        a learned link, when a loss is given)."""
         was_training = model.training
         model.eval()
         out = []
         for i in range(0, len(x), self.eval_batch_size):
             with self.autocast():
-                out.append(model(transform(x[i : i + self.eval_batch_size], train=False)).float())
+                logits = model(transform(x[i : i + self.eval_batch_size], train=False)).float()
+            out.append(logits if loss is None else loss.prediction_logits(logits).float())
         model.train(was_training)
         return torch.cat(out) if out else torch.empty(0, device=x.device)
 
@@ -167,6 +170,7 @@ class Trainer:
         is_noisy = y_noisy != y_clean
         n = len(y_noisy)
         objective = Objective(loss_fn, reweight, transform, self.l1)
+        check_training(loss_fn, reweight, y_noisy, self.batch_size, device)
         history: list[dict] = []
         start_epoch = 0
         seen_loss = torch.zeros(n, device=device)
@@ -183,6 +187,14 @@ class Trainer:
                     raise ConfigError(
                         f"{checkpoint_path} belongs to a different configuration (differs in "
                         f"{', '.join(differs[:5])}); use another output directory or trainer.force=true"
+                    )
+                missing = sorted(set(loss_fn.state_dict()) - set(state.get("loss") or {}))
+                if missing:
+                    name = getattr(loss_fn, "registry_name", type(loss_fn).__name__)
+                    raise ConfigError(
+                        f"{checkpoint_path} holds no {', '.join(missing[:3])}{', ...' * (len(missing) > 3)} "
+                        f"for loss '{name}' (a loss's parameters and state belong in every checkpoint); "
+                        f"remove it or set trainer.force=true"
                     )
                 for key, obj in state_objects.items():
                     obj.load_state_dict(state[key])
@@ -210,14 +222,9 @@ class Trainer:
             started = time.perf_counter()
             loss_fn.on_epoch_start(epoch, self.epochs)
             reweight.on_epoch_start(epoch, self.epochs)
-            order = reweight.epoch_indices(n, generator)
-            if order is None:
-                order = torch.randperm(n, generator=generator)
-            order = order.to(device, non_blocking=True)
-            if len(order) % self.batch_size == 1 and len(order) > 1:
-                order = order[:-1]  # a batch of one breaks batch norm
-            for i in range(0, len(order), self.batch_size):
-                index = order[i : i + self.batch_size]
+            batches = objective.epoch_batches(y_noisy, self.batch_size, generator, device)
+            order = torch.cat(batches)
+            for index in batches:
                 with self.autocast():
                     step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator)
                 loss = step.loss
@@ -236,7 +243,7 @@ class Trainer:
                     optimizer.step()
                 # two cheap writes per step; the epoch's statistics are reduced once below
                 seen_loss[index] = step.per_sample.float()
-                seen_pred[index] = step.logits.argmax(1)
+                seen_pred[index] = step.pred
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # time the work, not its queueing
             train_seconds = time.perf_counter() - started
@@ -256,7 +263,7 @@ class Trainer:
             for x, views in evals:
                 if len(x) == 0:
                     continue
-                logits_eval = self.predict(model, x, transform)
+                logits_eval = self.predict(model, x, transform, loss_fn)
                 for prefix, y in views.items():
                     record.update({f"{prefix}_{k}": v for k, v in epoch_metrics(logits_eval, y).items()})
             record["seconds"] = time.perf_counter() - started
