@@ -20,8 +20,9 @@ def _cce(**kwargs):
     return LOSSES.get("cce")(**kwargs)
 
 
-INNER = [("ce", {}), ("comp_sum", {"tau": 0.5}), ("comp_sum", {"tau": 1.5}), ("sum_exp", {}), ("comp_gce", {}),
-         ("comp_mae", {}), ("gce", {}), ("gce", {"q": 0.2}), ("mae", {}), ("mae", {"scale": 1.0}), ("focal", {}),
+INNER = [("ce", {}), ("comp_sum", {"tau": 0.5}), ("comp_sum", {"tau": 1.5}), ("sum_exp", {}),
+         ("comp_gce", {}), ("comp_mae", {}), ("gce", {}), ("gce", {"q": 0.2}), ("mae", {}),
+         ("mae", {"scale": 1.0}), ("focal", {}),
          ("focal", {"gamma": 0.5, "detach_weight": True}), ("poly1", {"epsilon": 2.0}), ("rce", {}),
          ("rce", {"A": "code"}), ("sce", {"alpha": 6.0, "beta": 0.1}), ("taylor_ce", {"t": 4})]
 
@@ -34,8 +35,8 @@ def test_every_p_y_form_has_a_case():
 def test_the_p_y_form_is_the_inner_loss(inner, kwargs):
     """Value and gradient of f(log p_y) equal the inner loss's own compute on the full logits, in float64."""
     g = torch.Generator().manual_seed(0)
-    z = torch.cat([4 * torch.randn(30, 7, generator=g, dtype=torch.float64),
-                   torch.tensor([[30.0, -30, 0, 0, 0, 0, 0], [-30.0, 30, 0, 0, 0, 0, 0]], dtype=torch.float64)])
+    saturated = torch.tensor([[30.0, -30, 0, 0, 0, 0, 0], [-30.0, 30, 0, 0, 0, 0, 0]], dtype=torch.float64)
+    z = torch.cat([4 * torch.randn(30, 7, generator=g, dtype=torch.float64), saturated])
     y = torch.cat([torch.randint(7, (30,), generator=g), torch.tensor([0, 0])])
     reference = LOSSES.get(inner)(**kwargs)
     wrapped = _cce(inner=inner, inner_kwargs=kwargs)

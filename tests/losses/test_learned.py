@@ -109,7 +109,8 @@ def test_data_init_normalises_the_first_batch():
     out = norm(pre)
     torch.testing.assert_close(out.mean(0), torch.zeros(2, dtype=torch.float64), atol=1e-9, rtol=0)
     std = pre.std(0, unbiased=False)  # scaled by exp(s) + 0.001 = 1 / (std + 1e-6) + 0.001
-    torch.testing.assert_close(out.std(0, unbiased=False), std * (1 / (std + 1e-6) + 1e-3), atol=1e-12, rtol=0)
+    torch.testing.assert_close(out.std(0, unbiased=False), std * (1 / (std + 1e-6) + 1e-3),
+                               atol=1e-12, rtol=0)
     assert bool(norm.initialized) and torch.equal(norm(pre), out)  # the second batch reuses it
 
 

@@ -114,7 +114,8 @@ def test_macro_extension_is_one_vs_rest_averaged_over_the_classes_present():
     # by hand at L = 73, threshold 1/4: the mean of three one-vs-rest F1s
     a = torch.sigmoid(73 * (probs - 0.25))
     one_hot = torch.nn.functional.one_hot(y, 4).double()
-    f1 = [2 * (one_hot[:, c] * a[:, c]).sum() / (one_hot[:, c].sum() + a[:, c].sum() + 1e-5) for c in range(3)]
+    f1 = [2 * (one_hot[:, c] * a[:, c]).sum() / (one_hot[:, c].sum() + a[:, c].sum() + 1e-5)
+          for c in range(3)]
     assert _anyloss()(logits, y).item() == pytest.approx(1 - sum(f1).item() / 3, abs=1e-12)
 
 

@@ -31,7 +31,8 @@ def test_hard_and_soft_loss_of_one_set_by_hand():
     assert soft.item() == pytest.approx(log_z - 4 / 3, abs=1e-12)
 
 
-def _official_oko(member_logits: np.ndarray, pair: np.ndarray, odd: np.ndarray, k: int, soft: bool) -> np.ndarray:
+def _official_oko(member_logits: np.ndarray, pair: np.ndarray, odd: np.ndarray, k: int,
+                  soft: bool) -> np.ndarray:
     """LukasMut/OKO's maths, re-derived in numpy: the OKO head sums the member logits over each set
     ("(b k) d -> b k d", then sum over k); targets are one_hot(pair) (hard) or, as TargetMaker's
     make_multimodal_targets, (one_hot(pair) * (set_card - k) + sum_odd one_hot(odd)) / set_card with
