@@ -9,11 +9,12 @@ AnyLoss and LegendreTron against CE and calibration losses, and Cut Cross-Entrop
     python scripts/bench_loss_shapes.py memory --device cuda --paths materialised,chunked,cce
 
 ``accuracy`` runs `lossbench run -m` sweeps (one process each, Hydra's basic launcher) into --out;
-``report`` renders Markdown tables from their summary.json files only. ``memory`` times the loss's
-forward and backward, X [B, D] @ W^T [D, C] + b then the per-sample loss, for each path and class
-count, each measurement in a fresh subprocess so that its peak memory is its own: on CPU the peak
-resident set size above the inputs (ru_maxrss), on CUDA torch.cuda.max_memory_allocated above the
-inputs; times are medians of --reps repetitions after one warm-up, in that subprocess.
+``report`` renders Markdown tables from their summary.json files only. ``memory`` measures the
+loss's forward and backward, X [B, D] @ W^T [D, C] + b then the per-sample loss, for each path and
+class count: its peak memory in a fresh subprocess per path (CPU: peak resident set size, ru_maxrss;
+CUDA: torch.cuda.max_memory_allocated; both above the inputs and one gradient of W and b), and its
+time with every path interleaved in one subprocess per class count (medians of --reps repetitions
+after a warm-up each), so that time ratios come from one process.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def report(args: argparse.Namespace) -> None:
             runs[(_row(s), s["noise"])].append(s)
         noises = sorted({s["noise"] for s in summaries}, key=lambda n: (n != "clean", n))
         rows = list(dict.fromkeys(_row(s) for s in summaries))
-        commands = json.loads((folder / "commands.json").read_text()) if (folder / "commands.json").exists() else []
+        log = folder / "commands.json"
+        commands = json.loads(log.read_text()) if log.exists() else []
         first = summaries[0]
         prov = first.get("provenance", {})
         epochs = first["config"]["trainer"]["epochs"]
@@ -104,7 +106,8 @@ def report(args: argparse.Namespace) -> None:
                  f"git {str(prov.get('git_commit'))[:10]}{' (dirty tree)' if prov.get('git_dirty') else ''}, "
                  f"torch {prov.get('torch')}, {platform.machine()} CPU, 1 thread per run. Commands "
                  f"(CPU time of all the sweep's runs, startup included):", "", "```"]
-        lines += [f"{c['command']}   # {c['children_cpu_s'] / 60:.1f} CPU-min" for c in commands] + ["```", ""]
+        lines += [f"{c['command']}   # {c['children_cpu_s'] / 60:.1f} CPU-min" for c in commands]
+        lines += ["```", ""]
         header = "| loss | " + " | ".join(f"{n} acc | {n} ECE | {n} ECE after TS (clean) | {n} NLL"
                                            for n in noises) + " | runs |"
         lines += [header, "|" + "---|" * (2 + 4 * len(noises))]
@@ -116,85 +119,120 @@ def report(args: argparse.Namespace) -> None:
                 count += len(done)
                 cells += [_cell([s["final_test_acc"] for s in done]), _cell([s["test_ece"] for s in done]),
                           _cell([s["test_ece_ts_clean"] for s in done]),
-                          _cell([s["test_nll"] for s in done], scale=1.0).replace(".", ".", 1)]
+                          _cell([s["test_nll"] for s in done], scale=1.0)]
             failed = sum(1 for n in noises for s in runs.get((row, n), []) if s.get("status") != "completed")
             label = "`" + row.replace(" ", "` `") + "`"
-            lines.append(f"| {label} | " + " | ".join(cells) + f" | {count}{f' ({failed} not completed)' if failed else ''} |")
+            note = f" ({failed} not completed)" if failed else ""
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {count}{note} |")
         sections.append("\n".join(lines))
     print("\n\n".join(sections))
 
 
-MEMORY_PROBE = r'''
-import json, resource, statistics, sys, time
-import torch
-path, c, b, d, reps, device, chunk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], int(sys.argv[7])
-torch.manual_seed(0)
-dev = torch.device(device)
-e = torch.randn(b, d, device=dev, requires_grad=True)
-head = torch.nn.Linear(d, c).to(dev)
-y = torch.randint(c, (b,), device=dev)
-from lossbench.losses.cce import CutCrossEntropy
-def step():
-    if path == "materialised":
-        loss = torch.nn.functional.cross_entropy(head(e), y, reduction="none")
-    else:
-        backend = {"chunked": "chunked", "cce": "cce", "torch_compile": "torch_compile"}[path]
-        loss, _ = CutCrossEntropy(backend=backend, chunk=chunk).head_loss(e, head, y)
-    loss.mean().backward()
-    e.grad = None
-    head.weight.grad = None
-    head.bias.grad = None
-def sync():
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-# the inputs and one gradient of W (every path needs it) are the baseline
-head.weight.grad = torch.zeros_like(head.weight)
-base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-head.weight.grad = None
-if dev.type == "cuda":
-    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base_cuda = torch.cuda.memory_allocated()
-step(); sync()  # warm-up (compilation, autotuning)
-if dev.type == "cuda":
-    torch.cuda.reset_peak_memory_stats()
-times = []
-for _ in range(reps):
-    sync(); t = time.perf_counter(); step(); sync(); times.append(time.perf_counter() - t)
-peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) * 1024 if dev.type == "cpu" else \
-    torch.cuda.max_memory_allocated() - base_cuda
-print(json.dumps({"path": path, "classes": c, "batch": b, "dim": d, "device": device, "median_s": statistics.median(times),
-                  "min_s": min(times), "max_s": max(times), "reps": reps, "peak_bytes": peak,
-                  "logits_bytes": b * c * 4}))
-'''
+def probe(args: argparse.Namespace) -> None:
+    """One measurement in this process (called as a subprocess by ``memory``); prints one JSON line."""
+    import torch
+
+    from lossbench.losses.cce import CutCrossEntropy
+
+    paths = args.paths.split(",")
+    torch.manual_seed(0)
+    dev = torch.device(args.device)
+    e = torch.randn(args.batch, args.dim, device=dev, requires_grad=True)
+    head = torch.nn.Linear(args.dim, args.classes).to(dev)
+    y = torch.randint(args.classes, (args.batch,), device=dev)
+    losses = {p: CutCrossEntropy(backend=p, chunk=args.chunk) for p in paths if p != "materialised"}
+
+    def step(path: str) -> None:
+        if path == "materialised":
+            loss = torch.nn.functional.cross_entropy(head(e), y, reduction="none")
+        else:
+            loss, _ = losses[path].head_loss(e, head, y)
+        loss.mean().backward()
+        e.grad = head.weight.grad = head.bias.grad = None
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def used() -> int:
+        if dev.type == "cuda":
+            return torch.cuda.memory_allocated()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    if args.mode == "memory":  # one path; the baseline holds the inputs and one gradient of W and b
+        small = torch.nn.Linear(args.dim, 8).to(dev)  # a warm-up that leaves no large block behind:
+        full, head = head, small                      # libraries, kernels, compilation load here
+        y_full, y = y, y % 8
+        step(paths[0])
+        head, y = full, y_full
+        head.weight.grad, head.bias.grad = torch.zeros_like(head.weight), torch.zeros_like(head.bias)
+        sync()
+        base = used()
+        head.weight.grad = head.bias.grad = None
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        step(paths[0])
+        sync()
+        peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else used()
+        print(json.dumps({"path": paths[0], "peak_bytes": peak - base}))
+        return
+    for path in paths:  # warm-up: compilation, autotuning
+        step(path)
+    times: dict[str, list[float]] = {path: [] for path in paths}
+    for _ in range(args.reps):
+        for path in paths:
+            sync()
+            started = time.perf_counter()
+            step(path)
+            sync()
+            times[path].append(time.perf_counter() - started)
+    print(json.dumps({path: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v)}
+                      for path, v in times.items()}))
+
+
+def _probe(args: argparse.Namespace, mode: str, paths: str, c: int) -> dict:
+    command = [sys.executable, __file__, "probe", mode, paths, str(c), "--batch", str(args.batch), "--dim",
+               str(args.dim), "--reps", str(args.reps), "--device", args.device, "--chunk", str(args.chunk)]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def memory(args: argparse.Namespace) -> None:
+    """Peak memory of each path in its own process; times of all paths interleaved in one process."""
+    paths = args.paths.split(",")
     rows = []
     for c in map(int, args.classes.split(",")):
-        for path in args.paths.split(","):
-            proc = subprocess.run([sys.executable, "-c", MEMORY_PROBE, path, str(c), str(args.batch), str(args.dim),
-                                   str(args.reps), args.device, str(args.chunk)], cwd=REPO, capture_output=True,
-                                  text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
-            if proc.returncode != 0:
-                rows.append({"path": path, "classes": c, "error": proc.stderr.strip().splitlines()[-1]})
-            else:
-                rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(json.dumps(rows[-1]), flush=True)
+        times = _probe(args, "time", args.paths, c)
+        for path in paths:
+            row = {"classes": c, "path": path, "logits_bytes": args.batch * c * 4,
+                   **_probe(args, "memory", path, c), **times.get(path, {"error": times.get("error")})}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
-    print(f"\nB = {args.batch}, D = {args.dim}, chunk = {args.chunk}, {args.reps} reps, device {args.device}, "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n")
-    print("| classes | path | forward + backward, median (min-max) | peak memory above the inputs | "
-          "logits alone |\n|---|---|---|---|---|")
+    print(f"\nB = {args.batch}, D = {args.dim}, chunk = {args.chunk}, {args.reps} reps, "
+          f"device {args.device}, "
+          f"torch {__import__('torch').__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n")
+    print("| classes | path | forward + backward, median (min-max) | time / materialised | "
+          "peak memory above the inputs | the logits alone |\n|---|---|---|---|---|---|")
     for r in rows:
-        if "error" in r:
-            print(f"| {r['classes']:,} | {r['path']} | failed: {r['error']} | | |")
+        if r.get("error") or "median_s" not in r:
+            print(f"| {r['classes']:,} | {r['path']} | failed: {r.get('error')} | | | |")
             continue
+        ref = next((q for q in rows if q["classes"] == r["classes"] and q["path"] == "materialised"
+                    and "median_s" in q), None)
+        ratio = f"{r['median_s'] / ref['median_s']:.2f}" if ref else "n/a"
+        peak = f"{r['peak_bytes'] / 2**20:.1f} MiB" if "peak_bytes" in r else "n/a"
         print(f"| {r['classes']:,} | {r['path']} | {r['median_s'] * 1e3:.0f} ms ({r['min_s'] * 1e3:.0f}-"
-              f"{r['max_s'] * 1e3:.0f}) | {r['peak_bytes'] / 2**20:.1f} MiB | {r['logits_bytes'] / 2**20:.1f} MiB |")
+              f"{r['max_s'] * 1e3:.0f}) | {ratio} | {peak} | {r['logits_bytes'] / 2**20:.1f} MiB |")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     acc = sub.add_parser("accuracy")
     acc.add_argument("--dataset", choices=sorted(SWEEPS), default="digits")
@@ -209,14 +247,19 @@ def main() -> None:
     mem = sub.add_parser("memory")
     mem.add_argument("--classes", default="10000,50000,200000")
     mem.add_argument("--paths", default="materialised,chunked,torch_compile")
-    mem.add_argument("--batch", type=int, default=256)
-    mem.add_argument("--dim", type=int, default=256)
-    mem.add_argument("--chunk", type=int, default=4096)
-    mem.add_argument("--reps", type=int, default=5)
-    mem.add_argument("--device", default="cpu")
     mem.add_argument("--json", default=None)
+    one = sub.add_parser("probe")
+    one.add_argument("mode", choices=["memory", "time"])
+    one.add_argument("paths")
+    one.add_argument("classes", type=int)
+    for sp in (mem, one):
+        sp.add_argument("--batch", type=int, default=256)
+        sp.add_argument("--dim", type=int, default=256)
+        sp.add_argument("--chunk", type=int, default=4096)
+        sp.add_argument("--reps", type=int, default=5)
+        sp.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    {"accuracy": accuracy, "report": report, "memory": memory}[args.command](args)
+    {"accuracy": accuracy, "report": report, "memory": memory, "probe": probe}[args.command](args)
 
 
 if __name__ == "__main__":
