@@ -1,26 +1,52 @@
-"""Validate command-line overrides before Hydra starts any job: one clear line per problem."""
+"""Validate command-line overrides before Hydra starts any job: one clear line per problem.
+
+Every combination of a sweep is composed and validated (lossbench.validation) before the
+first job starts: names and keys first (no torch needed), then the types and values of each
+combination. Composing costs a fraction of a second, so it is done once per distinct choice
+of config groups; value overrides (``seed=0,1,2``, ``optim.lr=0.1,0.01``) are applied to a
+copy with Hydra's own override code.
+"""
 
 from __future__ import annotations
 
+import copy
 import itertools
-import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONFIG_MODULE = "lossbench.conf"
-MAX_COMPOSED = 256
 
 
-def group_options(group: str) -> list[str] | None:
-    """The YAML option names of config group ``group`` (None if it is not a group)."""
-    folder = resources.files(CONFIG_MODULE).joinpath(group)
-    if not folder.is_dir():
-        return None
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+def search_roots(searchpath: list[str]) -> list:
+    """Config folders of ``hydra.searchpath`` entries (``pkg://module`` or ``file://dir``) that exist."""
+    roots = []
+    for entry in searchpath:
+        entry = str(entry)
+        try:
+            if entry.startswith("pkg://"):
+                roots.append(resources.files(entry[len("pkg://"):].strip("/").replace("/", ".")))
+            else:
+                roots.append(Path(entry.removeprefix("file://")))
+        except (ImportError, TypeError, ValueError):
+            continue  # Hydra itself reports a search path it cannot use
+    return roots
+
+
+def group_options(group: str, searchpath: list[str] = ()) -> list[str] | None:
+    """The YAML option names of config group ``group`` in lossbench's config tree and in the
+    ``hydra.searchpath`` folders (None if it is a group in none of them)."""
+    found = None
+    for root in [resources.files(CONFIG_MODULE), *search_roots(list(searchpath))]:
+        folder = root.joinpath(group)
+        if folder.is_dir():
+            found = (found or set()) | {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")}
+    return None if found is None else sorted(found)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -31,72 +57,160 @@ def _one_line(exc: BaseException) -> str:
     if "is not in struct" in text or "Could not override" in text:
         key = text.split("'")[1] if "'" in text else "?"
         return f"unknown config key '{key}' (to add a new key, write +{key}=VALUE)"
+    if "Could not find '" in text and "Available options" in text:
+        missing = text.split("Could not find '", 1)[1].split("'", 1)[0]
+        group, _, name = missing.rpartition("/")
+        options = []
+        for ln in text.split("Available options", 1)[1].splitlines()[1:]:
+            if not ln.startswith(("\t", " ")) or not ln.strip():  # the options are the indented lines
+                break
+            options.append(ln.strip())
+        return f"unknown {group} '{name}'; known: {', '.join(options)}"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("See https")]
     return " ".join(lines[:3])
 
 
-def check_overrides(overrides: list[str]) -> str | None:
-    """None if every override parses and composes, else a one-line description.
+def _choice_names(value: object) -> list:
+    """The option names in an override value: itself, a list's items, or those of a "[a,b]" string."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        return [v.strip() for v in value[1:-1].split(",") if v.strip()]
+    return [value]
 
-    Sweep overrides (``loss=ce,gce``) are checked job by job (the first
-    MAX_COMPOSED combinations; every value's name is checked); Hydra's own
-    keys (``hydra.*``, ``hydra/launcher=...``) and search ranges are left to Hydra.
-    """
+
+@dataclass
+class Precheck:
+    """The outcome: ``problem`` (one line) or None; how many combinations were checked; the
+    output folder the command will write into (run dir, or sweep dir with ``-m``)."""
+
+    problem: str | None
+    combinations: int = 0
+    output_dir: Path | None = None
+
+
+def check_overrides(overrides: list[str], multirun: bool = False) -> str | None:
+    """None if every override parses and every combination composes and validates, else one line."""
+    return check(overrides, multirun).problem
+
+
+def check(overrides: list[str], multirun: bool = False) -> Precheck:
+    """Parse, compose and validate every combination of ``overrides``; find the output folder."""
+    for line in overrides:
+        key, sep, _ = line.partition("=")
+        if sep and not key.lstrip("+~"):
+            return Precheck(f"malformed override '{line}': the key before '=' is empty; "
+                            "overrides look like key=value, group=option or key=a,b,c")
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:  # hydra raises OverrideParseException with a grammar message
         bad = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return f"malformed override ({bad}); overrides look like key=value, group=option or key=a,b,c"
-    base, sweeps = [], []
+        return Precheck(f"malformed override ({bad}); "
+                        "overrides look like key=value, group=option or key=a,b,c")
+    hydra_lines, base_groups, base_values, group_dims, value_dims = [], [], [], [], []
+    searchpath = [o for o in parsed if o.get_key_element().lstrip("+~") == "hydra.searchpath"]
+    roots = [str(v) for o in searchpath if isinstance(o.value(), list) for v in o.value()]
     for o in parsed:
         key = o.get_key_element()
-        if key.lstrip("+~").startswith("hydra"):
+        bare = key.lstrip("+~")
+        is_group = "." not in bare and "@" not in bare and (
+            group_options(bare, roots) is not None or "/" in bare)
+        if bare.startswith("hydra"):
+            if not o.is_sweep_override():
+                hydra_lines.append(o.input_line)
             continue
-        group = key.lstrip("+~")
-        options = group_options(group) if "." not in group and "@" not in group else None
+        options = group_options(bare, roots) if "." not in bare and "@" not in bare else None
+        values = None
         if o.is_sweep_override():
             try:
                 values = list(o.sweep_string_iterator())
             except Exception:  # range/interval searches are for the sweeper
                 continue
-        else:
-            values = None
         for value in values if values is not None else [o.value()]:
-            if options is not None and isinstance(value, str) and value not in options:
-                return f"unknown {group} '{value}'; known: {', '.join(options)}"
-            if group == "objective" and isinstance(value, str):
+            for name in _choice_names(value):  # a group takes one option or a list: calibrator=[a,b]
+                if options is not None and isinstance(name, str) and name not in options:
+                    return Precheck(f"unknown {bare} '{name}'; known: {', '.join(options)}")
+            if bare == "objective" and isinstance(value, str):
                 from lossbench.metrics.views import renamed_hint  # only then: it imports torch
 
                 if renamed_hint(value):
-                    return f"objective={value}: {renamed_hint(value)}"
+                    return Precheck(f"objective={value}: {renamed_hint(value)}")
         if values is None:
-            base.append(o.input_line)
+            (base_groups if is_group else base_values).append(o.input_line)
         else:
-            sweeps.append([f"{key}={v}" for v in values])
-    combos = list(itertools.islice(itertools.product(*sweeps), MAX_COMPOSED))
+            (group_dims if is_group else value_dims).append([f"{key}={v}" for v in values])
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    parser = OverridesParser.create()
+    composed: list[tuple[DictConfig, dict]] = []
+    output_dir = None
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            for combo in combos:
-                compose(config_name="config", overrides=base + list(combo))
+            for groups in itertools.product(*group_dims):
+                cfg = compose(config_name="config", return_hydra_config=True,
+                              overrides=base_groups + list(groups) + hydra_lines + base_values)
+                if output_dir is None:
+                    output_dir = _output_dir(cfg, multirun)
+                choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
+                           if not str(k).startswith("hydra")}
+                with open_dict(cfg):
+                    del cfg["hydra"]
+                for values in itertools.product(*value_dims):
+                    job = copy.deepcopy(cfg) if values else cfg
+                    if values:
+                        ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides(list(values)), job)
+                    composed.append((job, choices))
     except Exception as exc:
-        return _one_line(exc)
+        return Precheck(_one_line(exc))
     finally:
         GlobalHydra.instance().clear()
-    return None
+
+    from lossbench.errors import ConfigError
+    from lossbench.io import unwritable_reason
+    from lossbench.validation import check_config
+
+    if output_dir is not None:
+        reason = unwritable_reason(output_dir)
+        if reason:
+            return Precheck(f"output directory {output_dir} cannot be written: {reason}")
+    for job, choices in composed:
+        try:
+            check_config(job, choices)
+        except ConfigError as exc:
+            where = _combination(job, choices, group_dims, value_dims) if len(composed) > 1 else ""
+            return Precheck(f"{exc}{where}", len(composed), output_dir)
+    return Precheck(None, len(composed), output_dir)
+
+
+def _combination(job: DictConfig, choices: dict, group_dims: list, value_dims: list) -> str:
+    parts = []
+    for dim in group_dims:
+        key = dim[0].split("=", 1)[0].lstrip("+~")
+        parts.append(f"{key}={choices.get(key)}")
+    for dim in value_dims:
+        key = dim[0].split("=", 1)[0].lstrip("+~")
+        parts.append(f"{key}={OmegaConf.select(job, key, default='?', throw_on_missing=False)}")
+    return f" (in the sweep combination {' '.join(parts)}; no job was started)" if parts else ""
+
+
+def _output_dir(cfg: DictConfig, multirun: bool) -> Path | None:
+    try:
+        return Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir)).absolute()
+    except Exception:  # an unresolvable folder pattern: Hydra will say so
+        return None
 
 
 def check_output_dir(overrides: list[str]) -> str | None:
     """None if the run/sweep output folder can be created and written, else why not."""
+    from lossbench.io import unwritable_reason
+
     target = "outputs"
     for o in overrides:
         key, _, value = o.partition("=")
         if key in ("hydra.run.dir", "hydra.sweep.dir") and value and "$" not in value:
             target = value
-    path = Path(target).resolve()
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        return f"output directory {path} is not writable (nearest existing folder: {existing})"
-    return None
+    path = Path(target).absolute()
+    reason = unwritable_reason(path)
+    return f"output directory {path} cannot be written: {reason}" if reason else None

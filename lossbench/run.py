@@ -1,36 +1,74 @@
-"""The task function: one experiment from a composed config to summary.json."""
+"""The task function: one experiment from a composed config to summary.json.
+
+The lifecycle of a job, in order (README, "Interrupting, resuming"):
+
+1. take the run directory's lock (a second command on it waits, saying so in one line);
+2. check, writing nothing: the config against the schemas (lossbench.validation), the
+   directory's records (a finished run of the same experiment is skipped; a summary, a
+   checkpoint or an unfinished run of another experiment is refused), then build every
+   part in memory (data, noise, model, loss, reweighting, optimizer);
+3. only then write: ``.hydra/`` (Hydra is told not to write it itself, so a refused run leaves
+   the directory as it was), ``noise.npz``, ``metrics.jsonl``, checkpoints, ``summary.json``
+   (each atomically, with the user's umask);
+4. a stop request (SIGTERM, SIGINT, preemption) checkpoints at the next batch boundary and
+   ends the job with a one-line status; a failure writes ``failure.json``.
+"""
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
+import math
+import os
+import shlex
+import shutil
 import sys
 import time
 import traceback
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from torch import nn
 
+from lossbench import lifecycle
 from lossbench import noise as noise_lib
+from lossbench.calibrate import Calibrator, build_calibrators
+from lossbench.callbacks import record_outcome
 from lossbench.data.split import Split
+from lossbench.data.transforms import BatchTransform
+from lossbench.detect import detection_scores
+from lossbench.detect.base import Detection
+from lossbench.detect.runner import detection_context, run_detector, save_detection
 from lossbench.errors import ConfigError, config_differences
 from lossbench.evaluate import evaluate_model
-from lossbench.io import provenance, read_json, write_json_atomic
+from lossbench.io import (
+    LOCK_NAME,
+    DirectoryBusy,
+    RunLock,
+    provenance,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+    write_with_atomic,
+)
 from lossbench.losses.base import Loss
-from lossbench.metrics import renamed_hint, selection_figures
+from lossbench.metrics import selection_figures
 from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
+from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint
 from lossbench.train.objective import check_training, parameter_groups
 from lossbench.train.sinks import build_sinks
+from lossbench.train.threads import apply_threads
 from lossbench.train.trainer import Diverged, RestartFromScratch, Trainer, set_determinism
+from lossbench.train.weights import WEIGHT_FILES, BestWeights, kept, weights_summary
+from lossbench.validation import check_config, describe_error
 
 log = logging.getLogger("lossbench")
 
@@ -58,8 +96,9 @@ def finished_summary(out_dir: Path) -> dict | None:
 
 # Settings that do not change what a run computes: a finished run or a checkpoint
 # made with other values of these is still the same experiment.
-NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None,
-                  "trainer": ("progress", "force", "checkpoint_every"), "dataset": ("data_dir", "download")}
+NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None, "verbose": None,
+                  "trainer": ("progress", "force", "checkpoint_every", "threads", "save_weights"),
+                  "dataset": ("data_dir", "download")}
 
 
 def experiment_key(config: dict) -> dict:
@@ -73,10 +112,14 @@ def experiment_key(config: dict) -> dict:
     return key
 
 
+class Refusal(ConfigError):
+    """The run directory holds another experiment's records: refused before anything is written."""
+
+
 def _same_experiment(out_dir: Path, recorded: dict | None, current: dict) -> None:
     differs = config_differences(experiment_key(recorded or {}), experiment_key(current))
     if differs:
-        raise ConfigError(
+        raise Refusal(
             f"{out_dir} holds a run of a different configuration (differs in {', '.join(differs[:5])}); "
             "use another hydra.run.dir / hydra.sweep.dir, or trainer.force=true to overwrite it"
         )
@@ -90,86 +133,413 @@ def _choices() -> dict:
     }
 
 
-def _objective(cfg: DictConfig, summary: dict) -> float:
-    value = summary.get(cfg.get("objective", "best_val_acc_noisy"))
-    return float(value) if isinstance(value, (int, float)) else float("nan")
-
-
 def run(cfg: DictConfig) -> float:
-    """Run one experiment; whatever happens, leave a record in the output directory.
+    """Run one experiment; whatever happens, leave a record in the output directory (or, when the
+    run is refused before it starts, leave the directory exactly as it was).
 
     A finished run (valid summary.json) is skipped unless ``trainer.force``; an
     interrupted one resumes from its checkpoint; a failure writes failure.json.
-    In a multirun a failed job returns NaN so the sweep goes on.
+    In a multirun a failed, refused or interrupted job returns NaN so the sweep goes on
+    (or winds down), and the sweep's closing line counts it.
     """
     hc = HydraConfig.get()
-    out_dir = Path(hc.runtime.output_dir)
-    multirun = hc.mode == RunMode.MULTIRUN
-    if not cfg.trainer.force:
-        done = finished_summary(out_dir)
-        if done is not None:
-            try:
-                _same_experiment(out_dir, done.get("config"), OmegaConf.to_container(cfg, resolve=True))
-            except ConfigError as exc:
-                if multirun:
-                    log.error("%s; this job is not run", exc)
-                    return float("nan")
-                print(f"lossbench: error: {exc}", file=sys.stderr)
-                sys.exit(2)
-            log.info("%s already holds a finished run (status %s); skipping. "
-                     "Set trainer.force=true to rerun.", out_dir, done["status"])
-            return _objective(cfg, done)
-    else:
-        for name in ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz"):
-            (out_dir / name).unlink(missing_ok=True)
-    (out_dir / "failure.json").unlink(missing_ok=True)
-    try:
+    with lifecycle.handle_signals():
+        value = _Job(cfg, hc).run()
+    if lifecycle.orphaned():  # a worker whose sweep command died: its job is saved; leave now
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + int(lifecycle.stop_requested() or 15))
+    return value
+
+
+@dataclass
+class _Parts:
+    """Everything a run trains with, built in memory before anything is written."""
+
+    trainer: Trainer
+    seed: int
+    noise_model: NoiseModel
+    split: Split
+    noisy: NoisyLabels
+    model: nn.Module
+    loss_fn: Loss
+    reweight: Reweighter
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    calibrators: list[Calibrator]
+    detection: Detection | None
+    adversarial: object
+    robust: object
+    threads: object
+
+
+class _Job:
+    def __init__(self, cfg: DictConfig, hc) -> None:
+        self.cfg, self.hc = cfg, hc
+        self.out_dir = Path(hc.runtime.output_dir)
+        self.multirun = hc.mode == RunMode.MULTIRUN
+        self.num = hc.job.num if self.multirun else None
+        self.choices = _choices()
+        self.fresh = False
+        self.remove_if_fresh = False
+
+    def say(self, message: str) -> None:
+        print(f"lossbench: {message}", file=sys.stderr, flush=True)
+
+    def outcome(self, status: str, **extra) -> None:
+        if self.multirun:
+            record_outcome(self.num, {"status": status, "run_dir": str(self.out_dir), "at": time.time(),
+                                      **extra})
+
+    def run(self) -> float:
+        if self.multirun:
+            lifecycle.watch_sweep()
+            if lifecycle.sweep_stopped():
+                lifecycle.request_stop(15, "the sweep was stopped")
+        self.fresh = self.out_dir.is_dir() and not any(self.out_dir.iterdir())
+        if lifecycle.stop_requested() is not None:
+            self.remove_if_fresh = True
+            self.outcome("not_started")
+            self._cleanup()
+            return float("nan")
+        lock = RunLock(self.out_dir)
         try:
-            summary = _run(cfg, out_dir)
-        except RestartFromScratch as restart:
-            summary = _run(cfg, out_dir, checkpoint_error=str(restart))
+            lock.acquire(on_wait=lambda holder: self.say(
+                f"{self.out_dir} is busy ({holder} holds its lock); waiting until it is free"),
+                abort=lambda: lifecycle.stop_requested() is not None)
+        except DirectoryBusy:
+            self.outcome("not_started")
+            return float("nan")
+        try:
+            try:
+                return self._locked(lock)
+            except lifecycle.Interrupted as stop:
+                return self._interrupted(stop)
+        finally:
+            lock.release()
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        """A refused run in a folder it found empty removes what it made there (its lock, a log)."""
+        if not (self.fresh and self.remove_if_fresh) or not self.out_dir.is_dir():
+            return
+        made = list(self.out_dir.iterdir())
+        if all(p.name == LOCK_NAME or p.suffix == ".log" for p in made):
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+
+    # -------------------------------------------------------------- checks: nothing written
+
+    def _locked(self, lock: RunLock) -> float:
+        cfg, out_dir = self.cfg, self.out_dir
+        force = False
+        try:
+            config = check_config(cfg, self.choices)
+            force = config["trainer"].get("force") is True
+            if not force:
+                done = finished_summary(out_dir)
+                if done is not None:
+                    _same_experiment(out_dir, done.get("config"), config)
+                    self.say(f"{out_dir} already holds a finished run (status {done['status']}); skipping. "
+                             "Set trainer.force=true to rerun.")
+                    self.outcome(done["status"], skipped=True)
+                    return _objective(cfg, done)
+                checkpoint_error = self._check_records(config)
+            else:
+                checkpoint_error = None
+            parts = self._setup(config)
+        except Refusal as exc:
+            return self._refuse(exc, setup_failed=False)
+        except ConfigError as exc:
+            return self._refuse(exc, setup_failed=True)
+
+        # ---------------------------------------------------------- from here on, the run writes
+        if force:
+            for name in ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz",
+                         *WEIGHT_FILES.values()):
+                (out_dir / name).unlink(missing_ok=True)
+        elif checkpoint_error:
+            log.warning("checkpoint unusable, starting over from scratch: %s", checkpoint_error)
+            (out_dir / CHECKPOINT).unlink(missing_ok=True)
+        try:
+            lock.describe_holder()
+            self._write_hydra()
+            (out_dir / "failure.json").unlink(missing_ok=True)
+            try:
+                summary = self._train(parts, config, checkpoint_error)
+            except RestartFromScratch as restart:
+                summary = self._train(self._setup(config), config, str(restart))
+        except lifecycle.Interrupted:
+            raise
+        except Exception as exc:
+            return self._failed(exc)
+        self.outcome(summary["status"])
         return _objective(cfg, summary)
-    except Exception as exc:
-        message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
-        write_json_atomic(out_dir / "failure.json", {
+
+    def _check_records(self, config: dict) -> str | None:
+        """Refuse a directory that holds another experiment; return why its checkpoint is unusable."""
+        out_dir, ckpt = self.out_dir, self.out_dir / CHECKPOINT
+        if ckpt.exists():
+            try:
+                state = load_checkpoint(ckpt)
+            except CorruptCheckpoint as exc:
+                return str(exc)
+            meta = {"experiment": experiment_key(config)}
+            if state.get("meta") != meta:
+                differs = config_differences(state.get("meta") or {}, meta)
+                raise Refusal(
+                    f"{ckpt} belongs to a different configuration (differs in {', '.join(differs[:5])}); "
+                    "use another output directory or trainer.force=true"
+                )
+            return None
+        recorded = self.out_dir / ".hydra" / "config.yaml"
+        if recorded.exists() and not (out_dir / "failure.json").exists():
+            try:
+                previous = OmegaConf.to_container(OmegaConf.load(recorded), resolve=True)
+            except Exception:  # unreadable: nothing to protect
+                return None
+            differs = config_differences(experiment_key(previous), experiment_key(config))
+            if differs:
+                raise Refusal(
+                    f"{out_dir} holds an unfinished run of a different configuration (differs in "
+                    f"{', '.join(differs[:5])}); use another hydra.run.dir / hydra.sweep.dir, "
+                    "or trainer.force=true to overwrite it"
+                )
+        return None
+
+    def _setup(self, config: dict) -> _Parts:
+        """Build every part in memory; a problem is a ConfigError (nothing has been written)."""
+        cfg = self.cfg
+        try:
+            trainer = Trainer(**config["trainer"])
+            seed = int(cfg.seed)
+            set_determinism(seed, trainer.deterministic)
+            noise_model, split, noisy = build_data(cfg)
+            device = trainer.torch_device
+            split = split.to(device)
+            torch.manual_seed(seed)
+            model = build_model(cfg, trainer, split)
+            threads = apply_threads(trainer.threads, model, BatchTransform(split, trainer.channels_last)(
+                split.x_train[:2], train=False), trainer.batch_size, device)
+            loss_fn = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(device)
+            calibrators = build_calibrators(cfg.get("calibrator"))
+            for calibrator in calibrators:
+                calibrator.check(len(split.y_val), split.num_classes)
+            reweight = instantiate(cfg.reweight)
+            adversarial = instantiate(cfg.adversarial)
+            check_training(loss_fn, reweight, split.y_train_noisy, trainer.batch_size, device, adversarial)
+            detector = instantiate(cfg.detect)
+            # computed here, written with noise.npz once nothing can refuse the run any more
+            detection = run_detector(detector, detection_context(
+                split, seed, device, trainer.eval_batch_size,
+                make_model=lambda s: build_model(cfg, trainer, s),
+                train=lambda m, s, epochs: _warmup(cfg, trainer, m, s, epochs, seed),
+            ), self.out_dir, reuse=(self.out_dir / CHECKPOINT).exists(), save=False)
+            reweight.setup(ReweightContext(
+                split=split, loss=loss_fn, true_T=noisy.expected_T, device=device, seed=seed,
+                make_model=lambda: build_model(cfg, trainer, split),
+                train_warmup=lambda m, epochs: _warmup(cfg, trainer, m, split, epochs, seed),
+                detection=detection,
+            ))
+            adversarial.setup(split)
+            robust = instantiate(cfg.attack)
+            robust.setup(split)
+            optimizer = instantiate(cfg.optim)(parameter_groups(model, loss_fn))
+            scheduler = instantiate(cfg.scheduler)(optimizer)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- whatever stops setup is reported in one line
+            if isinstance(exc, (MemoryError, RecursionError)):
+                raise
+            raise ConfigError(describe_error(exc)) from exc
+        return _Parts(trainer, seed, noise_model, split, noisy, model, loss_fn, reweight, optimizer,
+                      scheduler, calibrators, detection, adversarial, robust, threads)
+
+    def _refuse(self, exc: ConfigError, setup_failed: bool) -> float:
+        message = str(exc).replace("\n", " ")
+        if not self.multirun:
+            self.remove_if_fresh = True
+            print(f"lossbench: error: {message}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        if not setup_failed:
+            self.say(f"job {self.num} refused: {message}; this job is not run")
+            self.outcome("refused", error=message)
+            return float("nan")
+        # a job of a sweep that fails at setup leaves its record, as the sweep's closing line points at it
+        try:
+            self._write_hydra()
+            path = self._write_failure("setup", message)
+        except OSError as write_error:
+            path = None
+            message += f" (failure.json could not be written: {write_error})"
+        self.say(f"job {self.num} ({self.out_dir}) failed at setup: {message}; the sweep goes on")
+        self.outcome("failed", failure=str(path) if path else None, error=message)
+        return float("nan")
+
+    # -------------------------------------------------------------- writing
+
+    def _write_hydra(self) -> None:
+        """``.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them (config.yaml tells it not to)."""
+        folder = self.out_dir / ".hydra"
+        folder.mkdir(exist_ok=True)
+        write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(self.cfg))
+        hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
+        with read_write(hydra_cfg.hydra), open_dict(hydra_cfg.hydra):
+            hydra_cfg.hydra.output_subdir = ".hydra"
+        write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg))
+        write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(self.hc.overrides.task))
+
+    def _write_failure(self, phase: str, message: str) -> Path:
+        path = self.out_dir / "failure.json"
+        write_json_atomic(path, {
             "status": "failed",
-            "phase": "setup" if isinstance(exc, ConfigError) else "training",
+            "phase": phase,
             "error": message,
             "traceback": traceback.format_exc(),
-            **_choices(),
-            "overrides": list(hc.overrides.task),
+            **self.choices,
+            "overrides": list(self.hc.overrides.task),
         })
-        if multirun:
-            log.error("run %s failed: %s (details in failure.json); the sweep goes on", out_dir, message)
+        return path
+
+    def _train(self, parts: _Parts, config: dict, checkpoint_error: str | None) -> dict:
+        cfg, out_dir = self.cfg, self.out_dir
+        started = time.perf_counter()
+        trainer, split, noisy, noise_model = parts.trainer, parts.split, parts.noisy, parts.noise_model
+        write_with_atomic(out_dir / "noise.npz", lambda f: np.savez_compressed(
+            f,
+            y_noisy=noisy.y_noisy.numpy(),
+            is_noisy=noisy.is_noisy.numpy(),
+            y_clean=split.pool_labels().cpu().numpy(),
+            expected_T=noisy.expected_T,
+            realized_T=noisy.realized_T,
+            train_idx=split.train_idx.cpu().numpy(),
+            val_idx=split.val_idx.cpu().numpy(),
+        ))
+        save_detection(out_dir, parts.detection)
+        ckpt = out_dir / CHECKPOINT
+        sinks = build_sinks(cfg, out_dir, self.choices, trainer.progress)
+        best = BestWeights(parts.model, out_dir) if "best" in kept(trainer.save_weights) else None
+        if best is not None:
+            sinks.append(best)
+        status, diverged_epoch = "completed", None
+        try:
+            history = trainer.fit(
+                parts.model, parts.loss_fn, parts.reweight, parts.optimizer, parts.scheduler, split,
+                parts.seed, sinks,
+                checkpoint_path=ckpt if trainer.checkpoint_every else None,
+                checkpoint_meta={"experiment": experiment_key(config)},
+                adversarial=parts.adversarial, robust=parts.robust,
+            )
+        except Diverged as exc:
+            status, diverged_epoch, history = "diverged", exc.epoch, exc.history
+            log.warning("run diverged at epoch %d (loss not finite); recorded as 'diverged'", exc.epoch)
+        except BaseException:
+            for sink in sinks:
+                try:
+                    sink.close(None)
+                except Exception as exc:  # noqa: BLE001 -- the original error matters more
+                    log.warning("%s failed to finish: %s", type(sink).__name__, exc)
+            raise
+
+        summary: dict = {"status": status, **self.choices}
+        summary.update(
+            loss_family=type(parts.loss_fn).family,
+            loss_params=parts.loss_fn.hyperparameters(),
+            seed=parts.seed,
+            noise_seed=int(cfg.noise_seed),
+            noise_kind=noise_model.kind,
+            noise_rate=getattr(noise_model, "rate", None),
+            expected_noise_rate=_expected_rate(noisy.expected_T, split.pool_labels().cpu(),
+                                               split.num_classes),
+            realized_noise_rate=noisy.rate,
+            num_classes=split.num_classes,
+            num_train=len(split.y_train),
+            num_val=len(split.y_val),
+            num_test=len(split.y_test),
+            epochs=len(history),
+        )
+        if status == "diverged":
+            summary["diverged_epoch"] = diverged_epoch
+        else:
+            summary.update(evaluate_model(trainer, parts.model, split, parts.calibrators, parts.robust,
+                                          parts.loss_fn))
+        summary.update(_history_figures(history))
+        summary.update({f"reweight_{k}": v for k, v in parts.reweight.summary().items()})
+        summary.update(weights_summary(trainer.save_weights, out_dir, parts.model, best,
+                                       status == "completed"))
+        if parts.adversarial.settings():
+            summary["adversarial_settings"] = parts.adversarial.settings()
+        if parts.detection is not None:
+            truth = (split.y_train_noisy != split.y_train).cpu()
+            scores = detection_scores(parts.detection, truth, float(truth.double().mean()), noisy.expected_T)
+            summary.update({f"detect_{k}": v for k, v in scores.items()})
+        if checkpoint_error:
+            summary["checkpoint_error"] = checkpoint_error
+        summary["wall_time_s"] = time.perf_counter() - started
+        summary["overrides"] = list(self.hc.overrides.task)
+        summary["provenance"] = {**provenance(trainer.torch_device), **parts.threads.provenance()}
+        summary["config"] = config
+        for sink in sinks:
+            try:
+                sink.close(summary)
+            except Exception as exc:  # a tracker's failure must not cost the run its summary
+                log.warning("%s failed to finish: %s", type(sink).__name__, exc)
+        write_json_atomic(out_dir / "summary.json", summary)
+        ckpt.unlink(missing_ok=True)
+        log.info("%s: %s, test acc %.4f, realized noise %.3f -> %s", out_dir.name, status,
+                 summary.get("test_acc", float("nan")), noisy.rate, out_dir / "summary.json")
+        return summary
+
+    # -------------------------------------------------------------- endings
+
+    def _resume_hint(self) -> str:
+        if self.multirun:
+            return f"rerun the sweep's command with hydra.sweep.dir={self.hc.sweep.dir}"
+        hydra = [o for o in self.hc.overrides.hydra if not o.startswith(("hydra.run.dir=", "hydra.mode="))]
+        words = ["lossbench", "run", *self.hc.overrides.task, *hydra, f"hydra.run.dir={self.out_dir}"]
+        return "resume with: " + " ".join(shlex.quote(w) for w in words)
+
+    def _interrupted(self, stop: lifecycle.Interrupted) -> float:
+        reason = lifecycle.stop_reason() or f"received {lifecycle.signal_name(stop.signum)}"
+        if stop.checkpoint is not None:
+            saved = f"checkpoint saved to {stop.checkpoint}"
+        elif (self.out_dir / CHECKPOINT).exists():
+            saved = f"the last epoch's checkpoint {self.out_dir / CHECKPOINT} is kept"
+        else:
+            saved = "nothing to save yet (the run will start over)"
+        job = f"job {self.num} " if self.multirun else ""
+        self.say(f"{job}stopped ({reason}) {stop.where}; {saved}; {self._resume_hint()}")
+        self.outcome("interrupted", checkpoint=str(stop.checkpoint) if stop.checkpoint else None)
+        chained = lifecycle.chained_handler(stop.signum)
+        if chained is not None:  # submitit's preemption handler: it requeues this job and exits
+            chained(stop.signum, None)
+        if not self.multirun:
+            sys.exit(128 + int(stop.signum))
+        return float("nan")
+
+    def _failed(self, exc: Exception) -> float:
+        if isinstance(exc, OSError) and exc.strerror:
+            message = f"cannot write {exc.filename or self.out_dir}: {exc.strerror}"
+        else:
+            message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        try:
+            path: Path | None = self._write_failure("training", message)
+            where = f"details in {path}"
+        except OSError as write_error:
+            why = write_error.strerror or write_error
+            path, where = None, f"failure.json could not be written either ({why})"
+        self.outcome("failed", failure=str(path) if path else None, error=message)
+        if self.multirun:
+            self.say(f"job {self.num} ({self.out_dir}) failed: {message}; {where}; the sweep goes on")
             return float("nan")
-        if isinstance(exc, ConfigError):
-            print(f"lossbench: error: {message}", file=sys.stderr)
-            sys.exit(2)
-        raise
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise exc
+        print(f"lossbench: error: run failed: {message}; {where}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
-def _describe(exc: BaseException) -> str:
-    """One line for a setup error, unwrapping Hydra's InstantiationException."""
-    key = ""
-    if isinstance(exc, InstantiationException):
-        text = str(exc)
-        if "full_key:" in text:
-            key = text.rsplit("full_key:", 1)[1].strip().split(".")[0] + ": "
-        exc = exc.__cause__ or exc
-    text = str(exc).strip().strip('"').splitlines()
-    return key + (text[0] if text else type(exc).__name__)
-
-
-def validate(cfg: DictConfig) -> None:
-    """Checks that need no data: refuse before anything is loaded."""
-    lr = cfg.optim.get("lr")
-    if lr is not None and not float(lr) > 0:
-        raise ConfigError(f"optim.lr must be positive, got {lr}")
-    if int(cfg.seed) < 0 or int(cfg.noise_seed) < 0:
-        raise ConfigError(f"seed and noise_seed must be >= 0, got {cfg.seed} and {cfg.noise_seed}")
-    hint = renamed_hint(str(cfg.get("objective")))
-    if hint:
-        raise ConfigError(f"objective={cfg.objective}: {hint}")
+def _objective(cfg: DictConfig, summary: dict) -> float:
+    value = summary.get(cfg.get("objective", "best_val_acc_noisy"))
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
 def build_data(cfg: DictConfig) -> tuple[NoiseModel, Split, NoisyLabels]:
@@ -184,102 +554,6 @@ def build_model(cfg: DictConfig, trainer: Trainer, split: Split) -> nn.Module:
     """A freshly initialised model of the run's architecture on the trainer's device
     (its initial weights come from torch's global generator)."""
     return trainer.prepare_model(instantiate(cfg.model)(split.input_shape, split.num_classes))
-
-
-def _run(cfg: DictConfig, out_dir: Path, checkpoint_error: str | None = None) -> dict:
-    started = time.perf_counter()
-    choices = _choices()
-    try:
-        validate(cfg)
-        trainer = Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True))
-        seed = int(cfg.seed)
-        set_determinism(seed, trainer.deterministic)
-        noise_model, split, noisy = build_data(cfg)
-        device = trainer.torch_device
-        split = split.to(device)
-        torch.manual_seed(seed)
-        model = build_model(cfg, trainer, split)
-        loss_fn = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(device)
-        reweight = instantiate(cfg.reweight)
-        check_training(loss_fn, reweight, split.y_train_noisy, trainer.batch_size, device)
-        reweight.setup(ReweightContext(
-            split=split, loss=loss_fn, true_T=noisy.expected_T, device=device, seed=seed,
-            make_model=lambda: build_model(cfg, trainer, split),
-            train_warmup=lambda m, epochs: _warmup(cfg, trainer, m, split, epochs, seed),
-        ))
-        optimizer = instantiate(cfg.optim)(parameter_groups(model, loss_fn))
-        scheduler = instantiate(cfg.scheduler)(optimizer)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError, KeyError, OSError, InstantiationException) as exc:
-        raise ConfigError(_describe(exc)) from exc
-    np.savez_compressed(
-        out_dir / "noise.npz",
-        y_noisy=noisy.y_noisy.numpy(),
-        is_noisy=noisy.is_noisy.numpy(),
-        y_clean=split.pool_labels().numpy(),
-        expected_T=noisy.expected_T,
-        realized_T=noisy.realized_T,
-        train_idx=split.train_idx.numpy(),
-        val_idx=split.val_idx.numpy(),
-    )
-
-    ckpt = out_dir / CHECKPOINT
-    sinks = build_sinks(cfg, out_dir, choices, trainer.progress)
-
-    status, diverged_epoch = "completed", None
-    try:
-        history = trainer.fit(
-            model, loss_fn, reweight, optimizer, scheduler, split, seed, sinks,
-            checkpoint_path=ckpt if trainer.checkpoint_every else None,
-            checkpoint_meta={"experiment": experiment_key(OmegaConf.to_container(cfg, resolve=True))},
-        )
-    except Diverged as exc:
-        status, diverged_epoch, history = "diverged", exc.epoch, exc.history
-        log.warning("run diverged at epoch %d (loss not finite); recorded as 'diverged'", exc.epoch)
-    except BaseException:
-        for sink in sinks:
-            sink.close(None)
-        raise
-
-    summary: dict = {"status": status, **choices}
-    summary.update(
-        loss_family=type(loss_fn).family,
-        loss_params=loss_fn.hyperparameters(),
-        seed=seed,
-        noise_seed=int(cfg.noise_seed),
-        noise_kind=noise_model.kind,
-        noise_rate=getattr(noise_model, "rate", None),
-        expected_noise_rate=_expected_rate(noisy.expected_T, split.pool_labels(), split.num_classes),
-        realized_noise_rate=noisy.rate,
-        num_classes=split.num_classes,
-        num_train=len(split.y_train),
-        num_val=len(split.y_val),
-        num_test=len(split.y_test),
-        epochs=len(history),
-    )
-    if status == "diverged":
-        summary["diverged_epoch"] = diverged_epoch
-    else:
-        summary.update(evaluate_model(trainer, model, split, loss_fn))
-    summary.update(_history_figures(history))
-    summary.update({f"reweight_{k}": v for k, v in reweight.summary().items()})
-    if checkpoint_error:
-        summary["checkpoint_error"] = checkpoint_error
-    summary["wall_time_s"] = time.perf_counter() - started
-    summary["overrides"] = list(HydraConfig.get().overrides.task)
-    summary["provenance"] = provenance(device)
-    summary["config"] = OmegaConf.to_container(cfg, resolve=True)
-    for sink in sinks:
-        try:
-            sink.close(summary)
-        except Exception as exc:  # a tracker's failure must not cost the run its summary
-            log.warning("%s failed to finish: %s", type(sink).__name__, exc)
-    write_json_atomic(out_dir / "summary.json", summary)
-    ckpt.unlink(missing_ok=True)
-    log.info("%s: %s, test acc %.4f, realized noise %.3f -> %s", out_dir.name, status,
-             summary.get("test_acc", float("nan")), noisy.rate, out_dir / "summary.json")
-    return summary
 
 
 def _expected_rate(T: np.ndarray, y_clean: torch.Tensor, num_classes: int) -> float:

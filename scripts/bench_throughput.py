@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from lossbench.data.split import Split
 from lossbench.losses.comp_sum import CrossEntropy
 from lossbench.reweight.base import NoReweighting
-from lossbench.train.sinks import Sink
+from lossbench.sink import Sink
 from lossbench.train.trainer import Trainer, set_determinism
 
 CONF = resources.files("lossbench.conf")

@@ -44,7 +44,13 @@ class Loss(nn.Module):
       as ``compute(..., index=index)``, for losses that keep per-sample state
       (a buffer of ``num_train`` values, saved with the loss's state_dict, so
       checkpoints carry it). The constructor may take ``num_train`` (and
-      ``num_classes``); ``build_loss`` fills them in.
+      ``num_classes``); ``build_loss`` fills them in. Such state is written in
+      training mode only: in eval mode (``loss.eval()``) the loss reads it and
+      is a pure function of its inputs.
+
+    ``hyperparameters()`` returns the constructor's conf/loss arguments as the
+    instance uses them (summary.json's ``loss_params``); subclasses store each
+    under its argument's name.
 
     Three further shapes (issue 20), each served in one place (the training step
     ``Objective``; the sampler and the optimizer's parameter groups beside it):

@@ -350,7 +350,7 @@ class BiasLoss(Loss):
             raise ValueError(f"bias_loss needs alpha >= 0 and beta >= 0, got {alpha}, {beta}")
         self.alpha, self.beta, self.detach_weight = float(alpha), float(beta), bool(detach_weight)
         self.normalisation, self.weight_form = normalisation, weight_form
-        self.register_buffer("global_min", torch.tensor(float("inf")))
+        self.register_buffer("global_min", torch.tensor(float("inf"), dtype=torch.float64))
 
     def scaled_variance(self, features: Tensor) -> Tensor:
         """v_i: the variance of each sample's features, min-max scaled (see the class docstring)."""

@@ -511,7 +511,7 @@ class ANLFL(Loss):
     the L1 penalty as ``anl_ce``). ``detach_weight`` = false keeps the focal
     weights (1 - p_k)^gamma in the gradient (the formula); true stops it in NFL
     and NNFL alike, as the ANL code does (its published numbers; the gradients
-    differ by about 16% on typical logits).
+    differ by 9-12% in norm on random logits of scale 1 to 3, C = 10).
 
     Xichen Ye, Xiaoqiang Li, Songmin Dai, Tong Liu, Yan Sun, Weiqin Tong 2023,
     "Active Negative Loss Functions for Learning with Noisy Labels", NeurIPS.

@@ -75,7 +75,8 @@ class TruncatedGCE(Loss):
     - ``epoch``: the paper's alternating schedule. The keep/prune choice is
       stored per training sample and refreshed only in pruning epochs: the
       first epoch after the warm-up, then every ``prune_every`` (10) epochs
-      (epochs 40, 50, ..., 110 of 120). The paper re-selects on the whole
+      (epochs 40, 50, ..., 110 of 120; lossbench's reading of the paper, not
+      re-checked against its text for this option). The paper re-selects on the whole
       training set before such an epoch; here each sample's choice is
       refreshed at its visit in the pruning epoch, from that batch's logits
       (the model moves within the epoch). Between pruning epochs the stored

@@ -13,16 +13,29 @@ from lossbench.metrics.calibration import (
 from lossbench.metrics.classification import accuracy, brier, class_accuracy, nll, top_k_accuracy
 from lossbench.metrics.summary import epoch_metrics, selection_figures, summarize
 from lossbench.metrics.temperature import fit_temperature
-from lossbench.metrics.views import CALIBRATION_KEYS, RENAMED, VIEWS, metric_view, renamed_hint, view_text
+from lossbench.metrics.views import (
+    CALIBRATION_KEYS,
+    CALIBRATOR_TITLES,
+    RENAMED,
+    SCORE_KEYS,
+    VIEWS,
+    calibrator_of,
+    metric_view,
+    renamed_hint,
+    view_text,
+)
 
 __all__ = [
     "CALIBRATION_KEYS",
+    "CALIBRATOR_TITLES",
     "N_BINS",
     "RENAMED",
+    "SCORE_KEYS",
     "VIEWS",
     "accuracy",
     "adaptive_ece",
     "brier",
+    "calibrator_of",
     "class_accuracy",
     "classwise_ece",
     "confidence_gap",

@@ -12,8 +12,12 @@ Validation figures are prefixed by the labels they are scored against:
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping, Sequence
+
 from torch import Tensor
 
+from lossbench.metrics import smooth
 from lossbench.metrics.calibration import (
     N_BINS,
     _ece_from_sums,
@@ -29,19 +33,34 @@ from lossbench.metrics.classification import (
     probabilities,
     top_k_accuracy,
 )
-from lossbench.metrics.temperature import fit_temperature, scale
-from lossbench.metrics.views import VAL_PREFIX
+from lossbench.metrics.views import SMOOTH_CLASSWISE_MAX, VAL_PREFIX
 
 
 def _scores(logits: Tensor, labels: Tensor) -> dict[str, float]:
-    """NLL, Brier and every calibration figure of one split (no prefix)."""
+    """NLL, Brier and every calibration figure of one split (no prefix); SmoothECE when relplot is
+    installed (smece, its bandwidth smooth_sigma, and smece_classwise for at most
+    SMOOTH_CLASSWISE_MAX classes: it costs one bandwidth search per class)."""
     probs = probabilities(logits)
     empty = len(labels) == 0
-    return {
+    out = {
         "nll": float("nan") if empty else nll(logits, labels),
         "brier": float("nan") if empty else _brier(probs, labels),
         **calibration_metrics(probs, labels, N_BINS),
     }
+    if smooth.relplot_available():
+        out["smece"], out["smooth_sigma"] = smooth.smooth_ece(probs, labels)
+        if probs.shape[1] <= SMOOTH_CLASSWISE_MAX:
+            out["smece_classwise"] = smooth.smooth_ece_classwise(probs, labels)
+    return out
+
+
+def _diagram(logits: Tensor, labels: Tensor) -> dict:
+    """Reliability bins (and relplot's smoothed curve, under "smooth", when relplot is installed)."""
+    probs = probabilities(logits)
+    out = _reliability(probs, labels, N_BINS)
+    if len(labels) and smooth.relplot_available():
+        out["smooth"] = smooth.smooth_reliability(probs, labels)
+    return out
 
 
 def _val_ece(logits: Tensor, labels: Tensor) -> float:
@@ -49,47 +68,70 @@ def _val_ece(logits: Tensor, labels: Tensor) -> float:
 
 
 def summarize(val_logits: Tensor, val_labels: Tensor, test_logits: Tensor, test_labels: Tensor,
-              val_clean_labels: Tensor | None = None) -> dict:
+              val_clean_labels: Tensor | None = None, calibrators: Sequence | None = None,
+              val_views: Mapping[str, Tensor] | None = None,
+              test_views: Mapping[str, Tensor] | None = None) -> dict:
     """End-of-run metrics for summary.json; test labels are clean, ``val_labels`` noisy.
 
     ``val_clean_labels`` are the validation split's true labels (None: the
-    validation labels are clean, both views coincide). Keys: test_acc,
-    test_top5_acc (more than 10 classes), test_class_acc (a list: accuracy
-    within each true class), test_{nll, brier, ece, ece_adaptive,
-    ece_classwise, mce, confidence, gap}, test_reliability (per-bin
-    confidence, accuracy and count); per view v in (noisy, clean):
-    temperature_v (fitted on that view's validation labels by NLL; Guo et al.
-    2017), test_<m>_ts_v and test_reliability_ts_v after scaling by it;
-    val_acc, val_nll, val_ece on the noisy labels and val_clean_acc,
-    val_clean_nll, val_clean_ece on the clean ones, with val_nll_ts_noisy,
-    val_ece_ts_noisy, val_clean_nll_ts_clean, val_clean_ece_ts_clean (scored
-    on the labels that fitted T).
+    validation labels are clean, both views coincide). ``calibrators``
+    (lossbench.calibrate; default: temperature scaling) are each fitted on the
+    validation logits once per view v in (noisy, clean) and applied to test;
+    ``val_views`` / ``test_views`` hold, per calibrator key that needs them, the
+    model's logits on transformed inputs ([V, N, C]).
+
+    Keys: test_acc, test_top5_acc (more than 10 classes), test_class_acc (a
+    list: accuracy within each true class), test_<m> for m in SCORE_KEYS,
+    test_reliability (per-bin confidence, accuracy and count, and relplot's
+    smoothed curve); per calibrator c (its key: ts, vs, ms, dir, ca) and view v:
+    test_<m>_<c>_<v>, test_reliability_<c>_<v>, <c>_fit_seconds_<v> (wall time
+    of the fit), what the fit reports (temperature_<v> for ts,
+    dir_reg_lambda_<v>, ca_temperature_mean_<v>, ...), val_nll_<c>_noisy,
+    val_ece_<c>_noisy and val_clean_nll_<c>_clean, val_clean_ece_<c>_clean
+    (scored on the labels that fitted it); <c>_params (fitted parameters);
+    calibrators (the keys, in order); val_acc, val_nll, val_ece on the noisy
+    labels and val_clean_acc, val_clean_nll, val_clean_ece on the clean ones.
+    A calibrator whose min_samples exceeds the validation split is skipped.
     """
+    if calibrators is None:
+        from lossbench.calibrate import default_calibrators
+
+        calibrators = default_calibrators()
     views = {"noisy": val_labels, "clean": val_labels if val_clean_labels is None else val_clean_labels}
-    test_probs = probabilities(test_logits)
+    num_classes = test_logits.shape[1]
     out: dict = {"test_acc": accuracy(test_logits, test_labels)}
-    if test_logits.shape[1] > 10:
+    if num_classes > 10:
         out["test_top5_acc"] = top_k_accuracy(test_logits, test_labels, 5)
     out["test_class_acc"] = class_accuracy(test_logits, test_labels)
     out.update({f"test_{k}": v for k, v in _scores(test_logits, test_labels).items()})
-    out["test_reliability"] = _reliability(test_probs, test_labels, N_BINS)
-    for view, labels in views.items():
-        temperature = fit_temperature(val_logits, labels)
-        scaled = scale(test_logits, temperature)
-        out[f"temperature_{view}"] = temperature
-        out.update({f"test_{k}_ts_{view}": v for k, v in _scores(scaled, test_labels).items()})
-        out[f"test_reliability_ts_{view}"] = _reliability(probabilities(scaled), test_labels, N_BINS)
+    out["test_reliability"] = _diagram(test_logits, test_labels)
+    out["calibrators"] = [c.key for c in calibrators]
     for view, labels in views.items():
         if not len(labels):
             continue
-        prefix, val_scaled = VAL_PREFIX[view], scale(val_logits, out[f"temperature_{view}"])
-        out.update({
-            f"{prefix}_acc": accuracy(val_logits, labels),
-            f"{prefix}_nll": nll(val_logits, labels),
-            f"{prefix}_ece": _val_ece(val_logits, labels),
-            f"{prefix}_nll_ts_{view}": nll(val_scaled, labels),
-            f"{prefix}_ece_ts_{view}": _val_ece(val_scaled, labels),
-        })
+        prefix = VAL_PREFIX[view]
+        out.update({f"{prefix}_acc": accuracy(val_logits, labels), f"{prefix}_nll": nll(val_logits, labels),
+                    f"{prefix}_ece": _val_ece(val_logits, labels)})
+    for calibrator in calibrators:
+        key = calibrator.key
+        out[f"{key}_params"] = calibrator.num_params(num_classes)
+        v_views = (val_views or {}).get(key)
+        t_views = (test_views or {}).get(key)
+        for view, labels in views.items():
+            if len(labels) < calibrator.min_samples(num_classes):
+                continue
+            started = time.perf_counter()
+            fitted = calibrator.fit(val_logits, labels, v_views)
+            out[f"{key}_fit_seconds_{view}"] = time.perf_counter() - started
+            out[f"{key}_params"] = fitted.num_params
+            out.update({f"{name}_{view}": value for name, value in fitted.info.items()})
+            calibrated = fitted(test_logits, t_views)
+            out.update({f"test_{m}_{key}_{view}": v for m, v in _scores(calibrated, test_labels).items()})
+            out[f"test_reliability_{key}_{view}"] = _diagram(calibrated, test_labels)
+            if len(labels):
+                val_calibrated, prefix = fitted(val_logits, v_views), VAL_PREFIX[view]
+                out[f"{prefix}_nll_{key}_{view}"] = nll(val_calibrated, labels)
+                out[f"{prefix}_ece_{key}_{view}"] = _val_ece(val_calibrated, labels)
     return out
 
 

@@ -5,8 +5,21 @@ No torch here: the report reads these definitions too.
 
 from __future__ import annotations
 
-# Figures recomputed after post-hoc calibration (suffix _ts_<view>); accuracy does not change with T > 0.
+# Figures recomputed after each post-hoc calibrator (suffix _<calibrator>_<view>, e.g. _ts_clean).
 CALIBRATION_KEYS = ("nll", "brier", "ece", "ece_adaptive", "ece_classwise", "mce", "confidence", "gap")
+# SmoothECE (relplot, when installed): top-label, its bandwidth, classwise (up to SMOOTH_CLASSWISE_MAX
+# classes).
+SMOOTH_KEYS = ("smece", "smooth_sigma", "smece_classwise")
+SMOOTH_CLASSWISE_MAX = 20
+SCORE_KEYS = CALIBRATION_KEYS + SMOOTH_KEYS
+# Calibrator keys (the <calibrator> of summary names) and what legends call them.
+CALIBRATOR_TITLES = {
+    "ts": "temperature scaling",
+    "vs": "vector scaling",
+    "ms": "matrix scaling",
+    "dir": "Dirichlet calibration",
+    "ca": "correctness-aware calibration",
+}
 
 # Label views of the validation split, and what each means (legends and docs use these words).
 VIEWS = {
@@ -37,12 +50,26 @@ def metric_view(name: str) -> str | None:
     return None
 
 
+def calibrator_of(name: str) -> str | None:
+    """The calibrator key of a figure named ..._<calibrator>_<view> (test_ece_dir_clean: "dir"), or None."""
+    view = metric_view(name)
+    if view is None:
+        return None
+    stem = name[: -len(view) - 1]
+    for key in CALIBRATOR_TITLES:
+        if stem.endswith(f"_{key}") or stem.startswith(f"{key}_"):
+            return key
+    return "ts" if stem == "temperature" else None
+
+
 def view_text(name: str) -> str | None:
     """Which validation labels figure ``name`` used, in words (None for a figure that used none).
 
     A ``_noisy`` / ``_clean`` suffix names the labels that fitted (or, for
-    ``best_val`` figures, selected) it; a validation figure without one is
-    scored on the labels its prefix names (``val_`` noisy, ``val_clean_`` clean).
+    ``best_val`` figures, selected) it, and the calibrator before it is named
+    (``test_ece_dir_clean``: Dirichlet calibration fitted on the clean ...); a
+    validation figure without one is scored on the labels its prefix names
+    (``val_`` noisy, ``val_clean_`` clean).
     """
     view = metric_view(name)
     scored = None
@@ -51,6 +78,9 @@ def view_text(name: str) -> str | None:
     if view is None:
         return f"scored on the {scored} validation labels" if scored else None
     text = VIEWS[view].replace("fitted", "selected", 1) if "best_val" in name else VIEWS[view]
+    calibrator = calibrator_of(name)
+    if calibrator is not None:
+        text = f"{CALIBRATOR_TITLES[calibrator]} {text}"
     if scored and scored != view:
         text = f"scored on the {scored} validation labels, " + text
     return text

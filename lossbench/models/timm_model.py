@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from lossbench.extras import require
 from lossbench.models.base import Classifier, register_model
 
 
@@ -39,6 +40,7 @@ class TimmModel(Classifier):
         drop_rate: float = 0.0,
         kwargs: Mapping | None = None,
     ) -> None:
+        require("timm", "model=timm")
         import timm
 
         if len(input_shape) != 3:

@@ -8,10 +8,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from lossbench.report.collect import CHOICE_KEYS, RunRecord, local_records, read_run, runs_frame
-from lossbench.report.render import FORMATS, format_for, print_rich, print_status, render, status_line
+from lossbench.report.collect import CHOICE_KEYS, RunRecord, deduplicate, local_records, read_run, runs_frame
+from lossbench.report.escape import printable
+from lossbench.report.render import (
+    FORMATS,
+    csv_text,
+    format_for,
+    print_rich,
+    print_status,
+    render,
+    status_line,
+)
 from lossbench.report.stats import TESTS
-from lossbench.report.tables import DIRECTIONS, _label, build_table, metric_direction
+from lossbench.report.tables import DIRECTIONS, ComparisonTable, _label, build_table
 
 EPILOG = """\
 examples:
@@ -22,9 +31,14 @@ examples:
   lossbench report SWEEP --plots figures/ --reliability SWEEP/0 SWEEP/12
 
 Cells are mean ± std over seeds of completed runs, with the number of runs;
-the best per column is bold, and a dagger marks where it is not significantly
-better than the runner-up (two-sided paired t-test across seeds, pairing runs
-by seed; Wilcoxon signed-rank from 10 seeds; --test to choose).
+the best per column is bold (starred where the output shows no styles), and a
+dagger marks where it is not significantly better than the runner-up
+(two-sided paired t-test across seeds, pairing runs by seed; Wilcoxon
+signed-rank from 10 seeds; --test to choose). Runs that diverged, failed, are
+unfinished or corrupt (files that cannot be read) are counted and listed with
+why. A run read both from its folder and from W&B counts once. The table (or
+the --list) goes to stdout; messages go to stderr. Exit status: 0, 2 for a
+usage error, 1 when no completed run is left to tabulate (the others listed).
 """
 
 
@@ -60,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--digits", type=int, help="decimals in cells (default 2 for %% figures, else 3)")
     p.add_argument("--plots", metavar="DIR", help="write PNG and SVG figures into DIR")
     p.add_argument("--reliability", nargs="+", metavar="RUN_DIR",
-                   help="runs for the reliability diagrams (default: the best run per row)")
+                   help="runs for the per-run reliability diagrams (default: per row label, the run with the "
+                        "highest noise rate and smallest seed; the grid figures pool every run of a cell)")
     p.add_argument("--runs-csv", metavar="FILE", help="also write the per-run DataFrame (one row per run)")
     p.add_argument("--list", action="store_true", help="list the metrics and keys found, then stop")
     return p
@@ -70,9 +85,14 @@ def _keys(text: str) -> list[str]:
     return [k.strip() for k in text.split(",") if k.strip()]
 
 
-def _fail(message: str) -> None:
-    print(f"lossbench report: error: {message}", file=sys.stderr)
-    sys.exit(2)
+def _fail(message: str, status: int = 2) -> None:
+    print(f"lossbench report: error: {printable(message)}", file=sys.stderr)
+    sys.exit(status)
+
+
+def _say(message: str) -> None:
+    """A message for the user: on stderr, so that stdout holds only the table."""
+    print(printable(message), file=sys.stderr)
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
@@ -101,29 +121,51 @@ def _filter(frame: pd.DataFrame, where: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _reliability_records(args, frame: pd.DataFrame, records: list[RunRecord], rows: list[str],
-                         metric: str) -> list[RunRecord]:
-    """The runs named by --reliability, else the best completed run (on ``metric``) of each row label."""
+RELIABILITY_RULE = ("Runs: for each row label, the completed run with the highest noise rate and, among "
+                    "those, the smallest seed (no run is chosen by a metric); --reliability RUN_DIR ... "
+                    "names others.")
+
+
+def _reliability_records(args, frame: pd.DataFrame, records: list[RunRecord], rows: list[str]
+                         ) -> tuple[list[RunRecord], str]:
+    """The runs named by --reliability, else one run per row label by RELIABILITY_RULE; and the caption."""
     if args.reliability:
         by_dir = {str(Path(r.run_dir).resolve()): r for r in records if r.run_dir}
-        return [by_dir.get(str(Path(d).resolve())) or read_run(d) for d in args.reliability]
-    direction = metric_direction(metric) or "max"
-    done = frame[(frame["status"] == "completed") & frame[metric].notna()]
+        chosen = [by_dir.get(str(Path(d).resolve())) or read_run(d) for d in args.reliability]
+        return chosen, "Runs: named on the command line (--reliability)."
+    done = frame[frame["status"] == "completed"]
     if done.empty:
-        return []
-    score = pd.to_numeric(done[metric])
-    score = -score if direction == "max" else (score.abs() if direction == "abs" else score)
+        return [], RELIABILITY_RULE
+    rate = pd.to_numeric(done.get("noise_rate", pd.Series(0.0, index=done.index)), errors="coerce")
+    rate = rate.fillna(0.0)
+    seed = pd.to_numeric(done.get("seed", pd.Series(0, index=done.index)), errors="coerce").fillna(0)
     label = done[rows].apply(lambda r: " / ".join(_label(v) for v in r), axis=1)
-    order = done.assign(_score=score, _label=label, _family=done["loss_family"].map(_label))
-    order = order.sort_values(["_family", "_label", "_score"])
-    return [records[i] for i in order.groupby("_label", sort=False)["_score"].idxmin()]
+    from lossbench.report.plots import _family_rank
+
+    order = done.assign(_rate=-rate, _seed=seed, _label=label, _family=done["loss_family"].map(_family_rank))
+    order = order.sort_values(["_family", "_label", "_rate", "_seed"], kind="stable")
+    return [records[i] for i in order.groupby("_label", sort=False).head(1).index], RELIABILITY_RULE
 
 
-def main(argv: list[str]) -> None:
-    """Entry point of `lossbench report`."""
-    args = _parser().parse_args(argv)
+def _check_options(args: argparse.Namespace) -> dict[str, str]:
+    """Refuse bad options before reading anything; the format of each --out file."""
     if not (args.dirs or args.wandb or args.wandb_dir):
         _fail("name run directories (DIR), a W&B project (--wandb ENTITY/PROJECT) or --wandb-dir DIR")
+    if args.digits is not None and not 0 <= args.digits <= 12:
+        _fail(f"--digits {args.digits}: decimals must be between 0 and 12")
+    if not 0 < args.alpha < 1:
+        _fail(f"--alpha {args.alpha:g}: a significance level must lie strictly between 0 and 1")
+    formats = {}
+    for out in args.out:
+        try:
+            formats[out] = format_for(out, args.format)
+        except ValueError as exc:
+            _fail(str(exc))
+    return formats
+
+
+def read_records(args: argparse.Namespace) -> list[RunRecord]:
+    """Every run below the folders, then the W&B runs; a run read twice counts once."""
     try:
         records = local_records(args.dirs)
         if args.wandb or args.wandb_dir:
@@ -134,10 +176,79 @@ def main(argv: list[str]) -> None:
                 records += wandb_source.online_records(args.wandb, args.group, history=bool(args.plots))
     except FileNotFoundError as exc:
         _fail(str(exc))
+    records, dropped = deduplicate(records)
+    if dropped:
+        _say(f"note: {dropped} run(s) read both from a folder and from W&B count once")
     if not records:
         sources = [*args.dirs, *args.wandb_dir, *([args.wandb] if args.wandb else [])]
         _fail(f"no runs in {', '.join(sources)} (a run directory holds .hydra/config.yaml; "
               "a W&B run is a wandb/*run-*/run-*.wandb file)")
+    return records
+
+
+def _status_console(to_stdout: bool):
+    from rich.console import Console
+
+    return Console() if to_stdout else Console(stderr=True)
+
+
+def _write(path: str | Path, text: str) -> None:
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+    except OSError as exc:
+        _fail(f"cannot write {path} ({exc.strerror or exc})", status=1)
+    _say(f"wrote {path}")
+
+
+def write_tables(args: argparse.Namespace, formats: dict[str, str], table: ComparisonTable,
+                 frame: pd.DataFrame) -> None:
+    """The table: into each --out file, or to stdout (--format), or as a rich table in the terminal."""
+    if args.runs_csv:
+        _write(args.runs_csv, csv_text(frame))
+    if args.out:
+        rendered = {out: render(table, frame, fmt, args.digits) for out, fmt in formats.items()}
+        for out, text in rendered.items():
+            _write(out, text)
+    elif args.format:
+        sys.stdout.write(render(table, frame, args.format, args.digits))
+    else:
+        print_rich(table, frame, args.digits)
+        return
+    if args.out or args.format == "csv":  # what the file on stdout cannot hold
+        for warning in table.warnings:
+            _say(f"warning: {warning}")
+        print_status(frame, _status_console(to_stdout=False))
+
+
+def write_plots(args: argparse.Namespace, frame: pd.DataFrame, records: list[RunRecord],
+                rows: list[str]) -> None:
+    """PNG and SVG figures into --plots (and nowhere else)."""
+    from lossbench.report import plots
+
+    out_dir = Path(args.plots)
+    try:
+        written = plots.plot_metric_vs_noise(frame, args.metric, out_dir, rows)
+        chosen, caption = _reliability_records(args, frame, records, rows)
+        for record in chosen:
+            if not plots.usable_bins(record.summary.get("test_reliability")):
+                _say(f"warning: {record.run_dir} has no reliability bins (status "
+                     f"{record.summary.get('status')}); left out of the diagrams")
+        written += plots.plot_reliability(chosen, out_dir, caption=caption)
+        for state in plots.grid_states(records):
+            written += plots.plot_reliability_grid(frame, records, out_dir, rows, _keys(args.cols), state)
+        written += plots.plot_learning_curves(frame, records, out_dir, rows, _keys(args.cols))
+    except OSError as exc:
+        _fail(f"cannot write the plots into {out_dir} ({exc.strerror or exc})", status=1)
+    for path in written:
+        _say(f"wrote {path}")
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of `lossbench report`."""
+    args = _parser().parse_args(argv)
+    formats = _check_options(args)
+    records = read_records(args)
     full = runs_frame(records)
     frame = _filter(full, args.where)
     if frame.empty:
@@ -147,6 +258,9 @@ def main(argv: list[str]) -> None:
         print("keys:   ", ", ".join(key_columns(frame)))
         print_status(frame)
         return
+    if not (frame["status"] == "completed").any():
+        print_status(frame, _status_console(to_stdout=not (args.out or args.format)))
+        _fail(f"no completed run to tabulate ({status_line(frame)}); every run is listed above", status=1)
     rows, cols = _keys(args.rows), _keys(args.cols)
     if not rows or not cols:
         _fail("--rows and --cols each need at least one key")
@@ -159,39 +273,8 @@ def main(argv: list[str]) -> None:
         hint = renamed_hint(args.metric)
         if hint:
             _fail(f"{hint}; pick one with --metric")
-        known = metric_columns(frame)
-        _fail(f"unknown metric '{args.metric}'; known: {', '.join(known) or '(no completed run yet)'}")
+        _fail(f"unknown metric '{args.metric}'; known: {', '.join(metric_columns(frame))}")
     table = build_table(frame, args.metric, rows, cols, args.direction, args.alpha, args.test)
-
-    if args.runs_csv:
-        frame.to_csv(args.runs_csv, index=False)
-    if args.out:
-        for out in args.out:
-            try:
-                fmt = format_for(out, args.format)
-            except ValueError as exc:
-                _fail(str(exc))
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(render(table, frame, fmt, args.digits))
-            print(f"wrote {out}")
-        for warning in table.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        print_status(frame)
-    elif args.format:
-        sys.stdout.write(render(table, frame, args.format, args.digits))
-    else:
-        print_rich(table, frame, args.digits)
-
+    write_tables(args, formats, table, frame)
     if args.plots:
-        from lossbench.report import plots
-
-        written = plots.plot_metric_vs_noise(frame, args.metric, Path(args.plots), rows)
-        chosen = _reliability_records(args, frame, records, rows, args.metric)
-        for record in chosen:
-            if not isinstance(record.summary.get("test_reliability"), dict):
-                print(f"warning: {record.run_dir} has no reliability bins (status "
-                      f"{record.summary.get('status')}); left out of the diagrams", file=sys.stderr)
-        written += plots.plot_reliability(chosen, Path(args.plots))
-        written += plots.plot_learning_curves(frame, records, Path(args.plots), rows, cols)
-        for path in written:
-            print(f"wrote {path}")
+        write_plots(args, frame, records, rows)

@@ -6,24 +6,42 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from lossbench.report.collect import RunRecord, load_history
+from lossbench.report.escape import file_stem, printable
 from lossbench.report.tables import _label, metric_direction, metric_scale
 
 _FAMILY_STYLE = {"comp-sum": "-", "robust": "--", "calibration": ":"}
 _FORMATS = ("png", "svg")
+_LABEL_CHARS = 60
+# Text from the files is drawn as written: "$...$" in a loss name is not mathtext.
+_plain_text = mpl.rc_context({"text.parse_math": False})
+
+
+def _short(text: object) -> str:
+    """A label as drawn: one visible line, at most 60 characters."""
+    return printable(text, _LABEL_CHARS)
 
 
 def _save(fig: Figure, out_dir: Path, name: str, dpi: int = 110) -> list[Path]:
+    """Write ``name``.png and .svg into ``out_dir``; the name is reduced to a safe stem first, so
+    whatever a metric is called, the files land in ``out_dir`` and nowhere else."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    stem = file_stem(name)
     paths = []
     for fmt in _FORMATS:
-        path = out_dir / f"{name}.{fmt}"
-        fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+        path = out_dir / f"{stem}.{fmt}"
+        if path.resolve().parent != out_dir.resolve():
+            raise ValueError(f"refusing to write {printable(path)} outside {printable(out_dir)}")
+        with rc_context({"svg.fonttype": "none"}):  # SVG text stays text: editable, searchable
+            fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
         paths.append(path)
     return paths
 
@@ -43,6 +61,7 @@ def _style(family: object) -> str:
     return _FAMILY_STYLE.get(family, "-.") if isinstance(family, str) else "-."
 
 
+@_plain_text
 def plot_metric_vs_noise(frame: pd.DataFrame, metric: str, out_dir: Path, lines: Sequence[str] = ("loss",),
                          ) -> list[Path]:
     """``metric`` (mean ± std over seeds) against the noise rate, one line per ``lines`` label.
@@ -53,9 +72,12 @@ def plot_metric_vs_noise(frame: pd.DataFrame, metric: str, out_dir: Path, lines:
     if done.empty:
         return []
     done["_value"] = pd.to_numeric(done[metric], errors="coerce") * metric_scale(metric)
+    done = done[np.isfinite(done["_value"])]
+    if done.empty:
+        return []
     done["_rate"] = pd.to_numeric(done.get("noise_rate", 0.0), errors="coerce").fillna(0.0)
     kinds = done.get("noise_kind", pd.Series("noise", index=done.index)).fillna("noise")
-    done["_kind"] = kinds.astype(str)
+    done["_kind"] = kinds.map(_label)
     done["_dataset"] = done.get("dataset", pd.Series("", index=done.index)).map(_label)
     done["_line"] = done.apply(lambda r: _line_label(r, lines), axis=1)
     noisy_kinds = sorted(set(done["_kind"]) - {"clean"}) or ["clean"]
@@ -72,23 +94,59 @@ def plot_metric_vs_noise(frame: pd.DataFrame, metric: str, out_dir: Path, lines:
             if points.empty:
                 continue
             family = part.loc[part["_line"] == line, "loss_family"].iloc[0]
-            ax.errorbar(points.index * 100, points["mean"], yerr=points["std"].fillna(0.0), label=line,
-                        linestyle=_style(family), marker="o", markersize=4, capsize=3)
+            ax.errorbar(points.index * 100, points["mean"], yerr=points["std"].fillna(0.0),
+                        label=_short(line), linestyle=_style(family), marker="o", markersize=4, capsize=3)
         title = " ".join(t for t in (dataset, kind if kind != "clean" else "") if t)
-        ax.set_title(title or metric)
+        ax.set_title(_short(title or metric))
         ax.set_xlabel("noise rate (%)")
-        ax.set_ylabel(f"{metric}{' (%)' if metric_scale(metric) == 100 else ''}")
+        ax.set_ylabel(f"{_short(metric)}{' (%)' if metric_scale(metric) == 100 else ''}")
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=8, title=" / ".join(lines), title_fontsize=8)
+    axes[-1].legend(fontsize=8, title=_short(" / ".join(lines)), title_fontsize=8)
     direction = metric_direction(metric)
     if direction is not None:
         better = {"max": "higher", "min": "lower", "abs": "closer to 0"}[direction]
         from lossbench.metrics.views import view_text
 
         view = view_text(metric)
-        fig.suptitle(f"{metric} vs noise rate (mean ± std over seeds; {better} is better)"
-                     + (f"\n{metric}: {view}" if view else ""), fontsize=10)
+        fig.suptitle(f"{_short(metric)} vs noise rate (mean ± std over seeds; {better} is better)"
+                     + (f"\n{_short(metric)}: {view}" if view else ""), fontsize=10)
     return _save(fig, Path(out_dir), f"{metric}_vs_noise")
+
+
+def usable_bins(rel: object) -> bool:
+    """Whether ``rel`` holds reliability bins that can be drawn: ``n_bins`` >= 1 and lists ``count``
+    (finite, >= 0), ``confidence`` and ``accuracy`` (numbers or null) of one length, at least n_bins."""
+    if not isinstance(rel, dict):
+        return False
+    n_bins, count = rel.get("n_bins"), rel.get("count")
+    conf, acc = rel.get("confidence"), rel.get("accuracy")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        return False
+    if not all(isinstance(v, list) for v in (count, conf, acc)) or not len(count) == len(conf) == len(acc):
+        return False
+
+    def number(x: object) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    return len(count) >= n_bins and all(number(c) and c >= 0 for c in count) \
+        and all(x is None or number(x) for x in (*conf, *acc))
+
+
+FEW_SAMPLES = 10  # bins with fewer test samples are drawn faded
+SMOOTH_MIN_DENSITY = 0.02  # the smoothed curve is drawn where the confidence density is >= 2% of its peak
+_OVER, _UNDER, _BARS, _CURVE = "tab:red", "tab:orange", "tab:blue", "black"
+_STATES_ORDER = ("ts", "vs", "ms", "dir", "ca")
+_VIEW_WORDS = {"clean": "fitted on clean val labels (oracle)",
+               "noisy": "fitted on noisy val labels (practitioner)"}
+RELIABILITY_LEGEND = (
+    f"Bars: accuracy per confidence bin (15 equal-width bins; the bin of confidence 1 joins the last). "
+    f"Shaded box: the gap between a bin's accuracy and its mean confidence, red where over-confident "
+    f"(confidence above accuracy), orange where under-confident. Faded bars: bins with fewer than "
+    f"{FEW_SAMPLES} test samples. Black line: relplot's smoothed reliability curve at SmoothECE's bandwidth "
+    f"sigma (when relplot is installed), drawn where the density of confidences is at least "
+    f"{SMOOTH_MIN_DENSITY:.0%} of its peak. Dashed: perfect calibration. Lower panel: share of test "
+    f"samples per bin."
+)
 
 
 def _merged_bins(rel: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,62 +164,245 @@ def _merged_bins(rel: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return conf / count, acc / count, count
 
 
-def _draw_reliability(ax, rel: dict, title: str) -> None:
+def pool_reliability(rels: Sequence[dict]) -> dict | None:
+    """Reliability bins of several runs (e.g. the seeds of one loss) pooled: counts and sums add up, so
+    the pooled diagram is that of all their test samples together; smoothed curves are averaged
+    (weighted by each run's density) and keep the mean bandwidth."""
+    rels = [r for r in rels if usable_bins(r)]
+    if not rels:
+        return None
+    n_bins = int(rels[0]["n_bins"])
+    size = max(len(r["count"]) for r in rels)
+    count, conf, acc = np.zeros(size), np.zeros(size), np.zeros(size)
+    for r in rels:
+        k = np.asarray(r["count"], dtype=float)
+        count[: len(k)] += k
+        conf[: len(k)] += np.array([c or 0.0 for c in r["confidence"]]) * k
+        acc[: len(k)] += np.array([a or 0.0 for a in r["accuracy"]]) * k
+    pooled = {"n_bins": n_bins, "count": count.astype(int).tolist(),
+              "confidence": [c / k if k else None for c, k in zip(conf, count, strict=True)],
+              "accuracy": [a / k if k else None for a, k in zip(acc, count, strict=True)],
+              "runs": len(rels)}
+    smooth = [r["smooth"] for r in rels if isinstance(r.get("smooth"), dict)]
+    if smooth and len({len(m["mu"]) for m in smooth}) == 1:
+        density = np.array([m["density"] for m in smooth], dtype=float)
+        mu = np.array([m["mu"] for m in smooth], dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weighted = (mu * density).sum(0) / density.sum(0)
+        pooled["smooth"] = {"sigma": float(np.mean([m["sigma"] for m in smooth])),
+                            "mu": np.nan_to_num(weighted, nan=0.0).tolist(),
+                            "density": density.mean(0).tolist()}
+    return pooled
+
+
+def _draw_reliability(ax, hist, rel: dict, title: str, labels: bool = True) -> None:
+    """One reliability diagram on ``ax`` and its confidence histogram on ``hist`` (see RELIABILITY_LEGEND)."""
     conf, acc, count = _merged_bins(rel)
     n_bins = len(count)
     width = 1.0 / n_bins
     lefts = np.arange(n_bins) * width
-    full = count > 0
-    ax.bar(lefts[full], acc[full], width=width, align="edge", color="tab:blue", edgecolor="black",
-           linewidth=0.5, label="accuracy")
-    ax.bar(lefts[full], (conf - acc)[full], bottom=acc[full], width=width, align="edge", color="tab:red",
-           alpha=0.25, edgecolor="tab:red", linewidth=0.5, hatch="//", label="gap to mean confidence")
-    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1)
+    full, few = count >= FEW_SAMPLES, (count > 0) & (count < FEW_SAMPLES)
+    for mask, alpha, label in ((full, 0.85, "accuracy per bin"),
+                               (few, 0.25, f"bin with < {FEW_SAMPLES} samples")):
+        if mask.any():
+            ax.bar(lefts[mask], acc[mask], width=width, align="edge", color=_BARS, alpha=alpha,
+                   edgecolor="black", linewidth=0.4, label=label if labels else None)
+    seen = count > 0
+    over, under = seen & (conf > acc), seen & (conf <= acc)
+    for mask, colour, label in ((over, _OVER, "gap, over-confident (red)"),
+                                (under, _UNDER, "gap, under-confident (orange)")):
+        if mask.any():
+            low = np.minimum(conf, acc)[mask]
+            ax.bar(lefts[mask], np.abs(conf - acc)[mask], bottom=low, width=width, align="edge", color=colour,
+                   alpha=0.4, edgecolor=colour,
+                   linewidth=0.6, hatch="//", label=label if labels else None)
+    smooth = rel.get("smooth")
+    if isinstance(smooth, dict) and smooth.get("mu"):
+        mu, density = np.asarray(smooth["mu"], dtype=float), np.asarray(smooth["density"], dtype=float)
+        mesh = np.linspace(0, 1, len(mu))
+        # where almost no test sample lies, a kernel regression says nothing: leave it out
+        mu = np.where(density >= SMOOTH_MIN_DENSITY * density.max(), mu, np.nan)
+        ax.plot(mesh, mu, color=_CURVE, linewidth=1.3, label="smoothed curve (relplot)" if labels else None)
+        ax.text(0.03, 0.93, f"σ = {smooth['sigma']:.3f}", fontsize=6, transform=ax.transAxes)
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=0.9,
+            label="perfect calibration" if labels else None)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title, fontsize=9)
-    share = ax.twinx()
-    share.plot(lefts + width / 2, count / max(count.sum(), 1), color="black", linewidth=0.8, alpha=0.6)
-    share.set_ylim(0, 1)
-    share.set_yticks([])
+    ax.set_ylabel("accuracy", fontsize=8)
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=7, labelbottom=False)
+    total = max(count.sum(), 1)
+    hist.bar(lefts, count / total, width=width, align="edge", color="0.55", edgecolor="black", linewidth=0.3)
+    hist.set_xlim(0, 1)
+    hist.set_ylim(0, max(1e-9, (count / total).max()) * 1.1)
+    hist.set_xlabel("confidence", fontsize=8)
+    hist.set_ylabel("share", fontsize=7)
+    hist.tick_params(labelsize=6)
 
 
-# After-calibration panels of a run's reliability figure: (view, title); the oracle first, as the
-# default column of calibration tables (README, "Calibration under label noise").
-_TS_PANELS = (("clean", "T fitted on clean val labels (oracle)"),
-              ("noisy", "T fitted on noisy val labels (practitioner)"))
+def _states(summary: dict) -> list[str]:
+    """Calibrator keys with diagrams in ``summary``, in catalogue order."""
+    return [k for k in _STATES_ORDER if any(usable_bins(summary.get(f"test_reliability_{k}_{v}"))
+                                            for v in _VIEW_WORDS)]
 
 
-def plot_reliability(records: Sequence[RunRecord], out_dir: Path, name: str = "reliability") -> list[Path]:
-    """Reliability diagrams of the test split, one row per run: before temperature scaling, and after
-    it with T fitted on the clean, then on the noisy validation labels."""
-    usable = [r for r in records if isinstance(r.summary.get("test_reliability"), dict)]
+def _state_title(summary: dict, key: str, view: str) -> str:
+    from lossbench.metrics.views import CALIBRATOR_TITLES
+
+    extra = ""
+    t = summary.get(f"temperature_{view}")
+    if key == "ts" and isinstance(t, (int, float)):
+        extra = f", T = {t:.2f}"
+    ece, smece = summary.get(f"test_ece_{key}_{view}"), summary.get(f"test_smece_{key}_{view}")
+    name = CALIBRATOR_TITLES.get(key, key)
+    return f"{name}{extra}\n{_VIEW_WORDS[view]}\nECE {_pct(ece)}, smECE {_pct(smece)}"
+
+
+def _grid(fig: Figure, rows: int, cols: int):
+    """Axes pairs (diagram, histogram) for a rows x cols layout: returns axes[r][c] = (diagram, hist)."""
+    ax = fig.subplots(2 * rows, cols, squeeze=False, gridspec_kw={"height_ratios": [3, 1] * rows})
+    return [[(ax[2 * r][c], ax[2 * r + 1][c]) for c in range(cols)] for r in range(rows)]
+
+
+@_plain_text
+def plot_reliability(records: Sequence[RunRecord], out_dir: Path, name: str = "reliability",
+                     caption: str | None = None) -> list[Path]:
+    """Reliability diagrams of the test split per run: before calibration, then after each calibrator,
+    one row per validation view (clean: oracle; noisy: practitioner). ``caption`` says how the runs
+    were chosen; it is printed under the figure with the legend's wording."""
+    usable = [r for r in records if usable_bins(r.summary.get("test_reliability"))]
     if not usable:
         return []
-    fig = Figure(figsize=(10.8, 3.3 * len(usable)), layout="constrained")
-    axes = fig.subplots(len(usable), 1 + len(_TS_PANELS), squeeze=False)
-    for row, record in zip(axes, usable, strict=True):
+    cols = 1 + max(len(_states(r.summary)) for r in usable)
+    rows = [(r, v) for r in usable for v in _VIEW_WORDS]
+    fig = Figure(figsize=(2.7 * cols, 3.5 * len(rows) + 0.8), layout="constrained")
+    axes = _grid(fig, len(rows), cols)
+    for i, (record, view) in enumerate(rows):
         s = record.summary
-        who = " ".join(f"{s[k]}" for k in ("loss", "noise", "dataset") if s.get(k)) + f" seed {s.get('seed')}"
-        before = f"{who}\nbefore scaling: ECE {_pct(s.get('test_ece'))}"
-        _draw_reliability(row[0], s["test_reliability"], before)
-        for ax, (view, title) in zip(row[1:], _TS_PANELS, strict=True):
-            bins, t = s.get(f"test_reliability_ts_{view}"), s.get(f"temperature_{view}")
-            if not isinstance(bins, dict):
+        who = _short(" ".join(f"{s[k]}" for k in ("loss", "noise", "dataset") if s.get(k))
+                     + f" seed {s.get('seed')}")
+        if view == "clean":
+            _draw_reliability(*axes[i][0], s["test_reliability"],
+                              f"{who}\nbefore calibration\nECE {_pct(s.get('test_ece'))}, "
+                              f"smECE {_pct(s.get('test_smece'))}", labels=i == 0)
+        else:
+            for ax in axes[i][0]:
                 ax.set_axis_off()
+        states = _states(s)
+        for j in range(1, cols):
+            bins = s.get(f"test_reliability_{states[j - 1]}_{view}") if j - 1 < len(states) else None
+            if not usable_bins(bins):
+                for ax in axes[i][j]:
+                    ax.set_axis_off()
                 continue
-            label = f"T = {t:.2f}" if isinstance(t, (int, float)) else "T = ?"
-            _draw_reliability(ax, bins, f"{title}, {label}\nECE {_pct(s.get(f'test_ece_ts_{view}'))}")
-    axes[0][0].legend(fontsize=7, loc="upper left")
-    return _save(fig, Path(out_dir), name, dpi=90)
+            _draw_reliability(*axes[i][j], bins, _state_title(s, states[j - 1], view), labels=False)
+    _legend_and_caption(fig, axes[0][0][0], [caption, RELIABILITY_LEGEND])
+    return _save(fig, Path(out_dir), name, dpi=72)
+
+
+def _legend_handles() -> list:
+    """Every element a reliability diagram can draw, whether or not the first panel has it."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    return [
+        Patch(facecolor=_BARS, alpha=0.85, edgecolor="black", label="accuracy per bin"),
+        Patch(facecolor=_BARS, alpha=0.25, edgecolor="black", label=f"bin with < {FEW_SAMPLES} samples"),
+        Patch(facecolor=_OVER, alpha=0.4, edgecolor=_OVER, hatch="//", label="gap, over-confident (red)"),
+        Patch(facecolor=_UNDER, alpha=0.4, edgecolor=_UNDER, hatch="//",
+              label="gap, under-confident (orange)"),
+        Line2D([], [], color=_CURVE, linewidth=1.3, label="smoothed curve (relplot)"),
+        Line2D([], [], color="gray", linestyle="--", linewidth=0.9, label="perfect calibration"),
+    ]
+
+
+def _legend_and_caption(fig: Figure, ax, texts: Sequence[str | None]) -> None:
+    """The diagrams' legend just under the figure, and the caption (wrapped) under the legend."""
+    fig.legend(handles=_legend_handles(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               bbox_transform=fig.transFigure, ncol=3, fontsize=7)
+    height = fig.get_figheight()
+    fig.text(0.0, -0.62 / height, "\n".join(_wrap(t) for t in texts if t), fontsize=7, ha="left", va="top",
+             transform=fig.transFigure)
+
+
+def _wrap(text: str, width: int = 170) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def grid_states(records: Sequence[RunRecord]) -> list[str]:
+    """The grid figures --plots draws: "" (before calibration), then <calibrator>_<view> for every
+    calibrator some run recorded, clean (the oracle) before noisy."""
+    seen = [""]
+    for key in _STATES_ORDER:
+        for view in _VIEW_WORDS:
+            if any(usable_bins(r.summary.get(f"test_reliability_{key}_{view}")) for r in records):
+                seen.append(f"{key}_{view}")
+    return seen
+
+
+@_plain_text
+def plot_reliability_grid(frame: pd.DataFrame, records: Sequence[RunRecord], out_dir: Path,
+                          rows: Sequence[str] = ("loss",), cols: Sequence[str] = ("noise",),
+                          state: str = "") -> list[Path]:
+    """A grid of reliability diagrams: one row per ``rows`` label (losses), one column per ``cols``
+    label (noise settings), each pooling every completed run of its cell (all seeds; see
+    pool_reliability). ``state``: "" before calibration, else "<calibrator>_<view>" (e.g. "ts_clean")."""
+    key = f"test_reliability_{state}" if state else "test_reliability"
+    done = [(i, row) for i, row in frame.iterrows() if row.get("status") == "completed"
+            and usable_bins(records[i].summary.get(key))]
+    if not done:
+        return []
+    cells: dict[tuple[str, str], list[dict]] = {}
+    order_rows, order_cols = [], []
+    by_rank = sorted(done, key=lambda ir: (_family_rank(ir[1].get("loss_family")), _line_label(ir[1], rows)))
+    for i, row in by_rank:
+        r, c = _line_label(row, rows), _line_label(row, cols)
+        cells.setdefault((r, c), []).append(records[i].summary[key])
+        if r not in order_rows:
+            order_rows.append(r)
+    rates = {}
+    for _, row in done:
+        rate = pd.to_numeric(pd.Series([row.get("noise_rate")]), errors="coerce").fillna(0.0).iloc[0]
+        rates.setdefault(_line_label(row, cols), rate)
+    order_cols = sorted(rates, key=lambda c: (rates[c], c))
+    fig = Figure(figsize=(2.6 * len(order_cols), 3.0 * len(order_rows) + 1.0), layout="constrained")
+    axes = _grid(fig, len(order_rows), len(order_cols))
+    metric = f"test_ece_{state}" if state else "test_ece"
+    first = None
+    for a, r in enumerate(order_rows):
+        for b, c in enumerate(order_cols):
+            pooled = pool_reliability(cells.get((r, c), []))
+            if pooled is None:
+                for ax in axes[a][b]:
+                    ax.set_axis_off()
+                continue
+            values = [records[i].summary.get(metric) for i, row in done
+                      if _line_label(row, rows) == r and _line_label(row, cols) == c]
+            values = [v for v in values if isinstance(v, (int, float))]
+            ece = f"ECE {_pct(float(np.mean(values)))} (mean of {len(values)})" if values else ""
+            _draw_reliability(*axes[a][b], pooled, f"{r} | {c}\n{pooled['runs']} runs pooled; {ece}",
+                              labels=first is None)
+            first = first or axes[a][b][0]
+    from lossbench.metrics.views import CALIBRATOR_TITLES
+
+    what = "before calibration" if not state else (
+        f"after {CALIBRATOR_TITLES.get(state.rsplit('_', 1)[0], state)} "
+        f"{_VIEW_WORDS.get(state.rsplit('_', 1)[-1], '')}")
+    fig.suptitle(f"Reliability on the test set, {what}", fontsize=10)
+    caption = (f"Rows: {' / '.join(rows)}; columns: {' / '.join(cols)}. Each panel pools every completed run "
+               "of its cell (all seeds): bin counts and sums are added, smoothed curves averaged; no run is "
+               "selected by any metric.")
+    _legend_and_caption(fig, first, [caption, RELIABILITY_LEGEND])
+    return _save(fig, Path(out_dir), f"reliability_grid_{state}" if state else "reliability_grid", dpi=72)
 
 
 def _pct(value: object) -> str:
     return f"{100 * value:.2f}%" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
 
 
+@_plain_text
 def plot_learning_curves(frame: pd.DataFrame, records: Sequence[RunRecord], out_dir: Path,
                          lines: Sequence[str] = ("loss",), panels: Sequence[str] = ("noise",),
                          series: Sequence[str] = ("test_acc", "memorization")) -> list[Path]:
@@ -174,6 +415,11 @@ def plot_learning_curves(frame: pd.DataFrame, records: Sequence[RunRecord], out_
         history = pd.DataFrame(load_history(records[i]))
         if history.empty or "epoch" not in history:
             continue
+        history["epoch"] = pd.to_numeric(history["epoch"], errors="coerce")
+        history = history[history["epoch"].notna()]
+        for name in series:
+            if name in history:
+                history[name] = pd.to_numeric(history[name], errors="coerce")
         history["_line"] = _line_label(row, lines)
         history["_panel"] = _line_label(row, panels)
         history["_family"] = row.get("loss_family")
@@ -181,11 +427,14 @@ def plot_learning_curves(frame: pd.DataFrame, records: Sequence[RunRecord], out_
     if not curves:
         return []
     data = pd.concat(curves, ignore_index=True)
+    by_rate = frame.assign(_rate=pd.to_numeric(frame["noise_rate"], errors="coerce")).sort_values("_rate") \
+        if "noise_rate" in frame else None
     panel_order = list(dict.fromkeys(
-        frame.sort_values("noise_rate").apply(lambda r: _line_label(r, panels), axis=1)
-        if "noise_rate" in frame else data["_panel"]))
+        by_rate.apply(lambda r: _line_label(r, panels), axis=1) if by_rate is not None else data["_panel"]))
     panel_order = [p for p in panel_order if p in set(data["_panel"])]
-    series = [s for s in series if s in data]
+    series = [s for s in series if s in data and data[s].notna().any()]
+    if not series or not panel_order:
+        return []
     fig = Figure(figsize=(4.0 * len(panel_order), 2.9 * len(series)), layout="constrained")
     axes = fig.subplots(len(series), len(panel_order), squeeze=False, sharex=True)
     family_of = data.groupby("_line")["_family"].first()
@@ -203,16 +452,17 @@ def plot_learning_curves(frame: pd.DataFrame, records: Sequence[RunRecord], out_
                 stats = sub.groupby("epoch")[name].agg(["mean", "std"]) * scale
                 epochs = stats.index + 1
                 family = sub["_family"].iloc[0]
-                ax.plot(epochs, stats["mean"], label=line, color=colours[line], linestyle=_style(family))
+                ax.plot(epochs, stats["mean"], label=_short(line), color=colours[line],
+                        linestyle=_style(family))
                 ax.fill_between(epochs, stats["mean"] - stats["std"].fillna(0), stats["mean"]
                                 + stats["std"].fillna(0), color=colours[line], alpha=0.15, linewidth=0)
             ax.grid(alpha=0.3)
             if i == 0:
-                ax.set_title(panel)
+                ax.set_title(_short(panel))
             if j == 0:
-                ax.set_ylabel(f"{name}{' (%)' if scale == 100 else ''}")
+                ax.set_ylabel(f"{_short(name)}{' (%)' if scale == 100 else ''}")
             if i == len(series) - 1:
                 ax.set_xlabel("epoch")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0][-1].legend(fontsize=8, title=" / ".join(lines), title_fontsize=8)
+    axes[0][-1].legend(fontsize=8, title=_short(" / ".join(lines)), title_fontsize=8)
     return _save(fig, Path(out_dir), "learning_curves")

@@ -1,16 +1,20 @@
-"""A comparison table and the run status as Markdown, LaTeX, CSV, HTML or a rich terminal table."""
+"""A comparison table and the run status as Markdown, LaTeX, CSV, HTML or a rich terminal table.
+
+Every text that came from a run's files (labels, key and metric names, run
+paths, overrides, errors) goes through its format's escaping (report/escape.py).
+"""
 
 from __future__ import annotations
 
-import html
+import io
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from lossbench.report import escape
 from lossbench.report.collect import STATUSES
 from lossbench.report.tables import ComparisonTable, metric_scale
 
@@ -19,25 +23,33 @@ SUFFIXES = {".md": "md", ".markdown": "md", ".tex": "latex", ".csv": "csv", ".ht
 _DIRECTION_TEXT = {"max": "higher is better", "min": "lower is better", "abs": "closer to 0 is better",
                    None: "no direction, no best marked"}
 _KEY_NAMES = {"loss_family": "family"}
+_SHOWN_STATUSES = STATUSES[:4]  # always counted; any other status only when some run has it
+_DETAIL_CHARS = 300
 
 
 @dataclass(frozen=True)
 class Markup:
-    """How one output format writes the pieces of a cell."""
+    """How one output format writes the pieces of a cell, and how it escapes text from the files."""
 
     pm: str
     dash: str
     dagger: str
     bold: Callable[[str], str]
-    escape: Callable[[str], str]
+    escape: Callable[[object], str]
+    best: str = ""  # how the legend names the best mark (default: the word "bold", in bold)
+
+    def best_mark(self) -> str:
+        return self.best or self.bold("bold")
 
 
 MARKUP = {
-    "md": Markup("±", "–", "†", lambda s: f"**{s}**", lambda s: s.replace("|", "\\|")),
-    "latex": Markup("$\\pm$", "--", "$^\\dagger$", lambda s: f"\\textbf{{{s}}}", lambda s: s),
-    "html": Markup("±", "–", "†", lambda s: f"<b>{s}</b>", html.escape),
-    "rich": Markup("±", "–", "†", lambda s: f"[bold]{s}[/bold]", lambda s: s.replace("[", "\\[")),
-    "text": Markup("±", "–", "†", lambda s: s, lambda s: s),
+    "md": Markup("±", "–", "†", lambda s: f"**{s}**", escape.markdown),
+    "latex": Markup("$\\pm$", "--", "$^\\dagger$", lambda s: f"\\textbf{{{s}}}", escape.latex),
+    "html": Markup("±", "–", "†", lambda s: f"<b>{s}</b>", escape.html_text),
+    "rich": Markup("±", "–", "†", lambda s: f"[bold]{s}[/bold]", escape.rich_text),
+    # a console that shows no styles (output piped or redirected): the best is starred instead
+    "plain": Markup("±", "–", "†", lambda s: f"*{s}*", escape.rich_text, best="*…*"),
+    "text": Markup("±", "–", "†", lambda s: f"*{s}*", escape.printable, best="*…*"),
 }
 
 
@@ -46,26 +58,35 @@ def default_digits(metric: str) -> int:
     return 2 if metric_scale(metric) == 100 else 3
 
 
+def _count(n: int, runs: int) -> str:
+    return f"({n})" if n == runs else f"({n}/{runs})"
+
+
 def cell_text(mean: float, std: float, n: int, runs: int, scale: float, digits: int,
               markup: Markup = MARKUP["text"]) -> str:
     """"mean ± std (n)": std only from two values on; "(k/n)" when only k of the n runs gave a value."""
     if runs == 0:
         return ""
-    count = f"({n})" if n == runs else f"({n}/{runs})"
     if n == 0:
-        return f"{markup.dash} {count}"
+        return f"{markup.dash} {_count(n, runs)}"
     text = f"{mean * scale:.{digits}f}"
     if n > 1 and not math.isnan(std):
         text += f" {markup.pm} {std * scale:.{digits}f}"
-    return f"{text} {count}"
+    return f"{text} {_count(n, runs)}"
 
 
-def describe(table: ComparisonTable) -> str:
-    """The table's title: metric, unit, what a cell holds, which way is better."""
-    unit = " (%)" if metric_scale(table.metric) == 100 else ""
-    return (f"{table.metric}{unit}: mean ± std over seeds (runs); {_DIRECTION_TEXT[table.direction]}; "
-            f"rows {' / '.join(_KEY_NAMES.get(k, k) for k in table.row_keys)}, "
-            f"columns {' / '.join(table.col_keys)}")
+def _key_name(key: str) -> str:
+    return _KEY_NAMES.get(key, key)
+
+
+def describe(table: ComparisonTable, fmt: str = "text") -> str:
+    """The table's title: metric, unit, what a cell holds, which way is better (names escaped for ``fmt``)."""
+    m = MARKUP[fmt]
+    unit = f" {m.escape('(%)')}" if metric_scale(table.metric) == 100 else ""
+    rows = " / ".join(m.escape(_key_name(k)) for k in table.row_keys)
+    cols = " / ".join(m.escape(k) for k in table.col_keys)
+    return (f"{m.escape(table.metric)}{unit}: mean {m.pm} std over seeds (runs); "
+            f"{_DIRECTION_TEXT[table.direction]}; rows {rows}, columns {cols}")
 
 
 def legend(table: ComparisonTable, fmt: str) -> str:
@@ -76,11 +97,12 @@ def legend(table: ComparisonTable, fmt: str) -> str:
     view = view_text(table.metric)
     parts = [f"{m.escape(table.metric)}: {view}"] if view else []
     if table.direction is not None:
-        parts.append(f"{m.bold('bold')}: best in its column")
+        parts.append(f"{m.best_mark()}: best in its column")
         parts.append(f"{m.dagger}: not significantly better than the runner-up "
                      f"({table.test}, alpha = {table.alpha:g}; also when fewer than 2 seeds pair up)")
         parts.append("avg rank: mean over columns of the row's rank in each column (1 = best)")
-    parts.append("(k/n): only k of the n runs gave a value; the others diverged, failed or are unfinished")
+    parts.append("(k/n): only k of the n runs gave a value; the others diverged, failed, "
+                 "are unfinished or corrupt")
     return ". ".join(parts) + "."
 
 
@@ -89,7 +111,6 @@ def display_frame(table: ComparisonTable, fmt: str, digits: int | None = None) -
     m = MARKUP[fmt]
     scale = metric_scale(table.metric)
     digits = default_digits(table.metric) if digits is None else digits
-    col_names = [" / ".join(c) for c in table.cols]
     data = []
     for row in table.rows:
         line = []
@@ -98,8 +119,7 @@ def display_frame(table: ComparisonTable, fmt: str, digits: int | None = None) -
             if cell is None:
                 line.append("")
                 continue
-            text = m.escape(cell_text(cell["mean"], cell["std"], int(cell["n"]), int(cell["runs"]),
-                                      scale, digits, m))
+            text = cell_text(cell["mean"], cell["std"], int(cell["n"]), int(cell["runs"]), scale, digits, m)
             if cell["best"]:
                 text = m.bold(text) + (m.dagger if cell["not_significant"] else "")
             line.append(text)
@@ -107,10 +127,11 @@ def display_frame(table: ComparisonTable, fmt: str, digits: int | None = None) -
             rank = table.avg_rank.get(row, math.nan)
             line.append("" if pd.isna(rank) else f"{rank:.2f}")
         data.append(line)
-    columns = col_names + (["avg rank"] if table.direction is not None else [])
+    columns = [" / ".join(m.escape(v) for v in c) for c in table.cols]
+    columns += ["avg rank"] if table.direction is not None else []
     index = pd.MultiIndex.from_tuples([tuple(m.escape(v) for v in r) for r in table.rows],
-                                      names=[_KEY_NAMES.get(k, k) for k in table.row_keys])
-    return pd.DataFrame(data, index=index, columns=[m.escape(c) for c in columns])
+                                      names=[m.escape(_key_name(k)) for k in table.row_keys])
+    return pd.DataFrame(data, index=index, columns=columns)
 
 
 def _flat_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -124,9 +145,9 @@ def _flat_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def status_counts(frame: pd.DataFrame) -> dict[str, int]:
-    """Runs per status: completed, diverged, failed, unfinished (and any other status seen)."""
-    counts = {s: 0 for s in STATUSES}
-    counts.update(frame["status"].value_counts().to_dict())
+    """Runs per status: completed, diverged, failed, unfinished (and corrupt, or any other, when seen)."""
+    counts = {s: 0 for s in _SHOWN_STATUSES}
+    counts.update({str(k): int(v) for k, v in frame["status"].value_counts().items()})
     return counts
 
 
@@ -138,25 +159,31 @@ def _show_path(path: object) -> str:
     return str(Path(path).relative_to(cwd)) if Path(path).is_relative_to(cwd) else path
 
 
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def status_listing(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every run that is not completed: status, run, overrides, what happened."""
+    """Every run that is not completed: status, run, overrides, what happened (raw text, not escaped)."""
     lines = []
     for _, r in frame[frame["status"] != "completed"].iterrows():
         status = r["status"]
+        error = _text(r.get("error"))
         if status == "failed":
-            detail = str(r.get("error", "") or "").splitlines()[0][:160] if r.get("error") else ""
+            detail = error.splitlines()[0][:160] if error.strip() else ""
+        elif status == "corrupt":
+            detail = error[:_DETAIL_CHARS]
         elif status == "diverged":
-            epoch = r.get("diverged_epoch")
+            epoch = pd.to_numeric(pd.Series([r.get("diverged_epoch")]), errors="coerce").iloc[0]
             detail = "loss not finite" + ("" if pd.isna(epoch) else f" at epoch {int(epoch)}")
         elif status == "unfinished":
-            logged = r.get("epochs_logged")
-            logged = 0 if logged is None or pd.isna(logged) else int(logged)
+            logged = pd.to_numeric(pd.Series([r.get("epochs_logged")]), errors="coerce").iloc[0]
+            logged = 0 if pd.isna(logged) else int(logged)
             detail = f"{logged} epoch(s) logged; no summary.json or failure.json (still running, or killed)"
         else:
             detail = ""
-        overrides = r.get("overrides")
         lines.append({"status": status, "run": _show_path(r.get("run_dir")),
-                      "overrides": overrides if isinstance(overrides, str) else "", "detail": detail})
+                      "overrides": _text(r.get("overrides")), "detail": detail})
     return pd.DataFrame(lines, columns=["status", "run", "overrides", "detail"])
 
 
@@ -166,54 +193,103 @@ def status_line(frame: pd.DataFrame) -> str:
 
 
 def to_markdown(table: ComparisonTable, frame: pd.DataFrame, digits: int | None = None) -> str:
-    """Title, table, legend, warnings and the run status, as GitHub Markdown."""
+    """Title, table, legend, warnings and the run status, as GitHub Markdown (no raw HTML gets through)."""
     flat = _flat_rows(display_frame(table, "md", digits))
     align = ["left"] * len(table.row_keys) + ["right"] * (flat.shape[1] - len(table.row_keys))
     body = flat.to_markdown(index=False, disable_numparse=True, colalign=align)
-    parts = [f"**{describe(table)}**", body, legend(table, "md")]
-    parts += [f"Warning: {w}" for w in table.warnings]
-    parts.append(f"**Runs.** {status_line(frame)}.")
+    parts = [f"**{describe(table, 'md')}**", body, legend(table, "md")]
+    parts += [f"Warning: {escape.markdown(w)}" for w in table.warnings]
+    parts.append(f"**Runs.** {escape.markdown(status_line(frame))}.")
     listing = status_listing(frame)
     if len(listing):
-        escaped = listing.map(lambda s: str(s).replace("|", "\\|"))
-        parts.append(escaped.to_markdown(index=False, disable_numparse=True))
+        parts.append(listing.map(escape.markdown).to_markdown(index=False, disable_numparse=True))
     return "\n\n".join(parts) + "\n"
 
 
+def _latex_cell(cell: pd.Series | None, scale: float, digits: int) -> str:
+    """Two tabular cells, split at the decimal point (``r@{}l``), so that a column aligns on it."""
+    m = MARKUP["latex"]
+    if cell is None or int(cell["runs"]) == 0:
+        return " & "
+    n, runs = int(cell["n"]), int(cell["runs"])
+    if n == 0:
+        return f"\\multicolumn{{2}}{{c}}{{{m.dash} {_count(n, runs)}}}"
+    whole, point, fraction = f"{cell['mean'] * scale:.{digits}f}".partition(".")
+    rest = f"{point}{fraction}"
+    if n > 1 and not math.isnan(cell["std"]):
+        rest += f" {m.pm} {cell['std'] * scale:.{digits}f}"
+    rest += f" {_count(n, runs)}"
+    if cell["best"]:
+        whole, rest = m.bold(whole), m.bold(rest) + (m.dagger if cell["not_significant"] else "")
+    return f"{whole} & {rest}"
+
+
 def to_latex(table: ComparisonTable, frame: pd.DataFrame, digits: int | None = None) -> str:
-    """A booktabs table (\\usepackage{booktabs, multirow}); legend in the caption, status as comments."""
-    shown = display_frame(table, "latex", digits)
-    styler = shown.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    caption = f"{describe(table)}. {legend(table, 'latex')}".replace("%", "\\%").replace("_", "\\_")
-    caption = caption.replace("±", "$\\pm$")
-    latex = styler.to_latex(hrules=True, multirow_align="t", clines="skip-last;data",
-                            caption=caption, position_float="centering")
-    latex = re.sub(r"\\cline\{[^}]*\}\n\\bottomrule", r"\\bottomrule", latex)  # no rule above the last
-    comments = [f"% {w}" for w in table.warnings] + [f"% {status_line(frame)}"]
-    comments += [f"% {r.status}: {r.run} {r.overrides} {r.detail}".rstrip()
+    """A booktabs table (\\usepackage{booktabs}), numbers aligned on the decimal point: each column is
+    split there (``r@{}l``); the legend in the caption; warnings and the run status as ``%`` comments."""
+    scale = metric_scale(table.metric)
+    digits = default_digits(table.metric) if digits is None else digits
+    has_rank = table.direction is not None
+    n_keys = len(table.row_keys)
+    spec = "l" * n_keys + "r@{}l" * len(table.cols) + ("r" if has_rank else "")
+    header = [escape.latex(_key_name(k)) for k in table.row_keys]
+    header += [f"\\multicolumn{{2}}{{c}}{{{' / '.join(escape.latex(v) for v in col)}}}" for col in table.cols]
+    header += ["avg rank"] if has_rank else []
+    caption = f"{describe(table, 'latex')}. {legend(table, 'latex')}"
+    lines = ["% lossbench report", "\\begin{table}", "\\centering", f"\\caption{{{caption}}}",
+             f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(header) + " \\\\", "\\midrule"]
+    ranks = table.avg_rank if has_rank else None
+    for i, row in enumerate(table.rows):
+        grouped = n_keys > 1
+        if grouped and i > 0 and row[0] != table.rows[i - 1][0]:
+            lines.append("\\midrule")
+        labels = [escape.latex(v) for v in row]
+        if grouped and i > 0 and row[0] == table.rows[i - 1][0]:
+            labels[0] = ""
+        cells = [_latex_cell(table.cell(row, col), scale, digits) for col in table.cols]
+        if has_rank:
+            rank = ranks.get(row, math.nan)
+            cells.append("" if pd.isna(rank) else f"{rank:.2f}")
+        lines.append(" & ".join(labels + cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    comments = [*table.warnings, status_line(frame)]
+    comments += [f"{r.status}: {r.run} {r.overrides} {r.detail}".rstrip()
                  for r in status_listing(frame).itertuples()]
-    return f"% lossbench report\n{latex}" + "\n".join(comments) + "\n"
+    lines += [f"% {escape.latex_comment(c)}" for c in comments]
+    return "\n".join(lines) + "\n"
 
 
 def to_html(table: ComparisonTable, frame: pd.DataFrame, digits: int | None = None) -> str:
-    """An HTML fragment: caption, table, legend, warnings, the run status."""
+    """An HTML fragment: caption, table, legend, warnings, the run status (every file's text escaped)."""
     body = display_frame(table, "html", digits).to_html(escape=False, sparsify=True, border=0,
                                                         classes="lossbench")
-    parts = [f"<p><b>{html.escape(describe(table))}</b></p>", body,
-             f"<p>{legend(table, 'html')}</p>"]
-    parts += [f"<p>Warning: {html.escape(w)}</p>" for w in table.warnings]
-    parts.append(f"<p><b>Runs.</b> {html.escape(status_line(frame))}.</p>")
+    parts = [f"<p><b>{describe(table, 'html')}</b></p>", body, f"<p>{legend(table, 'html')}</p>"]
+    parts += [f"<p>Warning: {escape.html_text(w)}</p>" for w in table.warnings]
+    parts.append(f"<p><b>Runs.</b> {escape.html_text(status_line(frame))}.</p>")
     listing = status_listing(frame)
     if len(listing):
-        parts.append(listing.to_html(index=False, border=0, classes="lossbench-status"))
+        parts.append(listing.map(escape.html_text).to_html(index=False, border=0, escape=False,
+                                                           classes="lossbench-status"))
     return "\n".join(parts) + "\n"
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """``frame`` as CSV, its text cells neutralised for spreadsheets (escape.csv_cell)."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
+            safe[column] = safe[column].map(escape.csv_cell).astype(object)
+    safe.columns = [escape.csv_cell(str(c)) for c in safe.columns]
+    out = io.StringIO()
+    safe.to_csv(out, index=False)
+    return out.getvalue()
 
 
 def to_csv(table: ComparisonTable) -> str:
     """One line per cell, unscaled: row and column labels, mean, std, n, runs, best, tests, avg rank."""
     cells = table.cells.reset_index()
     cells.insert(len(table.row_keys) + len(table.col_keys), "metric", table.metric)
-    return cells.to_csv(index=False)
+    return csv_text(cells)
 
 
 def render(table: ComparisonTable, frame: pd.DataFrame, fmt: str, digits: int | None = None) -> str:
@@ -235,19 +311,26 @@ def format_for(path: str | Path, fmt: str | None) -> str:
         return fmt
     suffix = Path(path).suffix.lower()
     if suffix not in SUFFIXES:
-        raise ValueError(f"cannot tell the format of '{path}' from its suffix; "
+        raise ValueError(f"cannot tell the format of '{escape.printable(path)}' from its suffix; "
                          f"use --format ({', '.join(FORMATS)}) or one of {', '.join(SUFFIXES)}")
     return SUFFIXES[suffix]
 
 
+def styled(console) -> bool:
+    """Whether ``console`` shows bold text (a real terminal); else the best cell is starred."""
+    return bool(console.is_terminal and not console.is_dumb_terminal)
+
+
 def print_rich(table: ComparisonTable, frame: pd.DataFrame, digits: int | None = None, console=None) -> None:
-    """The table, legend, warnings and run status in the terminal."""
+    """The table, legend, warnings and run status in the terminal (best cell bold, or *starred* when the
+    output shows no styles, e.g. piped)."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
-    shown = display_frame(table, "rich", digits)
-    grid = Table(title=describe(table), caption=legend(table, "rich"), caption_justify="left")
+    fmt = "rich" if styled(console) else "plain"
+    shown = display_frame(table, fmt, digits)
+    grid = Table(title=describe(table, fmt), caption=legend(table, fmt), caption_justify="left")
     for name in shown.index.names:
         grid.add_column(str(name), style="cyan" if name == "family" else None, no_wrap=True)
     for name in shown.columns:
@@ -260,25 +343,24 @@ def print_rich(table: ComparisonTable, frame: pd.DataFrame, digits: int | None =
         grid.add_row(*heads, *values, end_section=last_of_group and len(label) > 1)
     console.print(grid)
     for warning in table.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape.rich_text(warning)}", highlight=False)
     print_status(frame, console)
 
 
 def print_status(frame: pd.DataFrame, console=None) -> None:
     """Counts per status and every run that is not completed."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
-    console.print(f"[bold]Runs[/bold]: {status_line(frame)}", highlight=False)
+    console.print(f"[bold]Runs[/bold]: {escape.rich_text(status_line(frame))}", highlight=False)
     listing = status_listing(frame)
     if len(listing):
         grid = Table(show_header=True, header_style="bold")
         for name in listing.columns:
             grid.add_column(name, overflow="fold")
-        colour = {"failed": "red", "diverged": "yellow", "unfinished": "magenta"}
+        colour = {"failed": "red", "diverged": "yellow", "unfinished": "magenta", "corrupt": "red"}
         for r in listing.itertuples(index=False):
-            grid.add_row(f"[{colour.get(r.status, 'white')}]{r.status}[/]", escape(r.run),
-                         escape(r.overrides), escape(r.detail))
+            grid.add_row(f"[{colour.get(r.status, 'white')}]{escape.rich_text(r.status)}[/]",
+                         escape.rich_text(r.run), escape.rich_text(r.overrides), escape.rich_text(r.detail))
         console.print(grid)

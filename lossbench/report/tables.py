@@ -128,7 +128,7 @@ def build_table(
     work = pd.DataFrame({k: frame[k].map(_label) for k in keys})
     completed = frame["status"] == "completed"
     work["_value"] = pd.to_numeric(frame[metric], errors="coerce").where(completed)
-    work["_seed"] = frame["seed"] if "seed" in frame else np.nan
+    work["_seed"] = pd.to_numeric(frame["seed"], errors="coerce") if "seed" in frame else np.nan
     work["_overrides"] = frame["overrides"] if "overrides" in frame else ""
     grouped = work.groupby(keys, sort=False)
     cells = grouped["_value"].agg(mean="mean", std="std", n="count")

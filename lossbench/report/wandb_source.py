@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lossbench.report.collect import RunRecord
+from lossbench.report.collect import RunRecord, corrupt_summary, summary_problems
+from lossbench.report.escape import printable
 from lossbench.tracking.wandb_file import RunFile, is_media, read_run, run_files
 
 FINISHED = ("completed", "diverged")
@@ -35,10 +36,11 @@ def split_config(flat: dict) -> tuple[dict, dict]:
     config: {"loss": "focal", "loss.gamma": 3, "seed": 0} -> ({"loss": {"gamma":
     3}, "seed": 0}, {"loss": "focal"}).
     """
-    heads = {key.split(".", 1)[0] for key in flat if "." in key}
+    heads = {str(key).split(".", 1)[0] for key in flat if "." in str(key)}
     config: dict = {}
     choices: dict = {}
     for key, value in flat.items():
+        key = str(key)
         if key == "_wandb":
             continue
         if "." not in key and key in heads and not isinstance(value, dict):
@@ -47,27 +49,35 @@ def split_config(flat: dict) -> tuple[dict, dict]:
         node = config
         *parents, leaf = key.split(".")
         for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+            child = node.get(part)
+            if not isinstance(child, dict):  # "a.b" beside "a.b.c": the deeper key wins
+                child = node[part] = {}
+            node = child
+        if not isinstance(node.get(leaf), dict):
+            node[leaf] = value
     return config, choices
 
 
 def wandb_record(summary: dict, config: dict, run_dir: str | None,
-                 history: Iterable[dict] | None = None) -> RunRecord:
+                 history: Iterable[dict] | None = None, ids: tuple[str, ...] = ()) -> RunRecord:
     """The RunRecord of one W&B run: summary, flat config and (optionally) history rows as W&B holds them.
 
     The summary loses wandb's own keys and media references; a run that did not
     finish (failed, killed) gets its choices from the config, as failure.json
-    would hold them. History rows keep the logged epochs only.
+    would hold them. History rows keep the logged epochs only. A summary that
+    breaks the summary schema (collect.summary_problems) makes a corrupt record.
     """
-    summary = _visible(summary)
-    nested, choices = split_config(config)
-    if summary.get("status") not in FINISHED and choices:
+    summary = _visible(summary if isinstance(summary, dict) else {})
+    nested, choices = split_config(config if isinstance(config, dict) else {})
+    problems = summary_problems(summary)
+    if problems:
+        summary = corrupt_summary([f"W&B summary: {p}" for p in problems], choices)
+    elif summary.get("status") not in FINISHED and choices:
         summary.setdefault("choices", choices)
     rows = None
     if history is not None:
-        rows = [_visible(row) for row in history if "epoch" in row]
-    return RunRecord(summary=summary, config=nested, run_dir=run_dir, history=rows)
+        rows = [_visible(row) for row in history if isinstance(row, dict) and "epoch" in row]
+    return RunRecord(summary=summary, config=nested, run_dir=run_dir, history=rows, ids=ids)
 
 
 def _started(run: RunFile) -> str:
@@ -80,14 +90,23 @@ def offline_records(paths: Iterable[str | Path], group: str | None = None) -> li
 
     Where one job directory holds several W&B runs (a job stopped and resumed),
     the last finished one counts, else the last one. Files with no run in them
-    (an online start that failed before the job went offline) are skipped.
+    (an online start that failed before the job went offline) are skipped; a
+    file that cannot be read makes a corrupt record for its job directory
+    (when no other run file there reads, and no --group filter asks for a group
+    the file cannot tell).
     """
     by_dir: dict[Path, RunFile] = {}
+    damaged: dict[Path, str] = {}
     for root in paths:
         if not Path(root).is_dir():
-            raise FileNotFoundError(f"no such directory: {root}")
+            raise FileNotFoundError(f"no such directory: {printable(root)}")
         for path in run_files(root):
-            run = read_run(path)
+            try:
+                run = read_run(path)
+            except Exception as exc:  # a damaged file (framing, checksum, protobuf, JSON): listed, not fatal
+                why = str(exc).removeprefix(f"{path}: ") or type(exc).__name__
+                damaged[path.parent.parent.parent.resolve()] = f"{path.name}: {printable(why, 160)}"
+                continue
             if not run.run_id or (group is not None and run.group != group):
                 continue
             key = run.run_dir.resolve()
@@ -95,8 +114,13 @@ def offline_records(paths: Iterable[str | Path], group: str | None = None) -> li
             best = by_dir.get(key)
             if best is None or rank >= (best.summary.get("status") in FINISHED, _started(best)):
                 by_dir[key] = run
-    return [wandb_record(run.summary, run.config, str(key), run.history)
-            for key, run in sorted(by_dir.items(), key=lambda kv: str(kv[0]))]
+    records = {key: wandb_record(run.summary, run.config, str(key), run.history,
+                                 ids=(f"dir:{key}", f"wandb:{run.run_id}"))
+               for key, run in by_dir.items()}
+    for key, why in damaged.items():
+        if key not in records and group is None:
+            records[key] = RunRecord(corrupt_summary([why]), run_dir=str(key), ids=(f"dir:{key}",))
+    return [records[key] for key in sorted(records, key=str)]
 
 
 def online_records(project: str, group: str | None = None, history: bool = False,
@@ -114,5 +138,6 @@ def online_records(project: str, group: str | None = None, history: bool = False
     records = []
     for run in api.runs(project, filters=filters):
         rows = list(run.scan_history()) if history else None
-        records.append(wandb_record(dict(run.summary_metrics), dict(run.config), "/".join(run.path), rows))
+        records.append(wandb_record(dict(run.summary_metrics), dict(run.config), "/".join(run.path), rows,
+                                    ids=(f"wandb:{run.path[-1]}",)))
     return records

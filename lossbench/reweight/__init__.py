@@ -1,6 +1,13 @@
 """Sample reweighting strategies. Importing this package registers every strategy."""
 
-from lossbench.reweight import class_balanced, correction, importance, loss_based  # noqa: F401  (registration)
+from lossbench.reweight import (  # noqa: F401  (registration)
+    adversarial,
+    class_balanced,
+    cleaning,
+    correction,
+    importance,
+    loss_based,
+)
 from lossbench.reweight.base import (
     REWEIGHTS,
     ReweightContext,

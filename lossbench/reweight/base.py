@@ -26,7 +26,9 @@ class ReweightContext:
     ``split`` is on the training device with its noisy labels; ``true_T`` is the
     noise model's expected transition matrix; ``make_model`` builds a fresh
     model of the run's architecture (for warm-up estimators); ``loss`` is the
-    run's loss; ``info`` collects what the strategy wants in summary.json.
+    run's loss; ``info`` collects what the strategy wants in summary.json;
+    ``detection`` is what the run's noisy-label detector found
+    (``lossbench.detect.Detection``; None with ``detect=none``).
     """
 
     split: Split
@@ -37,6 +39,7 @@ class ReweightContext:
     make_model: Any = None
     train_warmup: Any = None
     info: dict | None = None
+    detection: Any = None
 
 
 class Reweighter:

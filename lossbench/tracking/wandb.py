@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from lossbench.io import jsonable, read_jsonl
-from lossbench.train.sinks import Sink
+from lossbench.sink import Sink
 
 log = logging.getLogger("lossbench")
 
@@ -80,12 +80,12 @@ def _reachable(base_url: str, timeout: float) -> str | None:
 
 
 def reliability_image(summary: dict) -> Any | None:
-    """The test set's reliability diagrams (before temperature scaling, and after it with T fitted on
-    the clean and on the noisy validation labels) as a wandb.Image.
+    """The test set's reliability diagrams (before calibration, and after each of the run's
+    calibrators fitted on the clean and on the noisy validation labels) as a wandb.Image.
 
     The figure is the one `lossbench report --plots` draws for a run, from the
-    summary's ``test_reliability`` / ``test_reliability_ts_clean`` /
-    ``test_reliability_ts_noisy`` bins; None when the summary has none (a diverged run).
+    summary's ``test_reliability`` and ``test_reliability_<calibrator>_<view>``
+    bins; None when the summary has none (a diverged run).
     """
     if not isinstance(summary.get("test_reliability"), dict):
         return None
@@ -137,6 +137,9 @@ class WandbSink(Sink):
         self.mode = mode
         self.run: Any = None
         self.logged_keys: set[str] = set()
+        # wandb's own console output (banners, its run summary); cfg.verbose=true shows it
+        self.verbose = bool(cfg.get("verbose", False))
+        self.fell_back = False
 
     # -- what the run is called and where it belongs --------------------------------
 
@@ -171,13 +174,19 @@ class WandbSink(Sink):
             reinit="finish_previous",
         )
 
+    def _settings(self, **extra: Any) -> Any:
+        """wandb's settings: silent (no banners, no run summary on the console) unless ``verbose``."""
+        import wandb
+
+        return wandb.Settings(silent=not self.verbose, **extra)
+
     def _init(self) -> Any:
         import wandb
 
         kwargs = self.init_kwargs()
         Path(kwargs["dir"]).mkdir(parents=True, exist_ok=True)
         if self.mode != "online":
-            return wandb.init(mode=self.mode, **kwargs)
+            return wandb.init(mode=self.mode, settings=self._settings(), **kwargs)
         reason = None
         if not wandb.login(prompt=False, verify=False):
             reason = "no W&B credentials (run `wandb login` or set WANDB_API_KEY)"
@@ -186,10 +195,11 @@ class WandbSink(Sink):
         if reason is None:
             timeout = float(self.settings.get("init_timeout", 90))
             try:
-                return wandb.init(mode="online", settings=wandb.Settings(init_timeout=timeout), **kwargs)
+                return wandb.init(mode="online", settings=self._settings(init_timeout=timeout), **kwargs)
             except wandb.Error as exc:
                 reason = str(exc).strip().splitlines()[0]
-        run = wandb.init(mode="offline", **kwargs)
+        run = wandb.init(mode="offline", settings=self._settings(), **kwargs)
+        self.fell_back = True
         log.warning(
             "W&B online logging unavailable: %s. This job logs to an offline W&B run instead; "
             "upload it later with:  wandb sync %s", reason, run.settings.sync_dir,
@@ -203,7 +213,7 @@ class WandbSink(Sink):
         self.run = self._init()
         if start_epoch > 0:
             done = {r["epoch"]: r for r in read_jsonl(self.out_dir / "metrics.jsonl")
-                    if isinstance(r.get("epoch"), int) and r["epoch"] < start_epoch}
+                    if isinstance(r.get("epoch"), int) and r["epoch"] <= start_epoch}
             for epoch in sorted(done):
                 self.epoch(done[epoch])
 
@@ -238,3 +248,15 @@ class WandbSink(Sink):
                 pass
         run.summary.update(final)
         run.finish(exit_code=0)
+        self._say_where(run)
+
+    def _say_where(self, run: Any) -> None:
+        """One line instead of wandb's banners: where the run is, and how to upload an offline one."""
+        if self.verbose or self.mode == "disabled":
+            return
+        if self.mode == "offline" or self.fell_back:
+            if not self.fell_back:  # the fallback's warning already named the command
+                log.info("W&B offline run in %s; upload it with:  wandb sync %s",
+                         run.settings.sync_dir, run.settings.sync_dir)
+        else:
+            log.info("W&B run: %s", getattr(run, "url", None) or run.id)

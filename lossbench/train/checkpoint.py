@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 from pathlib import Path
 
 import torch
+
+from lossbench.io import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -20,17 +21,17 @@ class CorruptCheckpoint(RuntimeError):
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Serialize ``state``, prefix its sha256, write to a temp file, fsync, rename."""
+    """Serialize ``state``, prefix its sha256, write it atomically.
+
+    The temporary file has a unique name (two writers never share one) and is
+    removed if the write fails (a full disk leaves no partial file behind).
+    """
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
     digest = hashlib.sha256(payload).hexdigest().encode()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_file(Path(path), "wb") as f:
         f.write(MAGIC + digest + b"\n" + payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:

@@ -3,13 +3,15 @@
 The trainer never asks which loss, strategy or method it holds. For each batch
 it calls an ``Objective``, which serves what the loss declares it needs
 (``needs_features``, ``needs_index``, ``needs_head``, its ``level``; see
-``lossbench.losses.base.Loss``), lets the reweighting strategy correct and
-weigh the per-sample losses, and adds the training-side regulariser (an L1
+``lossbench.losses.base.Loss``), lets the adversarial training method
+(``lossbench.adversarial.training``; ``none`` trains on the clean batch) choose
+the inputs and the per-sample objective, lets the reweighting strategy correct
+and weigh the per-sample losses, and adds the training-side regulariser (an L1
 penalty on the weights). The epoch's batches (``Objective.epoch_batches``: the
 loss's own sampler for set-level losses) and the optimizer's parameter groups
 (``parameter_groups``: the model's, then a trainable loss's) are decided here
-too, and ``check_training`` refuses, before training, a loss and a strategy
-that do not fit together.
+too, and ``check_training`` refuses, before training, a loss, a strategy and an
+adversarial method that do not fit together.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from lossbench.adversarial.training import AdvBatch, AdversarialMethod, NoAdversarial
 from lossbench.data.transforms import BatchTransform
 from lossbench.losses.base import Loss
 from lossbench.reweight.base import Reweighter
@@ -45,26 +48,36 @@ def _name(obj: object) -> str:
     return getattr(obj, "registry_name", type(obj).__name__)
 
 
-def check_pairing(loss: Loss, reweight: Reweighter) -> None:
-    """Refuse a strategy that needs what the loss does not give: per-sample values, or logits."""
+def check_pairing(loss: Loss, reweight: Reweighter, adversarial: AdversarialMethod | None = None) -> None:
+    """Refuse a strategy or an adversarial method that needs what the loss does not give: per-sample
+    values (``needs_per_sample``), or logits (``needs_logits``)."""
     level = getattr(loss, "level", "sample")
-    if level != "sample" and getattr(reweight, "needs_per_sample", True):
-        raise ValueError(
-            f"reweight={_name(reweight)} weighs or corrects per-sample losses, and loss '{_name(loss)}' "
-            f"has none (it scores each {level} as a whole); use reweight=none"
-        )
-    if getattr(loss, "needs_head", False) and getattr(reweight, "needs_logits", False):
-        raise ValueError(
-            f"reweight={_name(reweight)} reads the logits, which loss '{_name(loss)}' never forms (it is "
-            f"computed from the features and the head); use reweight=none, class_balanced or loss_based"
-        )
+    head = getattr(loss, "needs_head", False)
+    for kind, part in (("reweight", reweight), ("adversarial", adversarial)):
+        if part is None:
+            continue
+        if level != "sample" and getattr(part, "needs_per_sample", True):
+            hint = "reweight=none" if kind == "reweight" else "adversarial=none"
+            verb = "weighs or corrects" if kind == "reweight" else "attacks"
+            raise ValueError(
+                f"{kind}={_name(part)} {verb} per-sample losses, and loss "
+                f"'{_name(loss)}' has none (it scores each {level} as a whole); use {hint}"
+            )
+        if head and getattr(part, "needs_logits", False):
+            hint = ("reweight=none, class_balanced or loss_based" if kind == "reweight"
+                    else "adversarial=none")
+            raise ValueError(
+                f"{kind}={_name(part)} reads the logits, which loss '{_name(loss)}' never forms (it is "
+                f"computed from the features and the head); use {hint}"
+            )
 
 
 def check_training(loss: Loss, reweight: Reweighter, labels: Tensor, batch_size: int,
-                   device: torch.device) -> None:
+                   device: torch.device, adversarial: AdversarialMethod | None = None) -> None:
     """Everything about a loss that can be refused before training (one line each, ValueError)."""
-    check_pairing(loss, reweight)
-    loss.prepare(labels, batch_size, device)
+    check_pairing(loss, reweight, adversarial)
+    if hasattr(loss, "prepare"):
+        loss.prepare(labels, batch_size, device)
 
 
 def parameter_groups(model: nn.Module, loss: Loss) -> list[dict]:
@@ -78,25 +91,29 @@ def l1_penalty(model: nn.Module) -> Tensor:
 
 
 class Objective:
-    """loss(batch) = mean_i w_i l(z_i, y_i) + l1 * sum |theta|.
+    """loss(batch) = mean_i w_i l_i + l1 * sum |theta|.
 
-    ``l(z_i, y_i)`` is the run's loss as the reweighting strategy presents it
-    (``per_sample_loss``: a loss correction, or the loss itself), ``w_i`` the
+    ``l_i`` is the adversarial method's per-sample objective built on the run's
+    loss l(z, y) as the reweighting strategy presents it (``per_sample_loss``: a
+    loss correction, or the loss itself); with ``adversarial=none`` it is
+    l(z_i, y_i) on the clean batch. ``w_i`` are the
     strategy's weights (mean 1; a plain mean when it gives none, bit for bit)
     and ``l1`` the coefficient of the L1 penalty on the model's parameters
     (``trainer.l1``; 0 adds nothing).
     """
 
     def __init__(self, loss_fn: Loss, reweight: Reweighter, transform: BatchTransform,
-                 l1: float = 0.0) -> None:
+                 l1: float = 0.0, adversarial: AdversarialMethod | None = None) -> None:
         self.loss_fn = loss_fn
+        self.adversarial = adversarial if adversarial is not None else NoAdversarial()
         self.reweight = reweight
         self.transform = transform
         self.l1 = float(l1)
         self.needs_features = bool(getattr(loss_fn, "needs_features", False))
         self.needs_index = bool(getattr(loss_fn, "needs_index", False))
         self.needs_head = bool(getattr(loss_fn, "needs_head", False))
-        check_pairing(loss_fn, reweight)
+        self.link = getattr(loss_fn, "prediction_logits", None)  # None: a bare nn.Module loss
+        check_pairing(loss_fn, reweight, self.adversarial)
 
     def epoch_batches(self, labels: Tensor, batch_size: int, generator: torch.Generator,
                       device: torch.device) -> list[Tensor]:
@@ -107,7 +124,8 @@ class Objective:
         positions, cut into ``batch_size`` slices (a last batch of one is dropped:
         it breaks batch norm).
         """
-        batches = self.loss_fn.epoch_batches(labels, batch_size, generator)
+        sampler = getattr(self.loss_fn, "epoch_batches", None)
+        batches = sampler(labels, batch_size, generator) if sampler is not None else None
         if batches is not None:
             return [b.to(device, non_blocking=True) for b in batches]
         order = self.reweight.epoch_indices(len(labels), generator)
@@ -141,23 +159,30 @@ class Objective:
         return self.loss_fn.head_loss(body(x), head, target, index if self.needs_index else None)
 
     def __call__(self, model: nn.Module, x_raw: Tensor, target: Tensor, index: Tensor,
-                 generator: torch.Generator | None = None) -> StepOutput:
-        """The step's loss for the training samples at positions ``index`` (raw inputs ``x_raw``).
+                 generator: torch.Generator | None = None,
+                 attack_generator: torch.Generator | None = None) -> StepOutput:
+        """The step's loss for the training samples at positions ``index`` (raw inputs ``x_raw``);
+        ``generator`` draws the augmentation, ``attack_generator`` the attack's random start.
 
         The loss's values are per sample, per set or one per batch (its ``level``);
         the step minimises their (weighted) mean, and each sample's statistic is
         the value of the unit it belongs to.
         """
-        x = self.transform(x_raw, train=True, generator=generator)
         logits: Tensor | None = None
-        if self.needs_head:
+        if self.needs_head:  # adversarial=none only (check_pairing)
+            x = self.transform(x_raw, train=True, generator=generator)
             values, pred = self.head_values(model, x, target, index)
         else:
-            logits, features = self.forward(model, x)
-            values = self.per_sample(logits, target, features, index)
+            batch = AdvBatch(
+                model=model, x_raw=x_raw, target=target, transform=self.transform,
+                forward=lambda x: self.forward(model, x),
+                loss_of=lambda logits, features: self.per_sample(logits, target, features, index),
+                augment_generator=generator, attack_generator=attack_generator,
+            )
+            values, logits = self.adversarial.per_sample(batch)
             logits = logits.detach()
             with torch.no_grad():
-                pred = self.loss_fn.prediction_logits(logits).argmax(1)
+                pred = (logits if self.link is None else self.link(logits)).argmax(1)
         per_sample = values.detach().reshape(-1)
         if per_sample.numel() != len(target):
             per_sample = per_sample.repeat_interleave(len(target) // per_sample.numel())

@@ -14,15 +14,20 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lossbench import lifecycle
+from lossbench.adversarial.evaluation import RobustEvaluation
+from lossbench.adversarial.training import AdversarialMethod
 from lossbench.data.split import Split
 from lossbench.data.transforms import BatchTransform
 from lossbench.errors import ConfigError, config_differences
 from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
 from lossbench.reweight.base import Reweighter
+from lossbench.sink import Sink
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
 from lossbench.train.objective import Objective, check_training
-from lossbench.train.sinks import Sink
+from lossbench.train.threads import check_threads
+from lossbench.train.weights import check_save_weights
 
 log = logging.getLogger("lossbench")
 
@@ -30,7 +35,7 @@ PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16-mixed": torch.float16}
 
 
 class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite in epoch ``epoch`` (1-based, as records number them)."""
 
     def __init__(self, epoch: int, history: list[dict]) -> None:
         super().__init__(f"training loss is not finite at epoch {epoch}")
@@ -92,6 +97,8 @@ class Trainer:
     force: bool = False
     grad_clip: float | None = None
     l1: float = 0.0
+    threads: int | str = "auto"
+    save_weights: str = "final"
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs <= 0:
@@ -110,6 +117,8 @@ class Trainer:
             raise ValueError(f"trainer.grad_clip must be positive or null, got {self.grad_clip}")
         if not self.l1 >= 0:
             raise ValueError(f"trainer.l1 must be >= 0, got {self.l1}")
+        self.threads = check_threads(self.threads)
+        check_save_weights(self.save_weights)
         self.torch_device = resolve_device(self.device)
         self.autocast_dtype = PRECISIONS[str(self.precision)]
         if self.autocast_dtype is torch.float16 and self.torch_device.type != "cuda":
@@ -133,11 +142,12 @@ class Trainer:
         a learned link, when a loss is given)."""
         was_training = model.training
         model.eval()
+        link = getattr(loss, "prediction_logits", None)
         out = []
         for i in range(0, len(x), self.eval_batch_size):
             with self.autocast():
                 logits = model(transform(x[i : i + self.eval_batch_size], train=False)).float()
-            out.append(logits if loss is None else loss.prediction_logits(logits).float())
+            out.append(logits if link is None else link(logits).float())
         model.train(was_training)
         return torch.cat(out) if out else torch.empty(0, device=x.device)
 
@@ -153,12 +163,24 @@ class Trainer:
         sinks: Sequence[Sink] = (),
         checkpoint_path: Path | None = None,
         checkpoint_meta: dict | None = None,
+        adversarial: AdversarialMethod | None = None,
+        robust: RobustEvaluation | None = None,
     ) -> list[dict]:
         """Train for ``self.epochs`` epochs (resuming from ``checkpoint_path`` if valid).
 
         ``checkpoint_meta`` (plain data, e.g. the experiment's config) is saved
         with each checkpoint; a checkpoint whose meta differs is not resumed
         from: that is a ConfigError, and the checkpoint is left in place.
+        ``adversarial`` is the adversarial training method (None: standard
+        training); its random starts come from a seeded, checkpointed generator.
+        ``robust`` adds its figures to the records of the epochs it is due at.
+
+        When ``lifecycle.stop_requested()`` (SIGTERM, SIGINT, preemption) at a
+        batch boundary, the state so far, including the epoch's sample order,
+        position and statistics, is checkpointed and ``lifecycle.Interrupted``
+        is raised; resuming from it continues bit for bit as if never stopped.
+        Sinks get ``resume(history)`` (the records the checkpoint holds, [] on a
+        fresh start) before ``start``.
         """
         device = self.torch_device
         transform = BatchTransform(split, self.channels_last)
@@ -166,11 +188,12 @@ class Trainer:
         scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype is torch.float16)
         generator = torch.Generator().manual_seed(int(seed))
         aug_generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
+        attack_generator = torch.Generator(device=device).manual_seed(int(seed) + 2)
         x_train, y_noisy, y_clean = split.x_train, split.y_train_noisy, split.y_train
         is_noisy = y_noisy != y_clean
         n = len(y_noisy)
-        objective = Objective(loss_fn, reweight, transform, self.l1)
-        check_training(loss_fn, reweight, y_noisy, self.batch_size, device)
+        objective = Objective(loss_fn, reweight, transform, self.l1, adversarial)
+        check_training(loss_fn, reweight, y_noisy, self.batch_size, device, adversarial)
         history: list[dict] = []
         start_epoch = 0
         seen_loss = torch.zeros(n, device=device)
@@ -179,6 +202,25 @@ class Trainer:
         state_objects = dict(
             model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn, scaler=scaler
         )
+        partial: dict | None = None  # a checkpoint taken inside an epoch (on a stop request)
+
+        def snapshot(last_epoch: int) -> dict:
+            state = {key: obj.state_dict() for key, obj in state_objects.items()}
+            state.update(
+                reweight=reweight.state_dict(),
+                rng={
+                    "batch": generator.get_state(),
+                    "augment": aug_generator.get_state(),
+                    "attack": attack_generator.get_state(),
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                },
+                history=history,
+                epoch=last_epoch,
+                meta=checkpoint_meta,
+            )
+            return state
+
         if checkpoint_path is not None and Path(checkpoint_path).exists():
             try:
                 state = load_checkpoint(checkpoint_path, map_location=device)
@@ -202,12 +244,16 @@ class Trainer:
                 # generator states are CPU byte tensors, whatever map_location did to them
                 generator.set_state(state["rng"]["batch"].cpu())
                 aug_generator.set_state(state["rng"]["augment"].cpu())
+                attack_generator.set_state(state["rng"]["attack"].cpu())
                 torch.set_rng_state(state["rng"]["torch"].cpu())
                 if device.type == "cuda" and state["rng"].get("cuda") is not None:
                     torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
                 history = list(state["history"])
                 start_epoch = int(state["epoch"]) + 1
-                log.info("resumed from %s at epoch %d", checkpoint_path, start_epoch)
+                partial = state.get("partial")
+                where = f"epoch {start_epoch + 1}" + (f", batch {int(partial['next']) // self.batch_size}"
+                                                  if partial is not None else "")
+                log.info("resumed from %s at %s", checkpoint_path, where)
             except ConfigError:
                 raise
             except (CorruptCheckpoint, KeyError, RuntimeError, ValueError) as exc:
@@ -216,17 +262,50 @@ class Trainer:
                 raise RestartFromScratch(str(exc)) from exc
 
         for sink in sinks:
+            sink.resume(history)
+        for sink in sinks:
             sink.start(self.epochs, start_epoch)
         model.train()
         for epoch in range(start_epoch, self.epochs):
             started = time.perf_counter()
+            # progress hooks are functions of the epoch, so calling them again on a mid-epoch resume is safe
             loss_fn.on_epoch_start(epoch, self.epochs)
             reweight.on_epoch_start(epoch, self.epochs)
-            batches = objective.epoch_batches(y_noisy, self.batch_size, generator, device)
-            order = torch.cat(batches)
-            for index in batches:
+            if partial is not None:  # resume inside this epoch: its batches and statistics so far
+                order = partial["order"].to(device)
+                sizes = partial.get("sizes")  # recorded when the batches are not batch_size slices
+                batches = list(order.split(list(sizes) if sizes else self.batch_size))
+                first, carried = int(partial["next"]), float(partial["train_seconds"])
+                seen_loss.copy_(partial["seen_loss"].to(device))
+                seen_pred.copy_(partial["seen_pred"].to(device))
+                partial = None
+            else:
+                batches = objective.epoch_batches(y_noisy, self.batch_size, generator, device)
+                order = torch.cat(batches)
+                first, carried = 0, 0.0
+            end = 0
+            for number, index in enumerate(batches):
+                i, end = end, end + len(index)  # positions in order of the batch's first and next samples
+                if i < first:
+                    continue
+                signum = lifecycle.stop_requested()
+                if signum is not None:  # a batch boundary: save the epoch so far, then stop
+                    where = f"at epoch {epoch + 1}, batch {number} of {len(batches)}"
+                    if checkpoint_path is None:
+                        raise lifecycle.Interrupted(signum, where, None)
+                    state = snapshot(epoch - 1)
+                    state["partial"] = {
+                        "next": i, "order": order.cpu(), "seen_loss": seen_loss.cpu(),
+                        "seen_pred": seen_pred.cpu(),
+                        "train_seconds": carried + time.perf_counter() - started,
+                    }
+                    if any(len(b) != self.batch_size for b in batches[:-1]):
+                        state["partial"]["sizes"] = [len(b) for b in batches]
+                    save_checkpoint(checkpoint_path, state)
+                    raise lifecycle.Interrupted(signum, where, Path(checkpoint_path))
                 with self.autocast():
-                    step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator)
+                    step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator,
+                                     attack_generator)
                 loss = step.loss
                 optimizer.zero_grad(set_to_none=True)
                 if scaler.is_enabled():
@@ -244,19 +323,22 @@ class Trainer:
                 # two cheap writes per step; the epoch's statistics are reduced once below
                 seen_loss[index] = step.per_sample.float()
                 seen_pred[index] = step.pred
+                for sink in sinks:
+                    sink.batch(epoch + 1, end, len(order))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # time the work, not its queueing
-            train_seconds = time.perf_counter() - started
+            train_seconds = carried + time.perf_counter() - started
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            record = {"epoch": epoch, **_train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)}
+            stats = _train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)
+            record = {"epoch": epoch + 1, **stats}
             record.update(
                 lr=lr,
                 train_seconds=train_seconds,
                 throughput=len(order) / train_seconds if train_seconds > 0 else float("nan"),
             )
             if not math.isfinite(record["train_loss"]):
-                raise Diverged(epoch, history)
+                raise Diverged(epoch + 1, history)
             # validation is scored on its noisy labels (val_*) and on its clean ones (val_clean_*)
             evals = ((split.x_val, {"val": split.y_val_noisy, "val_clean": split.y_val}),
                      (split.x_test, {"test": split.y_test}))
@@ -266,6 +348,8 @@ class Trainer:
                 logits_eval = self.predict(model, x, transform, loss_fn)
                 for prefix, y in views.items():
                     record.update({f"{prefix}_{k}": v for k, v in epoch_metrics(logits_eval, y).items()})
+            if robust is not None and robust.due(epoch, self.epochs):
+                record.update(robust.epoch_metrics(model, split, transform))
             record["seconds"] = time.perf_counter() - started
             history.append(record)
             for sink in sinks:
@@ -273,19 +357,7 @@ class Trainer:
             if checkpoint_path is not None and self.checkpoint_every and (
                 (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
             ):
-                state = {key: obj.state_dict() for key, obj in state_objects.items()}
-                state.update(
-                    reweight=reweight.state_dict(),
-                    rng={
-                        "batch": generator.get_state(),
-                        "augment": aug_generator.get_state(),
-                        "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    },
-                    history=history,
-                    epoch=epoch,
-                    meta=checkpoint_meta,
-                )
+                state = snapshot(epoch)
                 save_checkpoint(checkpoint_path, state)
         return history
 

@@ -87,6 +87,20 @@ def test_negative_label_smoothing_is_ce_with_the_negative_soft_target(epsilon):
     torch.testing.assert_close(ours, per_sample, rtol=0, atol=1e-5)
 
 
+def _gls_code(z, y, smooth_rate, wa, wb):
+    """The official loss_gls per sample, from its maths: (wa + wb (1 - r)) nll + wb r mean_k(-log p_k)."""
+    logp = z.log_softmax(1)
+    nll = -logp[torch.arange(len(y)), y]
+    return (wa + wb * (1 - smooth_rate)) * nll + wb * smooth_rate * (-logp.mean(1))
+
+
+@pytest.mark.parametrize(("epsilon", "wa", "wb"), [(-0.2, 0.0, 1.0), (-0.6, 1.0, 1.0), (-2.0, 0.5, 0.3)])
+def test_nls_weights_match_the_official_code(epsilon, wa, wb):
+    z, y = _random()
+    ours = _loss("nls", epsilon=epsilon, wa=wa, wb=wb)(z, y)
+    torch.testing.assert_close(ours, _gls_code(z, y, epsilon, wa, wb))
+
+
 def test_poly1_hand_worked_and_timm():
     _close(_loss("poly1")(Z, Y), [-math.log(p) + (1 - p) for p in PY])
     z, y = _random()
@@ -147,6 +161,35 @@ def test_encouraging_hand_worked():
     _close(_loss("encouraging")(Z, Y), [-math.log(p) + math.log(1 - p) for p in PY])  # 0.75: both below
 
 
+def _encouraging_code(z, y, log_end=0.75):
+    """The official EncouragingLoss per sample, from its maths: bonus log(clamp(1 - p, 1e-5)),
+    its tangent past log_end, loss = -(log p_y - bonus_y)."""
+    logp = z.log_softmax(1)
+    p = logp.exp()
+    bonus = torch.log(torch.clamp(1 - p, min=1e-5))
+    if log_end != 1.0:
+        tangent = 1 / (log_end - 1) * (p - log_end) + math.log(1 - log_end)
+        bonus = torch.where(p > log_end, tangent, bonus)
+    rows = torch.arange(len(y))
+    return -(logp - bonus)[rows, y]
+
+
+def test_encouraging_bonus_clamp_reproduces_the_official_code():
+    z = torch.tensor([[14.0, 0.0, 0.0], [2.0, 1.0, 0.0], [0.0, 3.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([0, 0, 0])
+    for log_end in (1.0, 0.75):
+        code = _encouraging_code(z, y, log_end)
+        ours = _loss("encouraging", log_end=log_end, bonus_clamp=1e-5)(z, y)
+        torch.testing.assert_close(ours, code, rtol=1e-12, atol=1e-12)
+    # Full bonus at 1 - p_y = 1.7e-6 (first row): the clamp binds; the exact default does not clamp.
+    exact = _loss("encouraging", log_end=1.0)(z, y)
+    assert exact[0] < _encouraging_code(z, y, 1.0)[0] - 1.0
+    torch.testing.assert_close(exact[1:], _encouraging_code(z, y, 1.0)[1:], rtol=1e-12, atol=1e-12)
+    # log_end = 0.75: the tangent takes over before the clamp could bind: clamp or not, the same.
+    code = _encouraging_code(z, y, 0.75)
+    torch.testing.assert_close(_loss("encouraging")(z, y), code, rtol=1e-12, atol=1e-12)
+
+
 def test_encouraging_bonus_is_continuous_with_continuous_slope_at_log_end():
     loss = _loss("encouraging", log_end=0.6)
     # p_y = sigmoid(t) for two classes; step across p_y = 0.6 in t.
@@ -174,6 +217,49 @@ def test_bias_loss_hand_worked():
     # Equal variances: v = 0 for all.
     same = _loss("bias_loss")(z, y, torch.ones(3, 2))
     _close(same, [0.7 * c for c in ce])
+
+
+def _bias_code(features, z, y, alpha=0.3, beta=0.3, running_min=100000.0):
+    """The official BiasLoss ('global') per sample, from its maths: sample variance of the detached
+    features, (var - running min) / (max - min), weight exp(beta v) - 1 + alpha."""
+    var = features.detach().flatten(1).var(dim=1)
+    lo, hi = var.min(), var.max()
+    running_min = min(running_min, lo.item())
+    v = (var - running_min) / (hi - lo)
+    return (torch.exp(v * beta) - 1.0 + alpha) * F.cross_entropy(z, y, reduction="none"), running_min
+
+
+def test_bias_loss_code_form_and_global_normalisation_match_the_official_code():
+    loss = _loss("bias_loss", weight_form="code", normalisation="global", detach_weight=True)
+    g = torch.Generator().manual_seed(0)
+    running = 100000.0
+    for step, spread in enumerate((1.0, 3.0, 0.5)):  # the third batch's minimum is above the running one
+        f = spread * torch.randn(8, 5, generator=g, dtype=torch.float64) + step
+        z, y = torch.randn(8, 4, generator=g, dtype=torch.float64), torch.randint(4, (8,), generator=g)
+        expected, running = _bias_code(f, z, y, running_min=running)
+        torch.testing.assert_close(loss(z, y, f), expected, rtol=1e-12, atol=1e-12)
+        assert loss.global_min.item() == pytest.approx(running / (5 / 4), rel=1e-12)  # population variance
+    assert "global_min" in loss.state_dict()
+    # The two weight forms differ by a constant 0.4 at alpha = beta = 0.3.
+    f = torch.randn(6, 5, generator=g)
+    z, y = torch.randn(6, 4, generator=g), torch.randint(4, (6,), generator=g)
+    paper, code = _loss("bias_loss")(z, y, f), _loss("bias_loss", weight_form="code")(z, y, f)
+    torch.testing.assert_close(paper - code, 0.4 * F.cross_entropy(z, y, reduction="none"))
+
+
+def test_bias_loss_global_minimum_is_stored_only_in_training_mode():
+    loss = _loss("bias_loss", normalisation="global").eval()
+    z, y = torch.zeros(3, 2), torch.zeros(3, dtype=torch.long)
+    loss(z, y, torch.tensor([[1.0, 1.0], [0.0, 2.0], [-2.0, 2.0]]))
+    assert loss.global_min.item() == float("inf")
+    loss.train()
+    out = loss(z, y, torch.tensor([[1.0, 1.0], [0.0, 2.0], [-2.0, 2.0]]))
+    assert loss.global_min.item() == 0.0
+    # variances 1, 4, 9; the running minimum stays 0
+    out2 = loss(z, y, torch.tensor([[0.0, 2.0], [-2.0, 2.0], [-3.0, 3.0]]))
+    v = torch.tensor([1.0, 4.0, 9.0]) / 8.0
+    _close(out2, ((torch.exp(0.3 * v) - 0.3) * math.log(2)).tolist())
+    assert out.shape == (3,)
 
 
 def test_bias_loss_weight_gradient_kept_or_detached():

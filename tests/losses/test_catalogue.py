@@ -355,18 +355,24 @@ def test_every_loss_with_hyperparameters_has_a_failure_case():
     assert with_params <= tested, f"no ValueError case for {sorted(with_params - tested)}"
 
 
-def test_losses_command_lists_every_loss_with_its_family(monkeypatch, capsys):
+def test_losses_command_lists_every_loss_with_family_hyperparameters_and_dataset_values(monkeypatch, capsys):
     from lossbench.cli import main
 
-    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("COLUMNS", "400")
     main(["losses"])
     out = capsys.readouterr().out
     rows = {}
     for line in out.splitlines():
-        cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
-        if len(cells) >= 2 and cells[0] in LOSSES:
-            rows[cells[0]] = cells[1]
-    assert rows == {name: cls.family for name, cls in LOSSES.items()}
+        cells = [c.strip() for c in re.split(r"[│|]", line)][1:-1]
+        if len(cells) == 5 and cells[0] in LOSSES:
+            rows[cells[0]] = cells
+    families = {name: cells[1] for name, cells in rows.items()}
+    assert families == {name: cls.family for name, cls in LOSSES.items()}
+    assert rows["nce_rce"][3] == "alpha=1.0, beta=1.0, A=paper"
+    assert rows["nce_rce"][4] == ("cifar100: alpha=10, beta=0.1; "
+                                  "fashion_mnist, mnist: alpha=1, beta=10")
+    assert "trainer.l1=5e-05" in rows["anl_ce"][4] and "optim.weight_decay=0" in rows["anl_ce"][4]
+    assert rows["ce"][3] == "" and rows["gce"][4] == ""
 
 
 def test_every_loss_has_a_hand_worked_test():

@@ -92,3 +92,21 @@ def test_sum_exp_tail_is_linear_and_finite():
     assert out.item() == pytest.approx(expected, rel=1e-5)
     out.sum().backward()
     assert torch.isfinite(z.grad).all()
+
+
+def test_guard_binds_past_1e7_and_null_gives_the_exact_formula():
+    # u = e^20 (p_y = 1/(1 + e^20)): exactly 1/p_y - 1 = e^20 = 4.85e8; the guard's tangent gives 4.9e7.
+    z = torch.tensor([[0.0, 20.0]], dtype=torch.float64)
+    y = torch.tensor([0])
+    exact = _loss("sum_exp", guard=None)(z, y).item()
+    assert exact == pytest.approx(math.exp(20.0), rel=1e-12)
+    guarded = _loss("sum_exp")(z, y).item()
+    x, x_cap = math.log1p(math.exp(20.0)), math.log(1e7)
+    assert guarded == pytest.approx((1e7 - 1) + 1e7 * (x - x_cap), rel=1e-12)
+    assert guarded == pytest.approx(4.9e7, rel=0.01)
+    # Below the guard the two agree; comp_sum takes the same option (tau = 0.5: guard at 1/p_y = 1e14).
+    z = torch.tensor([[0.0, 5.0], [1.0, -1.0]], dtype=torch.float64)
+    y = torch.tensor([0, 0])
+    torch.testing.assert_close(_loss("sum_exp")(z, y), _loss("sum_exp", guard=None)(z, y), rtol=0, atol=0)
+    p = z.softmax(1)[:, 0]
+    torch.testing.assert_close(_loss("comp_sum", tau=0.5, guard=None)(z, y), (p.pow(-0.5) - 1) / 0.5)

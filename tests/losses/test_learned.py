@@ -198,7 +198,7 @@ def test_evaluation_and_training_statistics_score_the_link(digits):
     transform = BatchTransform(digits)
     logits = trainer.predict(model, digits.x_test, transform, loss)
     torch.testing.assert_close(logits, loss.prediction_logits(model.eval()(transform(digits.x_test, False))))
-    summary = evaluate_model(trainer, model, digits, loss)
+    summary = evaluate_model(trainer, model, digits, loss=loss)
     assert summary["test_acc"] == pytest.approx((logits.argmax(1) == digits.y_test).double().mean().item())
     step = Objective(loss, NoReweighting(), transform)(model.train(), digits.x_train[:32],
                                                       digits.y_train_noisy[:32], torch.arange(32))

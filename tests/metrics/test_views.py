@@ -28,7 +28,11 @@ def test_every_renamed_key_names_both_views():
     ("test_acc_at_best_val_clean", "selected on the clean validation labels"),
     ("val_clean_acc", "scored on the clean validation labels"),
     ("val_ece", "scored on the noisy validation labels"),
-    ("val_clean_ece_ts_clean", "fitted on the clean validation labels"),
+    ("val_clean_ece_ts_clean", "temperature scaling fitted on the clean validation labels"),
+    ("test_ece_dir_noisy", "Dirichlet calibration fitted on the noisy validation labels"),
+    ("test_smece_ca_clean", "correctness-aware calibration fitted on the clean validation labels"),
+    ("ms_fit_seconds_noisy", "matrix scaling fitted on the noisy"),
+    ("dir_reg_lambda_clean", "Dirichlet calibration fitted on the clean"),
 ])
 def test_view_text(name, words):
     assert words in view_text(name)

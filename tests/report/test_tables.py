@@ -158,7 +158,10 @@ def test_formats(sweep):
     assert "1 failed" in md and "1 diverged" in md and "1 unfinished" in md
     assert "ValueError: bad q" in md and "more" not in md.split("ValueError: bad q")[1][:10]
     latex = render(t, sweep, "latex")
-    assert "\\textbf{87.00 $\\pm$ 2.65 (3)}" in latex and "\\begin{tabular}" in latex
+    # each metric column is split at the decimal point (r@{}l), so numbers align on it
+    assert "\\begin{tabular}{llr@{}lr@{}lr}" in latex
+    assert "robust & gce & \\textbf{87} & \\textbf{.00 $\\pm$ 2.65 (3)} & \\textbf{65} & " in latex
+    assert "comp-sum & ce & 82 & .00 $\\pm$ 2.00 (3/4) & 52 & .00 $\\pm$ 2.00 (3) & 2.50 \\\\" in latex
     assert "% 1 failed" not in latex and "% failed:" in latex
     html_text = render(t, sweep, "html")
     assert "<b>87.00 ± 2.65 (3)</b>" in html_text and "lossbench-status" in html_text

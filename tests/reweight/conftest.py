@@ -21,7 +21,11 @@ def make_ctx():
         c = T.shape[0]
         y = torch.arange(c).repeat(4) if y_noisy is None else torch.as_tensor(y_noisy)
         split = SimpleNamespace(num_classes=c, y_train_noisy=y)
+        # a detector's output for the strategies that train on one: every third sample flagged
+        n = max(len(y), 64)  # the tests index batches of up to 64 samples
+        flags = torch.arange(n) % 3 == 0
+        detection = SimpleNamespace(flags=flags, scores=torch.linspace(0.0, 1.0, n))
         return ReweightContext(split=split, loss=loss or CrossEntropy(), true_T=T,
-                               device=torch.device("cpu"), seed=0)
+                               device=torch.device("cpu"), seed=0, detection=detection)
 
     return make

@@ -89,7 +89,7 @@ def test_completed_run_identity_metrics_summary_and_media(wandb_env, tmp_path):
     cfg = make_cfg("logger.mode=offline", "logger.tags=[mine]", "logger.notes=hello")
     sink = WandbSink(cfg, tmp_path, CHOICES)
     sink.start(3)
-    for epoch in range(3):
+    for epoch in (1, 2, 3):  # epochs are numbered from 1, and so are the W&B steps
         sink.epoch(record(epoch))
     sink.close(summary(test_class_acc=[0.9, None, 0.1], class_names=["zero", "one", "two"]))
 
@@ -101,8 +101,8 @@ def test_completed_run_identity_metrics_summary_and_media(wandb_env, tmp_path):
     assert run.config["loss"] == "focal" and run.config["loss.gamma"] == 3.0
     metrics = [{k: v for k, v in row.items() if not k.startswith("_") and k in record(0)}
                for row in run.history]
-    assert metrics == [record(e) for e in range(3)]
-    assert [row["_step"] for row in run.history] == [0, 1, 2]
+    assert metrics == [record(e) for e in (1, 2, 3)]
+    assert [row["_step"] for row in run.history[:3]] == [1, 2, 3]
     # the W&B summary is the lossbench summary (without the config, which is the run config)
     expected = {k: v for k, v in summary().items() if k != "config"}
     got = {k: v for k, v in run.summary.items() if k in expected}
@@ -121,12 +121,12 @@ def test_completed_run_identity_metrics_summary_and_media(wandb_env, tmp_path):
 def test_failed_run_finishes_with_exit_code_one(wandb_env, tmp_path):
     sink = WandbSink(make_cfg("logger.mode=offline"), tmp_path, CHOICES)
     sink.start(3)
-    sink.epoch(record(0))
+    sink.epoch(record(1))
     sink.close(None)
     run = only_run(tmp_path)
     assert run.exit_code == 1
     assert run.summary["status"] == "failed"
-    assert [row["epoch"] for row in run.history] == [0]
+    assert [row["epoch"] for row in run.history] == [1]
 
 
 def test_close_without_start_makes_no_run(wandb_env, tmp_path):
@@ -135,21 +135,21 @@ def test_close_without_start_makes_no_run(wandb_env, tmp_path):
 
 
 def test_resumed_job_replays_finished_epochs(wandb_env, tmp_path):
-    for epoch in (0, 1, 2):  # epoch 2 was logged after the last checkpoint and will be redone
+    for epoch in (1, 2, 3):  # epoch 3 was logged after the last checkpoint and will be redone
         append_jsonl(tmp_path / "metrics.jsonl", record(epoch))
     sink = WandbSink(make_cfg("logger.mode=offline"), tmp_path, CHOICES)
     sink.start(4, start_epoch=2)
-    sink.epoch(record(2))
     sink.epoch(record(3))
+    sink.epoch(record(4))
     sink.close(summary(epochs=4))
     run = only_run(tmp_path)
-    assert [row["epoch"] for row in run.history] == [0, 1, 2, 3]
+    assert [row["epoch"] for row in run.history if "epoch" in row] == [1, 2, 3, 4]
 
 
 def test_disabled_mode_writes_nothing(wandb_env, tmp_path):
     sink = WandbSink(make_cfg("logger.mode=disabled"), tmp_path, CHOICES)
     sink.start(1)
-    sink.epoch(record(0))
+    sink.epoch(record(1))
     sink.close(summary(epochs=1))
     assert run_files(tmp_path) == []
 
@@ -164,7 +164,7 @@ def test_online_without_credentials_goes_offline(wandb_env, tmp_path, caplog):
     sink = WandbSink(make_cfg("logger.mode=online"), tmp_path, CHOICES)
     with caplog.at_level(logging.WARNING, logger="lossbench"):
         sink.start(1)
-    sink.epoch(record(0))
+    sink.epoch(record(1))
     sink.close(summary(epochs=1))
     assert "no W&B credentials" in caplog.text and "wandb sync" in caplog.text
     run = only_run(tmp_path)
@@ -183,10 +183,37 @@ def test_online_init_failure_goes_offline(wandb_env, tmp_path, caplog):
     sink = WandbSink(make_cfg("logger.mode=online", "logger.init_timeout=1"), tmp_path, CHOICES)
     with caplog.at_level(logging.WARNING, logger="lossbench"):
         sink.start(1)
-    sink.epoch(record(0))
+    sink.epoch(record(1))
     sink.close(summary(epochs=1))
     assert "127.0.0.1:9" in caplog.text and "wandb sync" in caplog.text
     wandb.teardown()
     offline = [p for p in run_files(tmp_path) if p.parent.name.startswith("offline-run-")]
     assert len(offline) == 1
-    assert [row["epoch"] for row in read_run(offline[0]).history] == [0]
+    assert [row["epoch"] for row in read_run(offline[0]).history if "epoch" in row] == [1]
+
+
+def _one_offline_run(tmp_path, *overrides):
+    sink = WandbSink(make_cfg("logger.mode=offline", *overrides), tmp_path, CHOICES)
+    sink.start(1)
+    sink.epoch(record(1))
+    sink.close(summary(epochs=1))
+    only_run(tmp_path)
+
+
+def test_wandb_is_quiet_by_default_with_one_line_saying_where(wandb_env, tmp_path, capfd, caplog):
+    wandb_env.delenv("WANDB_SILENT")
+    with caplog.at_level(logging.INFO, logger="lossbench"):
+        _one_offline_run(tmp_path)
+    out, err = capfd.readouterr()
+    assert "wandb:" not in out + err  # no banners, no run summary
+    [line] = [r.getMessage() for r in caplog.records if "W&B offline run" in r.getMessage()]
+    assert "wandb sync" in line and "offline-run-" in line
+
+
+def test_verbose_shows_wandb_banners(wandb_env, tmp_path, capfd, caplog):
+    wandb_env.delenv("WANDB_SILENT")
+    with caplog.at_level(logging.INFO, logger="lossbench"):
+        _one_offline_run(tmp_path, "verbose=true")
+    out, err = capfd.readouterr()
+    assert "wandb:" in out + err
+    assert not [r for r in caplog.records if "W&B offline run" in r.getMessage()]

@@ -1,0 +1,103 @@
+"""Saved model weights (``trainer.save_weights``): the final model and the validation-selected one.
+
+Each file is a plain ``state_dict`` of CPU tensors written atomically, so
+``model.load_state_dict(torch.load(path, weights_only=True))`` reads it back
+into a model built from the run's config (``lossbench evaluate RUN_DIR`` does
+exactly that).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lossbench.io import read_jsonl
+from lossbench.sink import Sink
+
+SAVE_WEIGHTS = ("final", "best", "both", "none")
+WEIGHT_FILES = {"final": "model_final.pt", "best": "model_best.pt"}
+# The validation figure "best" selects on: accuracy on the noisy validation labels (what a
+# practitioner can select on); ties go to the earliest epoch, as in the summary's best-epoch figures.
+SELECT_ON = "val_acc"
+
+
+def check_save_weights(value: object) -> str:
+    if value not in SAVE_WEIGHTS:
+        raise ValueError(f"unknown trainer.save_weights '{value}'; known: {', '.join(SAVE_WEIGHTS)}")
+    return str(value)
+
+
+def kept(setting: str) -> tuple[str, ...]:
+    """Which weight files ``trainer.save_weights=setting`` keeps: ("final",), ("best",), both or none."""
+    check_save_weights(setting)
+    return {"final": ("final",), "best": ("best",), "both": ("final", "best"), "none": ()}[setting]
+
+
+def save_state_dict(model: nn.Module, path: Path) -> None:
+    """``model``'s state_dict as CPU tensors, to a temporary file in the same folder, then renamed."""
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_state_dict(path: Path, device: torch.device | str = "cpu") -> dict:
+    """A saved state_dict, read with ``weights_only=True``."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+class BestWeights(Sink):
+    """Keeps ``model_best.pt``: the model after the epoch with the highest ``val_acc`` so far.
+
+    A resumed run continues from the best of the epochs it already has (read from
+    metrics.jsonl) when its model_best.pt survived; ``best_epoch`` is the epoch
+    whose model the file holds.
+    """
+
+    def __init__(self, model: nn.Module, out_dir: Path) -> None:
+        self.model = model
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / WEIGHT_FILES["best"]
+        self.best = float("-inf")
+        self.best_epoch: int | None = None
+
+    def start(self, num_epochs: int, start_epoch: int = 0) -> None:
+        if start_epoch == 0 or not self.path.exists():
+            self.path.unlink(missing_ok=True)
+            return
+        done = [r for r in read_jsonl(self.out_dir / "metrics.jsonl")
+                if isinstance(r.get("epoch"), int) and r["epoch"] <= start_epoch
+                and isinstance(r.get(SELECT_ON), (int, float))]
+        if done:
+            best = max(done, key=lambda r: (r[SELECT_ON], -r["epoch"]))
+            self.best, self.best_epoch = float(best[SELECT_ON]), int(best["epoch"])
+
+    def epoch(self, record: dict) -> None:
+        value = record.get(SELECT_ON)
+        if isinstance(value, (int, float)) and value > self.best:
+            save_state_dict(self.model, self.path)
+            self.best, self.best_epoch = float(value), int(record["epoch"])
+
+
+def weights_summary(setting: str, out_dir: Path, model: nn.Module, best: BestWeights | None,
+                    finished: bool) -> dict:
+    """Write model_final.pt (for a run that finished with finite weights) and say in the summary
+    which files the run kept: ``weights_final``, ``weights_best`` and ``weights_best_epoch``."""
+    out: dict = {}
+    if "final" in kept(setting) and finished:
+        save_state_dict(model, Path(out_dir) / WEIGHT_FILES["final"])
+        out["weights_final"] = WEIGHT_FILES["final"]
+    if best is not None and best.best_epoch is not None and best.path.exists():
+        out["weights_best"] = WEIGHT_FILES["best"]
+        out["weights_best_epoch"] = best.best_epoch
+    return out

@@ -1,0 +1,425 @@
+"""One validation layer: the schema of every config group, checked for every sweep combination
+before any job starts (lossbench.precheck) and again inside each job (values a sweeper picks).
+
+Where each group's schema comes from (one place each, so a new plug-in brings its own):
+
+- a group with a ``_target_`` (dataset, model, loss, noise, reweight, optim, scheduler): the
+  target's signature, its parameter names and type hints;
+- ``trainer``: the ``Trainer`` dataclass; ``logger``: ``LoggerSettings``; the top level:
+  ``TopLevel`` (both below);
+- ``RULES``: ranges and choices a type hint cannot say (``optim.lr > 0``, sizes as a fraction or
+  a count, ``trainer.progress`` in its modes), checked instead of the hint for those keys.
+
+After the types, the cheap constructors run (trainer, loss, noise model with the dataset's
+number of classes, reweighting, optimizer on a dummy parameter, scheduler), so their own
+range checks are part of the same layer. Every problem is a ``ConfigError`` of one line naming
+the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import inspect
+import math
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lossbench.errors import ConfigError
+
+
+@dataclass
+class TopLevel:
+    """Keys at the top of config.yaml."""
+
+    seed: int = 0
+    noise_seed: int = 0
+    data_dir: str = "data"
+    objective: str = "best_val_acc_noisy"
+
+
+@dataclass
+class LoggerSettings:
+    """conf/logger/*.yaml: local files only, or W&B as well (see lossbench.tracking.wandb)."""
+
+    wandb: bool = False
+    mode: str = "online"
+    project: str | None = None
+    entity: str | None = None
+    group: str | None = None
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    notes: str | None = None
+    dir: str | None = None
+    init_timeout: float = 90.0
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _size(zero_ok: bool) -> Callable[[Any], bool]:
+    def check(v: Any) -> bool:
+        if _integer(v):
+            return v >= (0 if zero_ok else 1)
+        return isinstance(v, float) and (0.0 <= v if zero_ok else 0.0 < v) and v < 1.0
+    return check
+
+
+def _choices(values: Callable[[], typing.Iterable[str]]) -> tuple[Callable[[Any], bool], Callable[[], str]]:
+    def check(v: Any) -> bool:
+        return not isinstance(v, bool) and str(v) in set(values())
+
+    return check, lambda: "one of " + ", ".join(values())
+
+
+def _progress_modes() -> tuple[str, ...]:
+    from lossbench.train.sinks import PROGRESS_MODES
+
+    return PROGRESS_MODES
+
+
+def _precisions() -> tuple[str, ...]:
+    from lossbench.train.trainer import PRECISIONS
+
+    return tuple(PRECISIONS)
+
+
+def _wandb_modes() -> tuple[str, ...]:
+    from lossbench.tracking.wandb import MODES
+
+    return MODES
+
+
+_SIZE = "a fraction of the training set in [0, 1) or a whole number of samples >= 0 (write 2, not 2.0, for 2)"
+# key -> (check, what is allowed); checked instead of the type hint for that key.
+RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
+    "seed": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "noise_seed": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "optim.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "optim.momentum": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "optim.dampening": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "optim.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "optim.eps": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "optim.betas": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+                    and all(_number(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1), e.g. [0.9,0.999]"),
+    "scheduler.T_max": (lambda v: _integer(v) and v > 0, "an integer > 0"),
+    "scheduler.eta_min": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "scheduler.factor": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "scheduler.total_iters": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "dataset.val_size": (_size(zero_ok=True), _SIZE),
+    "dataset.test_size": (_size(zero_ok=False), "a fraction of the dataset in (0, 1) or a whole number of "
+                          "samples >= 1 (write 2, not 2.0, for 2)"),
+    "trainer.progress": _choices(_progress_modes),
+    "trainer.precision": _choices(_precisions),
+    "logger.mode": _choices(_wandb_modes),
+    "logger.init_timeout": (lambda v: _number(v) and v > 0, "a number of seconds > 0"),
+}
+
+# Datasets whose number of classes is known without loading them (noise and losses are checked against it).
+DATASET_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100, "svhn": 10}
+EXAMPLES = {"noise.rate": "noise.rate=0.4", "noise.matrix": "'noise.matrix=[[0.8,0.2],[0.3,0.7]]'"}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+# ---------------------------------------------------------------- type hints
+
+
+def _hint_allows(value: Any, hint: Any) -> bool | None:
+    """Whether ``value`` fits ``hint``: True, False, or None when the hint is not one a config value
+    can be checked against (a class such as Tensor or nn.Module)."""
+    if hint is Any or hint is inspect.Parameter.empty or isinstance(hint, (str, typing.TypeVar)):
+        return None
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        verdicts = [_hint_allows(value, a) for a in args]
+        if any(v is True for v in verdicts):
+            return True
+        return None if all(v is None for v in verdicts) else False
+    if origin is typing.Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return _integer(value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, collections.abc.Sequence, collections.abc.Iterable) or hint in (list, tuple):
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(args) == len(value) and all(
+                _hint_allows(v, a) is not False for v, a in zip(value, args, strict=True))
+        return not args or all(_hint_allows(v, args[0]) is not False for v in value)
+    if origin in (dict, collections.abc.Mapping) or hint in (dict, collections.abc.Mapping):
+        return isinstance(value, dict)
+    if isinstance(hint, type) and hint.__module__.startswith(("os", "pathlib", "posixpath")):
+        return isinstance(value, str)
+    return None
+
+
+def _hint_text(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_hint_text(a) for a in args if a is not type(None)]
+        parts = [p for p in dict.fromkeys(parts) if p]
+        text = " or ".join(parts) or "a value"
+        return text + (" or null" if type(None) in args else "")
+    if origin is typing.Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if hint is bool:
+        return "true or false"
+    if hint is int:
+        return "an integer"
+    if hint is float:
+        return "a number"
+    if hint is str:
+        return "a string"
+    if origin in (list, tuple, collections.abc.Sequence, collections.abc.Iterable) or hint in (list, tuple):
+        names = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+        inner = names.get(args[0] if args else None)
+        return f"a list of {inner}, e.g. [1,2]" if inner else "a list"
+    if origin in (dict, collections.abc.Mapping) or hint is dict:
+        return "a mapping, e.g. {a: 1}"
+    return ""
+
+
+def _schema_of(obj: Any) -> tuple[dict[str, tuple[Any, Any]], bool]:
+    """{parameter: (type hint, default)} of a constructor or function, and whether it takes **kwargs."""
+    if dataclasses.is_dataclass(obj):
+        hints = typing.get_type_hints(obj)
+        params = {f.name: (hints.get(f.name, Any), f.default) for f in dataclasses.fields(obj) if f.init}
+        return params, False
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return {}, True
+    try:
+        hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
+    except Exception:  # unresolvable forward references: names are still checked, types not
+        hints = {}
+    params, var_kw = {}, False
+    for name, p in signature.parameters.items():
+        if p.kind is p.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind is not p.VAR_POSITIONAL:
+            params[name] = (hints.get(name, p.annotation), p.default)
+    return params, var_kw
+
+
+def _check_node(prefix: str, node: dict, schema: dict[str, tuple[Any, Any]], var_kw: bool, what: str) -> None:
+    for key, value in node.items():
+        if str(key).startswith("_"):
+            continue
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        rule = RULES.get(dotted)
+        if rule is not None:
+            check, allowed = rule
+            if not check(value):
+                allowed = allowed() if callable(allowed) else allowed
+                raise ConfigError(f"{dotted} must be {allowed}, got {_show(value)}")
+            continue
+        if key not in schema:
+            if var_kw or not schema:
+                continue
+            known = ", ".join(schema)
+            raise ConfigError(f"unknown config key '{dotted}' for {what}; known: {known}")
+        hint, default = schema[key]
+        if isinstance(value, dict) and "_target_" in value:
+            check_node_target(dotted, value)
+            continue
+        if value is None and default is None:
+            continue
+        if _hint_allows(value, hint) is False:
+            allowed = _hint_text(hint) or f"what {what} takes"
+            raise ConfigError(f"{dotted} must be {allowed}, got {_show(value)}")
+
+
+def check_node_target(prefix: str, node: dict) -> None:
+    """Check a node with a ``_target_`` against the target's signature."""
+    from hydra.utils import get_object
+
+    target = node.get("_target_")
+    try:
+        obj = get_object(str(target))
+    except Exception as exc:
+        raise ConfigError(f"{prefix}._target_ '{target}' cannot be imported ({exc})") from None
+    schema, var_kw = _schema_of(obj)
+    _check_node(prefix, node, schema, var_kw, str(target).rsplit(".", 1)[-1])
+
+
+def check_types(config: dict, groups: str = "all") -> None:
+    """Every key of the resolved config against its group's schema.
+
+    ``groups``: "own" (top level, trainer, logger: the keys others interpolate, such as
+    ``scheduler.T_max: ${trainer.epochs}``, so they are named first), "plugins" (every node
+    with a ``_target_``) or "all".
+    """
+    from lossbench.train.trainer import Trainer
+
+    top_schema, _ = _schema_of(TopLevel)
+    for key, value in config.items():
+        if key == "hydra":
+            continue
+        plugin = isinstance(value, dict) and "_target_" in value
+        if groups != "all" and plugin != (groups == "plugins"):
+            continue
+        if plugin:
+            check_node_target(key, value)
+        elif isinstance(value, dict):
+            if key == "trainer":
+                schema, var_kw = _schema_of(Trainer)
+                _check_node(key, value, schema, var_kw, "the trainer")
+            elif key == "logger":
+                schema, var_kw = _schema_of(LoggerSettings)
+                _check_node(key, value, schema, var_kw, "the logger")
+        elif key in top_schema:
+            _check_node("", {key: value}, top_schema, True, "the top level")
+
+
+# ---------------------------------------------------------------- values
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a construction error, unwrapping Hydra's InstantiationException."""
+    from hydra.errors import InstantiationException
+
+    key = ""
+    if isinstance(exc, InstantiationException):
+        text = str(exc)
+        if "full_key:" in text:
+            key = text.rsplit("full_key:", 1)[1].strip().split(".")[0] + ": "
+        exc = exc.__cause__ or exc
+    lines = [ln.strip() for ln in str(exc).strip().strip('"').splitlines() if ln.strip()]
+    return key + (lines[0] if lines else type(exc).__name__)
+
+
+def dataset_identity(node: dict) -> tuple[str, int] | None:
+    """(name, number of classes) of a dataset config, when known without loading it."""
+    from hydra.utils import get_object
+
+    try:
+        builder = get_object(str(node.get("_target_")))
+    except Exception:
+        return None
+    registered = getattr(builder, "registry_name", None)
+    name = node.get("name") or registered
+    num_classes = node.get("num_classes", DATASET_CLASSES.get(str(registered)))
+    if not isinstance(name, str) or not _integer(num_classes):
+        return None
+    return name, int(num_classes)
+
+
+def _attempt(group: str, build: Callable[[], Any]) -> Any:
+    try:
+        return build()
+    except ConfigError:
+        raise
+    except Exception as exc:
+        message = describe_error(exc)
+        named = message.startswith((f"{group}:", f"{group}.", "trainer.", "unknown trainer"))
+        raise ConfigError(("" if named else f"{group}: ") + message) from None
+
+
+def check_trainer(config: dict) -> None:
+    from lossbench.train.trainer import Trainer
+
+    _attempt("trainer", lambda: Trainer(**config["trainer"]))
+
+
+def check_components(cfg: DictConfig, config: dict) -> None:
+    """Build the cheap parts (no data, no model) so their constructors' own checks run."""
+    import torch
+    from hydra.utils import instantiate
+
+    identity = dataset_identity(config.get("dataset", {}))
+    if identity is not None:
+        from lossbench.run import build_loss
+
+        name, num_classes = identity
+        # num_train only sizes per-sample buffers; any count serves to check the constructor
+        loss = _attempt("loss", lambda: build_loss(cfg.loss, num_classes, 2))
+        noise = _attempt("noise", lambda: instantiate(cfg.noise))
+        _attempt("noise", lambda: noise.check(num_classes, name))
+    reweight = _attempt("reweight", lambda: instantiate(cfg.reweight))
+    built = {}
+    for group in ("detect", "adversarial", "attack"):
+        if group in cfg:
+            built[group] = _attempt(group, lambda group=group: instantiate(cfg[group]))
+    if identity is not None:  # a set- or batch-level loss, or one without logits, with what needs them
+        from lossbench.train.objective import check_pairing
+
+        try:
+            check_pairing(loss, reweight, built.get("adversarial"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if "calibrator" in cfg:
+        from lossbench.calibrate import build_calibrators
+
+        _attempt("calibrator", lambda: build_calibrators(cfg.get("calibrator")))
+    optimizer = _attempt("optim", lambda: instantiate(cfg.optim)([torch.nn.Parameter(torch.zeros(1))]))
+    _attempt("scheduler", lambda: instantiate(cfg.scheduler)(optimizer))
+    _attempt("model", lambda: instantiate(cfg.model))
+
+
+def check_missing(cfg: DictConfig, choices: dict | None = None) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    missing = [k for k in missing if not k.startswith("hydra")]
+    if missing:
+        key = missing[0]
+        group = key.split(".")[0]
+        choice = (choices or {}).get(group)
+        needs = f"{group}={choice} has no default for it" if choice else "it has no default"
+        raise ConfigError(f"{key} has no value: {needs}; set it, e.g. {EXAMPLES.get(key, key + '=VALUE')}")
+
+
+def resolved(cfg: DictConfig) -> dict:
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except Exception as exc:
+        raise ConfigError(f"the config cannot be resolved: {describe_error(exc)}") from None
+
+
+def check_objective(config: dict) -> None:
+    """The objective names a summary key; an old name gets the hint that says what it became."""
+    from lossbench.metrics.views import renamed_hint
+
+    hint = renamed_hint(str(config.get("objective")))
+    if hint:
+        raise ConfigError(f"objective={config.get('objective')}: {hint}")
+
+
+def check_config(cfg: DictConfig, choices: dict | None = None) -> dict:
+    """Refuse a composed config in one line (ConfigError), or return it resolved."""
+    check_missing(cfg, choices)
+    config = resolved(cfg)
+    check_objective(config)
+    check_types(config, "own")
+    check_trainer(config)
+    check_types(config, "plugins")
+    check_components(cfg, config)
+    return config

@@ -1,0 +1,141 @@
+"""ReCoV and fastReCoV: the binomial test, the fold rules, the batched learner, and detection."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from lossbench.detect.base import DetectContext
+from lossbench.detect.folds import fit_logistic, kfold, logistic_probs
+from lossbench.detect.recov import FastReCoV, ReCoV, binomial_flags, weighted_folds
+
+
+def test_binomial_p_values_and_bh_flags_on_hand_worked_counts():
+    # R = 4 repetitions, k = 2 folds: under the null count ~ Binomial(4, 1/2).
+    # P(X > c) for c = 4, 3, 2, 0: 0, 1/16, 5/16, 15/16.
+    counts = torch.tensor([4, 3, 2, 0])
+    flags, p = binomial_flags(counts, repetitions=4, folds=2, alpha=0.1)
+    assert p.tolist() == pytest.approx([0.0, 1 / 16, 5 / 16, 15 / 16])
+    # BH at 0.1 with m = 4: sorted p (0, 1/16, 5/16, 15/16) against i * 0.1 / 4 =
+    # (0.025, 0.05, 0.075, 0.1): p_(1) = 0 <= 0.025 passes, p_(2) = 0.0625 > 0.05,
+    # p_(3) > 0.075, p_(4) > 0.1: only the first sample is rejected.
+    assert flags.tolist() == [True, False, False, False]
+    flags, _ = binomial_flags(counts, repetitions=4, folds=2, alpha=0.3)
+    # at 0.3 the thresholds are (0.075, 0.15, 0.225, 0.3): the two smallest pass.
+    assert flags.tolist() == [True, True, False, False]
+
+
+def test_closest_decision_is_the_official_count_threshold():
+    # R = 20, k = 5: a sample at count c has p = P(X > c), X ~ Bin(20, 0.2).
+    counts = torch.tensor([12, 11, 9, 7, 4, 4, 3, 2, 5, 1])
+    flags, p = binomial_flags(counts, 20, 5, alpha=0.05, decision="closest")
+    from scipy.stats import binom, false_discovery_control
+
+    adjusted = false_discovery_control(p.numpy(), method="bh")
+    closest = p.numpy()[np.argmin(np.abs(adjusted - 0.05))]
+    threshold = binom.ppf(1 - closest, 20, 0.2)
+    assert flags.tolist() == (counts.numpy() > threshold).tolist()
+    assert flags[:2].all() and not flags[3:].any()
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="detect.folds must be an integer >= 2"):
+        ReCoV(folds=1)
+    with pytest.raises(ValueError, match=r"detect.alpha \(the FDR level\) must be in \(0, 1\)"):
+        ReCoV(alpha=1.5)
+    with pytest.raises(ValueError, match="unknown detect.decision"):
+        ReCoV(decision="bonferroni")
+    with pytest.raises(ValueError, match="unknown detect.learner"):
+        FastReCoV(learner="forest")
+    with pytest.raises(ValueError, match="needs detect.folds >= 3"):
+        FastReCoV(folds=2)
+
+
+def test_kfold_is_a_balanced_seeded_partition():
+    a = kfold(103, 5, torch.Generator().manual_seed(3))
+    b = kfold(103, 5, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    assert sorted(torch.bincount(a).tolist()) == [20, 20, 21, 21, 21]
+    assert not torch.equal(a, kfold(103, 5, torch.Generator().manual_seed(4)))
+
+
+def test_weighted_folds_at_tau_zero_orders_by_memory():
+    memory = torch.tensor([0.9, 0.1, 0.5, 0.8, 0.2, 0.7, 0.3, 0.6, 0.4, 0.0])
+    fold_of = weighted_folds(memory, k=5, tau=0.0, generator=torch.Generator())
+    # decreasing memory: 0, 3, 5, 7, 2, 8, 6, 4, 1, 9; size 2 per fold, best first, worst last
+    assert fold_of[[0, 3]].tolist() == [0, 0]
+    assert fold_of[[1, 9]].tolist() == [4, 4]
+    assert sorted(torch.bincount(fold_of).tolist()) == [2, 2, 2, 2, 2]
+    # large tau: a seeded uniform permutation, still a balanced partition
+    spread = weighted_folds(memory, k=5, tau=1e5, generator=torch.Generator().manual_seed(0))
+    assert sorted(torch.bincount(spread).tolist()) == [2, 2, 2, 2, 2]
+
+
+def test_batched_logistic_regression_equals_scikit_learn(digits_noisy):
+    split, _ = digits_noisy("clean")
+    x, y = split.x_train, split.y_train
+    masks = torch.stack([kfold(len(y), 3, torch.Generator().manual_seed(0)) != f for f in range(3)])
+    W, b = fit_logistic(x, y, masks, 10)
+    ours = logistic_probs(x, W, b)
+    for f in range(3):
+        rows = masks[f].numpy()
+        ref = LogisticRegression(C=1.0, max_iter=2000).fit(x[rows].numpy(), y[rows].numpy())
+        assert np.abs(ref.predict_proba(x.numpy()) - ours[f].numpy()).max() < 0.03
+
+
+def _blobs(n: int = 240, flip: float = 0.2, seed: int = 0):
+    """Four well-separated Gaussian blobs in 2-D; a share ``flip`` of labels moved to another class."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 4
+    centers = torch.tensor([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0], [6.0, 6.0]])
+    x = centers[y] + torch.randn(n, 2, generator=g)
+    noisy = y.clone()
+    flipped = torch.randperm(n, generator=g)[: int(flip * n)]
+    noisy[flipped] = (y[flipped] + 1 + torch.randint(0, 3, (len(flipped),), generator=g)) % 4
+    return x, noisy, noisy != y
+
+
+def _context(x, y, seed=0) -> DetectContext:
+    return DetectContext(
+        x=x,
+        y=y,
+        num_classes=4,
+        seed=seed,
+        device=torch.device("cpu"),
+        inputs=lambda: x,
+        features=lambda epochs: x,
+        fit_predict=None,
+    )
+
+
+def test_recov_finds_flipped_labels_on_separable_blobs():
+    x, y, truth = _blobs()
+    found = ReCoV(repetitions=400, folds=5, learner="logistic").detect(_context(x, y))
+    tp = int((found.flags & truth).sum())
+    assert tp / int(found.flags.sum()) >= 0.9  # precision
+    assert tp / int(truth.sum()) >= 0.7  # recall
+    assert found.estimated_rate == pytest.approx(float(found.flags.double().mean()))
+    assert found.trainings == 2000 and found.seconds > 0
+
+
+def test_fast_recov_estimates_the_rate_on_blobs_and_is_seeded():
+    x, y, truth = _blobs(flip=0.3)
+    a = FastReCoV(representation="inputs").detect(_context(x, y, seed=1))
+    b = FastReCoV(representation="inputs").detect(_context(x, y, seed=1))
+    assert torch.equal(a.flags, b.flags) and torch.equal(a.scores, b.scores)
+    assert abs(a.estimated_rate - float(truth.double().mean())) < 0.05
+    assert math.isclose(float(a.scores.max()), float(a.scores[a.flags].max()), rel_tol=0, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("noise,tolerance", [("clean", 0.03), ("sym60", 0.06)])
+def test_fast_recov_on_digits_flags_little_without_noise_and_estimates_heavy_noise(
+    digits_noisy, make_context, noise, tolerance
+):
+    split, noisy = digits_noisy(noise)
+    truth = split.y_train_noisy != split.y_train
+    found = FastReCoV().detect(make_context(split))
+    assert abs(found.estimated_rate - float(truth.double().mean())) <= tolerance

@@ -1,0 +1,51 @@
+"""A full disk: one line, failure.json when it fits, no temporary file left behind.
+
+Runs the command on a 1 MiB tmpfs mounted in a private mount namespace (`unshare -m`, as root,
+or `unshare -rm` with user namespaces); skipped with the reason where the platform does not allow it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+
+def _namespace_prefix(tmp_path) -> list[str]:
+    if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
+        pytest.skip("needs Linux and unshare(1) to mount a small file system")
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    for prefix in (["unshare", "-m"], ["unshare", "-rm"]):
+        ok = subprocess.run([*prefix, "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {probe}"],
+                            capture_output=True).returncode == 0
+        if ok:
+            return prefix
+    pytest.skip("no permission to mount a tmpfs in a private mount namespace (unshare -m / -rm)")
+
+
+def test_disk_full_fails_in_one_line_with_failure_json_and_no_temporary_file(h, tmp_path):
+    prefix = _namespace_prefix(tmp_path)
+    small, copy = tmp_path / "small", tmp_path / "copy"
+    small.mkdir()
+    # a 512x512 MLP makes a ~2.5 MB checkpoint: the first one cannot fit in 1 MiB
+    command = " ".join([
+        sys.executable, "-m", "lossbench", "run", f"hydra.run.dir={small}/run", "model.hidden=[512,512]",
+        "trainer.epochs=2", "trainer.progress=none",
+    ])
+    script = (f"mount -t tmpfs -o size=1m tmpfs {small} && {command}; code=$?; "
+              f"cp -a {small}/. {copy}/; exit $code")
+    proc = subprocess.run([*prefix, "sh", "-c", script], cwd=tmp_path, env=h.ENV, capture_output=True,
+                          text=True, timeout=600)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("lossbench:")]
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert len(lines) == 1 and "No space left on device" in lines[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    run = copy / "run"
+    failure = json.loads((run / "failure.json").read_text())
+    assert failure["status"] == "failed" and "No space left on device" in failure["error"]
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert not (run / "summary.json").exists()

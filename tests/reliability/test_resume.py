@@ -1,0 +1,128 @@
+"""Resume after SIGKILL, damaged metrics.jsonl, corrupt checkpoints, skipping finished runs,
+divergence and failures in a sweep (its closing line and exit status)."""
+
+import json
+import os
+import signal
+
+from lossbench.io import read_jsonl
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run_even_with_damaged_metrics(h, cli, tmp_path):
+    ref, out = tmp_path / "ref", tmp_path / "killed"
+    args = [*h.KILLABLE, "trainer.epochs=8"]
+    cli("run", f"hydra.run.dir={ref}", *args, cwd=tmp_path)
+
+    proc = h.launch("run", f"hydra.run.dir={out}", *args, cwd=tmp_path)
+    h.wait_for(h.logged(out, 2), what="two epochs")
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert not (out / "summary.json").exists()
+    # damage the per-epoch file from outside: drop its first record and tear the last line
+    lines = (out / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (out / "metrics.jsonl").write_text("".join(lines[1:])[:-7])
+
+    resumed = cli("run", f"hydra.run.dir={out}", *args, cwd=tmp_path)
+    assert "resumed from" in resumed.stdout + resumed.stderr
+    assert h.strip(h.summary(ref)) == h.strip(h.summary(out))
+    assert h.epochs(ref / "metrics.jsonl") == h.epochs(out / "metrics.jsonl")
+    assert not (out / "checkpoint.pt").exists()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_corrupt_checkpoint_restarts_from_scratch(h, cli, tmp_path):
+    ref, out = tmp_path / "ref", tmp_path / "corrupt"
+    args = ["trainer.epochs=3", "noise=sym20", "model.hidden=[16]", "trainer.progress=plain"]
+    cli("run", f"hydra.run.dir={ref}", *args, cwd=tmp_path)
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"LOSSBENCH-CKPT1\n" + b"0" * 64 + b"\ntruncated garbage")
+    proc = cli("run", f"hydra.run.dir={out}", *args, cwd=tmp_path)
+    assert "checkpoint unusable, starting over" in proc.stdout + proc.stderr
+    done = h.summary(out)
+    assert "does not match its sha256" in done["checkpoint_error"]
+    assert h.strip(done) == h.strip(h.summary(ref))
+
+
+def test_rerun_skips_finished_jobs_and_force_reruns_all(cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["run", "-m", "loss=ce,gce", "trainer.epochs=2", "model.hidden=[16]", "trainer.progress=none",
+            f"hydra.sweep.dir={sweep}"]
+    cli(*args, cwd=tmp_path)
+    first, second = sweep / "0" / "summary.json", sweep / "1" / "summary.json"
+    kept = first.stat().st_mtime_ns
+    second.unlink()
+    proc = cli(*args, cwd=tmp_path)
+    assert "already holds a finished run" in proc.stderr
+    assert "2 completed (1 already finished, skipped)" in proc.stderr
+    assert first.stat().st_mtime_ns == kept
+    assert json.loads(second.read_text())["status"] == "completed"
+    redone = second.stat().st_mtime_ns
+    cli(*args, "trainer.force=true", cwd=tmp_path)
+    assert first.stat().st_mtime_ns != kept and second.stat().st_mtime_ns != redone
+
+
+def test_divergence_is_a_result_the_sweep_goes_on_and_exits_0(h, cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = cli("run", "-m", "optim.lr=0.1,1e10", "trainer.epochs=3", "model.hidden=[16]",
+               "trainer.progress=none", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0
+    ok, bad = h.summary(sweep / "0"), h.summary(sweep / "1")
+    assert ok["status"] == "completed"
+    assert bad["status"] == "diverged" and bad["diverged_epoch"] == 1  # epochs count from 1
+    [closing] = [ln for ln in proc.stderr.splitlines() if ln.startswith(f"lossbench: sweep {sweep}")]
+    assert "2 jobs: 1 completed, 1 diverged (a result" in closing and "0 failed" in closing
+
+
+def test_failed_job_does_not_stop_the_sweep_and_the_sweep_says_so(h, cli, tmp_path):
+    """Missing data files are known only inside the job: the sweep goes on, counts it, points at
+    its failure.json, and exits 1."""
+    sweep = tmp_path / "sweep"
+    (tmp_path / "no-data").mkdir()
+    proc = cli("run", "-m", "dataset=digits,mnist,digits", f"data_dir={tmp_path / 'no-data'}",
+               "trainer.epochs=2", "model.hidden=[16]", "trainer.progress=none", f"hydra.sweep.dir={sweep}",
+               cwd=tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert (sweep / "0" / "summary.json").exists() and (sweep / "2" / "summary.json").exists()
+    failure = json.loads((sweep / "1" / "failure.json").read_text())
+    assert failure["status"] == "failed" and failure["phase"] == "setup" and "missing" in failure["error"]
+    assert not (sweep / "1" / "summary.json").exists()
+    closing = [ln for ln in proc.stderr.splitlines() if ln.startswith("lossbench: sweep ")]
+    assert len(closing) == 1
+    assert "3 jobs: 2 completed, 0 diverged" in closing[0]
+    assert f"1 failed: {sweep / '1' / 'failure.json'}" in closing[0]
+    assert not list(sweep.glob(".lossbench-sweep-*")), "the ledger is removed"
+
+
+def test_finished_run_of_another_config_is_not_taken_for_this_one(h, cli, tmp_path):
+    out = tmp_path / "run"
+    cli("run", f"hydra.run.dir={out}", "trainer.epochs=2", "model.hidden=[16]", "trainer.progress=none",
+        cwd=tmp_path)
+    # display-only settings do not make it another experiment: skipped
+    same = cli("run", f"hydra.run.dir={out}", "trainer.epochs=2", "model.hidden=[16]",
+               "trainer.progress=plain", cwd=tmp_path)
+    assert "already holds a finished run" in same.stderr
+    before = h.snapshot(out)
+    other = cli("run", f"hydra.run.dir={out}", "trainer.epochs=2", "model.hidden=[16]", "loss=gce",
+                cwd=tmp_path, check=False)
+    assert other.returncode == 2
+    assert "holds a run of a different configuration (differs in loss._target_" in other.stderr
+    assert h.snapshot(out) == before
+
+
+def test_checkpoint_of_another_config_is_not_resumed(h, cli, tmp_path):
+    from lossbench.train.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    args = [*h.KILLABLE, "trainer.epochs=30"]
+    proc = h.launch("run", f"hydra.run.dir={out}", *args, cwd=tmp_path)
+    h.wait_for(h.logged(out, 1), what="a checkpoint")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["meta"]["experiment"]["noise"]["rate"] == 0.4
+    other = cli("run", f"hydra.run.dir={out}", *args, "noise.rate=0.2", cwd=tmp_path, check=False)
+    assert other.returncode == 2
+    assert "belongs to a different configuration (differs in experiment.noise.rate" in other.stderr
+    assert (out / "checkpoint.pt").exists()
+    assert len(read_jsonl(out / "metrics.jsonl")) >= 1

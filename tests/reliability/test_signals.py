@@ -1,0 +1,200 @@
+"""SIGTERM, SIGINT and preemption: checkpoint at the next batch boundary, a one-line status that
+says how to resume, the conventional exit status, and a sweep's parent that stops its workers."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lossbench import lifecycle
+from lossbench.io import read_jsonl
+from lossbench.train.checkpoint import load_checkpoint
+
+
+def _stop_run(h, tmp_path, signum, epochs=12):
+    out = tmp_path / "run"
+    proc = h.launch("run", f"hydra.run.dir={out}", *h.KILLABLE, f"trainer.epochs={epochs}", cwd=tmp_path)
+    h.wait_for(h.logged(out, 1), what="a first epoch")
+    assert proc.poll() is None, "the run finished before it could be stopped"
+    os.kill(proc.pid, signum)
+    stdout, stderr = proc.communicate(timeout=300)
+    return out, proc.returncode, stderr
+
+
+def test_sigterm_checkpoints_mid_epoch_and_the_printed_command_resumes_bit_for_bit(h, cli, tmp_path):
+    ref = tmp_path / "ref"
+    cli("run", f"hydra.run.dir={ref}", *h.KILLABLE, "trainer.epochs=12", cwd=tmp_path)
+    out, code, stderr = _stop_run(h, tmp_path, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM == 143
+    [line] = h.status_lines(stderr)
+    assert "stopped (received SIGTERM) at epoch " in line
+    assert f"checkpoint saved to {out / 'checkpoint.pt'}" in line
+    assert "Traceback" not in stderr
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["partial"] is not None, "saved at a batch boundary, inside the epoch"
+    assert not (out / "summary.json").exists() and not (out / "failure.json").exists()
+
+    command = shlex.split(line.split("resume with: ", 1)[1])
+    assert command[:2] == ["lossbench", "run"]
+    resumed = cli(*command[1:], cwd=tmp_path)
+    assert "resumed from" in resumed.stdout + resumed.stderr
+    assert h.strip(h.summary(ref)) == h.strip(h.summary(out))
+    assert h.epochs(ref / "metrics.jsonl") == h.epochs(out / "metrics.jsonl")
+
+
+def test_sigint_stops_the_same_way_with_status_130(h, tmp_path):
+    out, code, stderr = _stop_run(h, tmp_path, signal.SIGINT)
+    assert code == 130
+    [line] = h.status_lines(stderr)
+    assert "stopped (received SIGINT)" in line and "resume with: lossbench run" in line
+    assert "KeyboardInterrupt" not in stderr
+    assert load_checkpoint(out / "checkpoint.pt")["partial"] is not None
+
+
+def test_preemption_signal_chains_to_submitits_handler(monkeypatch):
+    """Where submitit handles USR2 (its preemption and time-out signal), lossbench takes it first
+    and keeps submitit's handler to call once the checkpoint is written (submitit then requeues)."""
+    calls = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))
+    lifecycle.reset()
+    try:
+        with lifecycle.handle_signals():
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert lifecycle.stop_requested() == signal.SIGUSR2
+            assert calls == [], "not handed over before the checkpoint"
+            lifecycle.chained_handler(signal.SIGUSR2)(signal.SIGUSR2, None)
+            assert calls == [signal.SIGUSR2]
+        assert signal.getsignal(signal.SIGUSR2) is not lifecycle._handler
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+        lifecycle.reset()
+
+
+def test_without_submitit_usr2_is_left_alone_and_a_second_signal_stops_the_command_at_once():
+    lifecycle.reset()
+    previous_usr2, previous_int = signal.getsignal(signal.SIGUSR2), signal.getsignal(signal.SIGINT)
+    try:
+        with lifecycle.handle_signals(command=True):
+            assert signal.getsignal(signal.SIGUSR2) is previous_usr2
+            os.kill(os.getpid(), signal.SIGINT)
+            assert lifecycle.stop_requested() == signal.SIGINT
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+        assert signal.getsignal(signal.SIGINT) is previous_int
+    finally:
+        lifecycle.reset()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return kids
+
+
+def _joblib_sweep(h, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = h.launch("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3",
+                    f"hydra.sweep.dir={sweep}", *h.KILLABLE, "trainer.epochs=40", cwd=tmp_path)
+    h.wait_for(lambda: all(len(read_jsonl(sweep / j / "metrics.jsonl")) >= 1 for j in ("0", "1")),
+               what="two jobs")
+    assert proc.poll() is None
+    return sweep, proc, _children(proc.pid)
+
+
+def _logged(sweep):
+    return [len(read_jsonl(sweep / j / "metrics.jsonl")) for j in ("0", "1")]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.slow
+def test_sigterm_to_a_joblib_sweep_stops_its_workers_and_not_started_jobs_do_not_start(h, tmp_path):
+    sweep, proc, workers = _joblib_sweep(h, tmp_path)
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(3)
+    frozen = _logged(sweep)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143
+    assert _logged(sweep) == frozen, "no epoch after the stop"
+    assert not [w for w in workers if _alive(w)]
+    stopped = [ln for ln in h.status_lines(stderr) if "stopped (the sweep was stopped)" in ln]
+    assert len(stopped) == 2
+    [closing] = [ln for ln in h.status_lines(stderr) if ln.startswith("lossbench: sweep ")]
+    assert "4 jobs: 0 completed" in closing and "2 interrupted and 2 not started" in closing
+    for job in ("0", "1"):
+        assert load_checkpoint(sweep / job / "checkpoint.pt")["partial"] is not None
+    assert not (sweep / "2").exists() and not (sweep / "3").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.slow
+def test_a_killed_joblib_parent_leaves_no_worker_training(h, tmp_path):
+    sweep, proc, workers = _joblib_sweep(h, tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    def loky_alive():
+        alive = []
+        for w in workers:
+            try:
+                if _alive(w) and "loky" in Path(f"/proc/{w}/cmdline").read_text():
+                    alive.append(w)
+            except OSError:
+                continue
+        return alive
+
+    h.wait_for(lambda: not loky_alive(), timeout=60, what="the workers to exit")
+    frozen = _logged(sweep)
+    time.sleep(2)
+    assert _logged(sweep) == frozen
+    for job in ("0", "1"):
+        assert load_checkpoint(sweep / job / "checkpoint.pt")["partial"] is not None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.slow
+def test_submitit_preemption_checkpoints_requeues_and_resumes(h, tmp_path):
+    """submitit_local runs the job as SLURM would: USR2 to the job -> lossbench checkpoints inside
+    the epoch -> submitit requeues -> the new attempt resumes there and completes."""
+    sweep = tmp_path / "sweep"
+    proc = h.launch("run", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                    f"hydra.sweep.dir={sweep}", *h.KILLABLE, "trainer.epochs=6", cwd=tmp_path)
+    h.wait_for(h.logged(sweep / "0", 1), what="a first epoch")
+
+    def job_pid():
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if b"submitit.core._submit" in cmdline.read_bytes():
+                    return int(cmdline.parent.name)
+            except OSError:
+                continue
+        return None
+
+    pid = job_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGUSR2)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    assert h.summary(sweep / "0")["status"] == "completed"
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.err"))
+    logs += "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.out"))
+    assert "stopped (received SIGUSR2)" in logs and "Requeued" in logs
+    assert "resumed from" in logs and ", batch " in logs
+    assert len(read_jsonl(sweep / "0" / "metrics.jsonl")) == 6

@@ -1,0 +1,103 @@
+"""Saved weights and `lossbench evaluate`: the summary's evaluation metrics again, exactly, no training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lossbench.evaluate_run import comparison, evaluate_run, main
+from lossbench.io import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def trained(cli_session, tmp_path_factory):
+    """One short run that keeps both weight files."""
+    root = tmp_path_factory.mktemp("evaluate")
+    out = root / "run"
+    proc = cli_session("run", f"hydra.run.dir={out}", "trainer.progress=plain", "trainer.epochs=3",
+                       "model.hidden=[16]", "noise=sym40", "trainer.save_weights=both", cwd=root)
+    return out, json.loads((out / "summary.json").read_text()), proc
+
+
+def test_run_keeps_both_weight_files_and_records_threads(trained):
+    out, summary, _ = trained
+    assert (out / "model_final.pt").is_file() and (out / "model_best.pt").is_file()
+    assert not (out / "checkpoint.pt").exists()
+    assert summary["weights_final"] == "model_final.pt" and summary["weights_best"] == "model_best.pt"
+    assert 1 <= summary["weights_best_epoch"] <= 3
+    prov = summary["provenance"]
+    assert prov["threads_setting"] == "auto" and prov["num_threads"] == 1
+    assert "small model" in prov["threads_reason"]
+
+
+def test_epochs_are_numbered_from_one_everywhere(trained):
+    out, summary, proc = trained
+    assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
+    assert summary["epochs"] == 3
+    best = [r for r in read_jsonl(out / "metrics.jsonl") if r["epoch"] == summary["weights_best_epoch"]]
+    assert best and best[0]["val_acc"] == max(r["val_acc"] for r in read_jsonl(out / "metrics.jsonl"))
+    log = (out / "run.log").read_text()
+    for k in (1, 2, 3):
+        assert f"epoch {k}/3  loss" in proc.stdout + proc.stderr and f"epoch {k}/3  loss" in log
+    assert "epoch 0/" not in log and "epoch 4/" not in log
+
+
+def test_evaluate_reproduces_every_summary_metric_exactly(trained):
+    out, summary, _ = trained
+    result = evaluate_run(out)
+    metrics = result["metrics"]
+    assert "test_acc" in metrics and "test_nll" in metrics
+    rows, same, compared = comparison(metrics, summary)
+    assert compared == len(metrics)  # every evaluation figure is in the summary ...
+    assert same == compared, [r for r in rows if r[3] != "identical"]  # ... and equal to it, bit for bit
+
+
+def test_evaluate_best_weights_matches_the_selected_epoch(trained):
+    out, summary, _ = trained
+    result = evaluate_run(out, weights="best")
+    [record] = [r for r in read_jsonl(out / "metrics.jsonl") if r["epoch"] == summary["weights_best_epoch"]]
+    assert result["reference"] == record
+    assert result["metrics"]["test_acc"] == record["test_acc"]
+    assert result["metrics"]["val_acc"] == record["val_acc"]
+
+
+def test_overrides_change_the_recorded_config(trained):
+    out, summary, _ = trained
+    clean_val = evaluate_run(out, ["noise=clean"])["metrics"]  # a config group, as `run` takes it
+    assert clean_val["test_acc"] == summary["test_acc"]  # test labels are never noisy
+    assert clean_val["val_acc"] != summary["val_acc"]  # validation labels are now the clean ones
+
+
+def test_cli_checks_and_writes_json(trained, cli, tmp_path):
+    out, summary, _ = trained
+    proc = cli("evaluate", str(out), "--check", "--out", str(tmp_path / "ev.json"), cwd=tmp_path)
+    assert "identical" in proc.stdout
+    assert "figures identical to the run's own" in proc.stderr
+    written = json.loads((tmp_path / "ev.json").read_text())
+    assert written["test_acc"] == summary["test_acc"] and written["weights"].endswith("model_final.pt")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{missing}"], "does not exist"),
+        (["{run}", "trainer.nope=1"], "unknown config key 'trainer.nope'"),
+        (["{run}", "loss=fcoal"], "unknown loss 'fcoal'; known: "),
+        (["{run}", "seed=0,1"], "one value per key"),
+        (["{bare}"], "model_final.pt not found: the run kept no final weights"),
+    ],
+)
+def test_bad_input_is_one_line(trained, tmp_path, capsys, args, message):
+    import shutil
+
+    out, _, _ = trained
+    bare = tmp_path / "bare"
+    shutil.copytree(out, bare)
+    (bare / "model_final.pt").unlink()
+    paths = {"run": str(out), "missing": str(tmp_path / "nowhere"), "bare": str(bare)}
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.format(**paths) for a in args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lossbench: error: ") and message in err[0]
