@@ -15,7 +15,10 @@ commands:
                           lossbench run -m loss=ce,gce noise=sym20,sym60 seed=0,1
   evaluate RUN_DIR [OVERRIDES...]
                           the summary's evaluation metrics again, from the run's saved weights
-  report DIR [DIR ...]    tables and plots from finished runs below DIR
+  report DIR [DIR ...]    tables and plots from finished runs below DIR (--against PRESET: beside the
+                          published numbers)
+  reproduce NAME          a paper's protocol: the preset's grid as one sweep, then ours beside the
+                          published numbers (--list: the presets; --dry-run: the runs and their cost)
   losses                  every loss: family, paper, hyperparameters and their per-dataset values
   list [GROUP ...]        the options of each config group (dataset, model, noise, experiment, ...)
 
@@ -239,13 +242,17 @@ def _dispatch(argv: list[str]) -> None:
         from lossbench.evaluate_run import main as evaluate_main
 
         evaluate_main(rest)
+    elif command == "reproduce":
+        from lossbench.protocols.reproduce import main as reproduce_main
+
+        reproduce_main(rest)
     elif command == "report":
         from lossbench.report.cli import main as report_main
 
         report_main(rest)
     else:
-        print(f"lossbench: unknown command '{command}'; known: run, evaluate, report, losses, list\n",
-              file=sys.stderr)
+        known = "run, evaluate, report, reproduce, losses, list"
+        print(f"lossbench: unknown command '{command}'; known: {known}\n", file=sys.stderr)
         print(USAGE, file=sys.stderr)
         sys.exit(2)
 

@@ -8,6 +8,7 @@ anything runs, with the pip command that adds it.
 from __future__ import annotations
 
 import importlib.util
+import re
 from importlib import resources
 
 from lossbench.errors import ConfigError
@@ -18,6 +19,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher>=1.2"),
     "optuna": ("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper>=1.2"),
     "timm": ("timm", "timm>=0.9"),
+    "detect": ("cleanlab", "cleanlab>=2.9"),
+    "attacks": ("torchattacks", "torchattacks==3.5.1"),
+    "calibration": ("relplot", "relplot==1.0.3"),
 }
 
 # (config group, option) -> the extra it needs
@@ -28,6 +32,8 @@ NEEDS: dict[tuple[str, str], str] = {
     ("hydra/launcher", "slurm"): "slurm",
     ("hydra/sweeper", "optuna"): "optuna",
     ("model", "timm"): "timm",
+    ("detect", "confident_learning"): "detect",
+    ("attack", "autoattack"): "attacks",
 }
 
 
@@ -46,7 +52,7 @@ def installed(extra: str) -> bool:
 def hint(extra: str, what: str) -> str:
     """One line: what needs which extra, and the pip command."""
     requirement = EXTRAS[extra][1]
-    package = requirement.split(">")[0]
+    package = re.split(r"[<>=~!]", requirement)[0]
     return (
         f"{what} needs the optional package {package} (the lossbench[{extra}] extra); "
         f"install it with: pip install '{requirement}'  (in a lossbench checkout: pip install '.[{extra}]')"

@@ -73,6 +73,8 @@ from lossbench.validation import check_config, describe_error
 log = logging.getLogger("lossbench")
 
 FINISHED = ("completed", "diverged")
+# Defaults-list entries that specialize a combination (dataset x loss, protocol x loss or noise); not choices.
+SPECIALIZATIONS = ("dataset_loss", "protocol_loss", "protocol_noise")
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -129,7 +131,7 @@ def _choices() -> dict:
     hc = HydraConfig.get()
     return {
         k: v for k, v in hc.runtime.choices.items()
-        if not k.startswith("hydra") and k != "dataset_loss"
+        if not k.startswith("hydra") and k not in SPECIALIZATIONS
     }
 
 

@@ -29,6 +29,7 @@ examples:
   lossbench report SWEEP --rows loss --cols dataset,noise --where reweight=none
   lossbench report SWEEP --rows loss.q --cols noise --where loss=gce
   lossbench report SWEEP --plots figures/ --reliability SWEEP/0 SWEEP/12
+  lossbench report outputs/reproduce/apl_mnist --against apl_mnist --out against.md
 
 Cells are mean ± std over seeds of completed runs, with the number of runs;
 the best per column is bold (starred where the output shows no styles), and a
@@ -78,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
                         "highest noise rate and smallest seed; the grid figures pool every run of a cell)")
     p.add_argument("--runs-csv", metavar="FILE", help="also write the per-run DataFrame (one row per run)")
     p.add_argument("--list", action="store_true", help="list the metrics and keys found, then stop")
+    p.add_argument("--against", metavar="PRESET",
+                   help="set each cell beside the preset's published numbers (lossbench reproduce --list) "
+                        "and check the paper's claims; same formats (--out, --format)")
     return p
 
 
@@ -145,6 +149,28 @@ def _reliability_records(args, frame: pd.DataFrame, records: list[RunRecord], ro
     order = done.assign(_rate=-rate, _seed=seed, _label=label, _family=done["loss_family"].map(_family_rank))
     order = order.sort_values(["_family", "_label", "_rate", "_seed"], kind="stable")
     return [records[i] for i in order.groupby("_label", sort=False).head(1).index], RELIABILITY_RULE
+
+
+def _against(args, frame: pd.DataFrame) -> None:
+    """--against PRESET: ours beside the published numbers, in the terminal or the --out files."""
+    from lossbench.protocols import ProtocolError
+    from lossbench.report import against
+
+    try:
+        result = against.compare(frame, args.against)
+    except ProtocolError as exc:
+        _fail(str(exc))
+    if args.out:
+        for out in args.out:
+            try:
+                fmt = format_for(out, args.format)
+            except ValueError as exc:
+                _fail(str(exc))
+            _write(out, against.render(result, fmt, args.digits))
+    elif args.format:
+        sys.stdout.write(against.render(result, args.format, args.digits))
+    else:
+        against.print_rich(result, args.digits)
 
 
 def _check_options(args: argparse.Namespace) -> dict[str, str]:
@@ -253,6 +279,9 @@ def main(argv: list[str]) -> None:
     frame = _filter(full, args.where)
     if frame.empty:
         _fail(f"no run matches {' '.join(args.where)} ({status_line(full)})")
+    if args.against:
+        _against(args, frame)
+        return
     if args.list:
         print("metrics:", ", ".join(metric_columns(frame)))
         print("keys:   ", ", ".join(key_columns(frame)))

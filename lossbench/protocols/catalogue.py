@@ -1,0 +1,202 @@
+"""The catalogue of published protocols: preset names, their composed configs and grids, and the
+published numbers and claims shipped as one small YAML file per preset (lossbench/protocols/data/).
+
+A data file holds:
+
+- ``preset``, ``paper``, ``dataset``, ``source`` (where the protocol's settings were read);
+- ``metric``: the summary key the paper's number corresponds to (``test_acc``: last epoch;
+  ``best_test_acc``: best test epoch; ``test_acc_at_best_val_noisy``: validation-selected) and
+  ``kind``, the same in words;
+- ``published``: cells ``{loss, noise, mean, std, n, mark, source, metric?, note?}``, in the unit a
+  report shows (percent for accuracies and calibration errors), or ``[]`` with ``published_note``
+  saying why none is known;
+- ``reference``: lossbench's own measured cells (mark ``[lossbench]``), used where nothing is published,
+  so that a later change that moves them shows up;
+- ``claims``: the paper's qualitative statements, ``{text, better, worse, noise, margin}`` (better
+  beats worse by more than ``margin`` at each listed noise) or ``{text, loss, noise, at_least |
+  at_most}``, each with its ``mark`` and ``source``.
+
+Marks (as in PROTOCOLS.md): [code] read in the official repository, [README] its README, [2nd]
+quoted by a third party, [lossbench] measured by lossbench itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+import yaml
+
+MARKS = ("[code]", "[README]", "[2nd]", "[lossbench]")
+KINDS = {"test_acc": "last epoch", "best_test_acc": "best test epoch",
+         "test_acc_at_best_val_noisy": "validation-selected (noisy validation labels)",
+         "test_acc_at_best_val_clean": "validation-selected (clean validation labels)"}
+GRID_KEYS = ("loss", "noise", "seed")
+
+
+class ProtocolError(ValueError):
+    """A preset name, grid subset or data file that does not fit; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One published (or reference) number: ``metric`` of ``loss`` under ``noise``, in display units."""
+
+    loss: str
+    noise: str
+    mean: float
+    metric: str
+    std: float | None = None
+    n: int | None = None
+    mark: str = ""
+    source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A qualitative claim: ``better`` beats ``worse`` by more than ``margin`` at every noise in
+    ``noise`` (on ``metric``, in display units, following the metric's direction), or ``loss``'s value
+    is at least ``at_least`` / at most ``at_most`` there."""
+
+    text: str
+    metric: str
+    noise: tuple[str, ...]
+    better: str | None = None
+    worse: str | None = None
+    margin: float = 0.0
+    loss: str | None = None
+    at_least: float | None = None
+    at_most: float | None = None
+    mark: str = ""
+    source: str = ""
+
+    @property
+    def losses(self) -> tuple[str, ...]:
+        return tuple(x for x in (self.better, self.worse, self.loss) if x)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A preset's published numbers and claims (one data file)."""
+
+    name: str
+    paper: str
+    dataset: str
+    metric: str
+    kind: str
+    source: str
+    published: tuple[Cell, ...] = ()
+    reference: tuple[Cell, ...] = ()
+    claims: tuple[Claim, ...] = ()
+    published_note: str = ""
+    reference_note: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def compared(self) -> tuple[str, tuple[Cell, ...]]:
+        """("published", cells) when the paper's numbers are known, else ("reference", lossbench's own)."""
+        return ("published", self.published) if self.published else ("reference", self.reference)
+
+
+def _data_dir():
+    return resources.files("lossbench.protocols").joinpath("data")
+
+
+def _experiment_dir():
+    return resources.files("lossbench.conf").joinpath("experiment")
+
+
+@cache
+def preset_names() -> tuple[str, ...]:
+    """The presets of conf/experiment/ that select a published protocol (those with a data file)."""
+    return tuple(sorted(p.name[:-5] for p in _data_dir().iterdir() if p.name.endswith(".yaml")))
+
+
+def check_name(name: str) -> str:
+    if name not in preset_names():
+        raise ProtocolError(f"unknown preset '{name}'; known: {', '.join(preset_names())}")
+    return name
+
+
+def _cell(raw: dict, metric: str, where: str) -> Cell:
+    try:
+        cell = Cell(loss=str(raw["loss"]), noise=str(raw["noise"]), mean=float(raw["mean"]),
+                    metric=str(raw.get("metric", metric)),
+                    std=None if raw.get("std") is None else float(raw["std"]),
+                    n=None if raw.get("n") is None else int(raw["n"]),
+                    mark=str(raw.get("mark", "")), source=str(raw.get("source", "")),
+                    note=str(raw.get("note", "")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"{where}: a cell needs loss, noise and a numeric mean ({exc})") from exc
+    if cell.mark not in MARKS:
+        raise ProtocolError(
+            f"{where}: mark '{cell.mark}' of {cell.loss}/{cell.noise}; known: {', '.join(MARKS)}")
+    return cell
+
+
+def _claim(raw: dict, metric: str, where: str) -> Claim:
+    noise = raw.get("noise")
+    noises = tuple(str(n) for n in (noise if isinstance(noise, list) else [noise]) if n is not None)
+    claim = Claim(
+        text=str(raw.get("text", "")), metric=str(raw.get("metric", metric)), noise=noises,
+        better=raw.get("better"), worse=raw.get("worse"), margin=float(raw.get("margin", 0.0)),
+        loss=raw.get("loss"), at_least=raw.get("at_least"), at_most=raw.get("at_most"),
+        mark=str(raw.get("mark", "")), source=str(raw.get("source", "")),
+    )
+    pair = claim.better is not None and claim.worse is not None
+    bound = claim.loss is not None and (claim.at_least is not None) != (claim.at_most is not None)
+    if not claim.text or not noises or pair == bound or claim.mark not in MARKS:
+        raise ProtocolError(
+            f"{where}: a claim needs text, noise, a mark in {', '.join(MARKS)}, and either better + worse "
+            f"(+ margin) or loss + one of at_least / at_most; got {raw}")
+    return claim
+
+
+@cache
+def load_protocol(name: str) -> Protocol:
+    """The data file of preset ``name``."""
+    check_name(name)
+    where = f"lossbench/protocols/data/{name}.yaml"
+    raw = yaml.safe_load(_data_dir().joinpath(f"{name}.yaml").read_text())
+    metric = raw.get("metric")
+    if raw.get("preset") != name or metric not in KINDS:
+        raise ProtocolError(f"{where}: preset must be '{name}' and metric one of {', '.join(KINDS)}")
+    return Protocol(
+        name=name, paper=str(raw["paper"]), dataset=str(raw["dataset"]), metric=metric,
+        kind=str(raw.get("kind", KINDS[metric])), source=str(raw.get("source", "")),
+        published=tuple(_cell(c, metric, where) for c in raw.get("published") or []),
+        reference=tuple(_cell(c, metric, where) for c in raw.get("reference") or []),
+        claims=tuple(_claim(c, metric, where) for c in raw.get("claims") or []),
+        published_note=str(raw.get("published_note", "")),
+        reference_note=str(raw.get("reference_note", "")),
+        notes=tuple(str(n) for n in raw.get("notes") or []),
+    )
+
+
+def compose_preset(name: str, overrides: Sequence[str] = ()):
+    """The composed config of ``+experiment=NAME`` (with its ``hydra`` node) and ``overrides``."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    check_name(name)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):
+            return compose(config_name="config", overrides=[f"+experiment={name}", *overrides],
+                           return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def preset_grid(cfg) -> dict[str, list[str]]:
+    """The preset's grid (hydra.sweeper.params of the composed config): loss, noise and seed lists."""
+    params = cfg.hydra.sweeper.get("params") or {}
+    grid = {key: [v.strip() for v in str(params[key]).split(",") if v.strip()] for key in GRID_KEYS
+            if key in params}
+    missing = [k for k in GRID_KEYS if k not in grid]
+    if missing:
+        raise ProtocolError(f"the preset's hydra.sweeper.params lacks {', '.join(missing)}")
+    return grid

@@ -1,0 +1,288 @@
+"""`lossbench reproduce NAME`: a preset's grid as one Hydra multirun, then ours beside the published numbers.
+
+The grid (losses x noise settings x seeds) is the preset's ``hydra.sweeper.params``; ``--losses``,
+``--noise`` and ``--seeds`` pick a subset of it. Every run has a stable directory below ``--dir``
+(``<loss>-<noise>-s<seed>``), so running the command again skips finished runs and resumes interrupted
+ones; any Hydra launcher works (``hydra/launcher=joblib``, ``hydra/launcher=slurm``). ``--dry-run``
+lists the runs with their state and estimates their cost from a one-epoch probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lossbench.protocols.catalogue import (
+    GRID_KEYS,
+    ProtocolError,
+    compose_preset,
+    load_protocol,
+    preset_grid,
+    preset_names,
+)
+
+EPILOG = """\
+examples:
+  lossbench reproduce --list
+  lossbench reproduce apl_mnist data_dir=/data                       # the whole grid, then the table
+  lossbench reproduce apl_mnist --losses ce,nce_rce --noise sym80 --seeds 0 --dry-run
+  lossbench reproduce apl_cifar10 hydra/launcher=joblib hydra.launcher.n_jobs=4
+  lossbench reproduce apl_cifar10 hydra/launcher=slurm hydra.launcher.partition=gpu
+
+Arguments that are not options are Hydra overrides for every run (data_dir=..., trainer.device=cuda,
+a launcher). Overrides that change the protocol (trainer.epochs=2) make the runs a different experiment:
+use another --dir for them.
+"""
+
+PENDING = ("new", "resumes", "failed")
+SUBDIR_TOKENS = {"${hydra.runtime.choices.loss}": "loss", "${hydra.runtime.choices.noise}": "noise",
+                 "${seed}": "seed"}
+
+
+@dataclass
+class PlannedRun:
+    """One job of the grid: its choices, its directory and what is there already."""
+
+    loss: str
+    noise: str
+    seed: str
+    run_dir: Path
+    state: str            # done | diverged | failed | resumes | new
+    epochs_done: int = 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    summary = __doc__.split("\n\n")[0].split(": ", 1)[1]
+    p = argparse.ArgumentParser(prog="lossbench reproduce", description=summary, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?", metavar="NAME", help="the preset (lossbench reproduce --list)")
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides for every run")
+    p.add_argument("--list", action="store_true", help="the presets: paper, dataset, runs, published numbers")
+    p.add_argument("--losses", help="comma-separated subset of the preset's losses")
+    p.add_argument("--noise", help="comma-separated subset of the preset's noise settings")
+    p.add_argument("--seeds", help="comma-separated subset of the preset's seeds")
+    p.add_argument("--dir", help="where the runs go (default outputs/reproduce/NAME)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the runs and a cost estimate from a one-epoch probe; train nothing")
+    p.add_argument("--no-probe", action="store_true", help="with --dry-run: skip the one-epoch probe")
+    p.add_argument("--no-report", action="store_true", help="do not print the comparison at the end")
+    return p
+
+
+def _fail(message: str) -> None:
+    print(f"lossbench reproduce: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def select(grid: dict[str, list[str]], key: str, text: str | None, option: str, name: str) -> list[str]:
+    """The subset ``text`` (comma-separated) of the grid's ``key`` values, in the grid's order."""
+    values = grid[key]
+    if text is None:
+        return values
+    asked = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in asked if v not in values]
+    if unknown or not asked:
+        raise ProtocolError(f"{option} {','.join(unknown) or repr(text)} not in preset {name}'s grid; "
+                            f"known: {', '.join(values)}")
+    return [v for v in values if v in asked]
+
+
+def run_subdir(pattern: str, loss: str, noise: str, seed: str) -> str:
+    """The run's directory name from the preset's ``hydra.sweep.subdir`` pattern."""
+    values = {"loss": loss, "noise": noise, "seed": seed}
+    for token, key in SUBDIR_TOKENS.items():
+        pattern = pattern.replace(token, values[key])
+    if "${" in pattern:
+        raise ProtocolError(f"hydra.sweep.subdir '{pattern}' must be built from the run's loss, noise and "
+                            f"seed only ({', '.join(SUBDIR_TOKENS)}), so that runs keep their directories")
+    return pattern
+
+
+def _state(run_dir: Path) -> tuple[str, int]:
+    from lossbench.io import read_json, read_jsonl
+
+    summary = read_json(run_dir / "summary.json")
+    if summary and summary.get("status") == "completed":
+        return "done", int(summary.get("epochs") or 0)
+    if summary and summary.get("status") == "diverged":
+        return "diverged", int(summary.get("epochs") or 0)
+    logged = len(read_jsonl(run_dir / "metrics.jsonl"))
+    if (run_dir / "checkpoint.pt").is_file():
+        return "resumes", logged
+    if (run_dir / "failure.json").is_file():
+        return "failed", 0
+    return "new", 0
+
+
+def plan(name: str, overrides: list[str], losses: str | None = None, noise: str | None = None,
+         seeds: str | None = None, out_dir: str | Path | None = None,
+         ) -> tuple[list[PlannedRun], dict, object]:
+    """The runs of preset ``name``'s grid (or the subset), with their states; (runs, subset, config)."""
+    from lossbench.precheck import check_output_dir, check_overrides
+
+    load_protocol(name)
+    problem = check_overrides([f"+experiment={name}", *overrides])
+    if problem:
+        raise ProtocolError(problem)
+    cfg = compose_preset(name, overrides)
+    grid = preset_grid(cfg)
+    subset = {
+        "loss": select(grid, "loss", losses, "--losses", name),
+        "noise": select(grid, "noise", noise, "--noise", name),
+        "seed": select(grid, "seed", seeds, "--seeds", name),
+    }
+    # every loss and every noise setting once (their specializations are separate files)
+    first = [f"+experiment={name}", *overrides]
+    for key, values in (("loss", subset["loss"]), ("noise", subset["noise"])):
+        problem = check_overrides([*first, f"{key}={','.join(values)}"])
+        if problem:
+            raise ProtocolError(problem)
+    pattern = str(cfg.hydra.sweep._get_node("subdir")._value())
+    root = Path(out_dir or Path("outputs") / "reproduce" / name)
+    problem = check_output_dir([f"hydra.sweep.dir={root}"])
+    if problem:
+        raise ProtocolError(problem)
+    runs = []
+    for loss, nz, seed in itertools.product(*(subset[k] for k in GRID_KEYS)):
+        run_dir = root / run_subdir(pattern, loss, nz, seed)
+        state, epochs = _state(run_dir)
+        runs.append(PlannedRun(loss, nz, seed, run_dir, state, epochs))
+    return runs, subset, cfg
+
+
+def probe(name: str, run: PlannedRun, overrides: list[str]) -> dict:
+    """One epoch of ``run`` in a scratch directory: its seconds (epoch with evaluation, and training)."""
+    with tempfile.TemporaryDirectory(prefix="lossbench-probe-") as scratch:
+        args = [sys.executable, "-m", "lossbench", "run", f"+experiment={name}", f"loss={run.loss}",
+                f"noise={run.noise}", f"seed={run.seed}", *overrides, "trainer.epochs=1",
+                "trainer.checkpoint_every=0", "trainer.progress=none", "logger=local",
+                f"hydra.run.dir={scratch}"]
+        started = time.perf_counter()
+        env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+        proc = subprocess.run(args, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise ProtocolError(f"the one-epoch probe failed: {tail.removeprefix('lossbench: error: ')}")
+        lines = Path(scratch, "metrics.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in lines if line]
+        summary = json.loads(Path(scratch, "summary.json").read_text())
+    epoch = records[-1]
+    return {"loss": run.loss, "noise": run.noise,
+            "epoch_seconds": float(epoch.get("seconds", epoch["train_seconds"])),
+            "train_seconds": float(epoch["train_seconds"]), "wall_seconds": wall,
+            "device": summary.get("provenance", {}).get("device", "?")}
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def print_plan(name: str, runs: list[PlannedRun], epochs: int, measured: dict | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=160)
+    table = Table(title=f"lossbench reproduce {name}: {len(runs)} runs")
+    for column in ("loss", "noise", "seed", "state", "directory"):
+        table.add_column(column)
+    for r in runs:
+        state = f"resumes after epoch {r.epochs_done}" if r.state == "resumes" else r.state
+        table.add_row(r.loss, r.noise, r.seed, state, str(r.run_dir))
+    console.print(table)
+    counts = {s: sum(r.state == s for r in runs) for s in ("done", "diverged", "failed", "resumes", "new")}
+    console.print("runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()), highlight=False)
+    pending = [r for r in runs if r.state in PENDING]
+    remaining = sum(epochs - min(r.epochs_done, epochs) for r in pending)
+    console.print(f"epochs to train: {remaining} ({epochs} per run)", highlight=False)
+    if measured:
+        total = remaining * measured["epoch_seconds"]
+        console.print(
+            f"probe: one epoch of loss={measured['loss']} noise={measured['noise']} took "
+            f"{measured['epoch_seconds']:.1f} s "
+            f"({measured['train_seconds']:.1f} s training, the rest evaluation) on {measured['device']}; "
+            f"estimate {_hours(total)} one run after another (divide by the launcher's parallel jobs)",
+            highlight=False)
+
+
+def list_presets() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="lossbench reproduce: presets")
+    for column in ("preset", "paper", "dataset", "reports", "runs", "published numbers"):
+        table.add_column(column)
+    for name in preset_names():
+        protocol = load_protocol(name)
+        grid = preset_grid(compose_preset(name))
+        n = len(grid["loss"]) * len(grid["noise"]) * len(grid["seed"])
+        shape = f"{n} ({len(grid['loss'])} losses x {len(grid['noise'])} noise x {len(grid['seed'])} seeds)"
+        marks = sorted({c.mark for c in protocol.published})
+        if protocol.published:
+            k = len(protocol.published)
+            published = f"yes: {k} cell{'s' if k > 1 else ''} {' '.join(marks)}"
+        elif protocol.reference:
+            published = f"none known; lossbench reference ({len(protocol.reference)} cells)"
+        else:
+            published = "none known"
+        table.add_row(name, protocol.paper, protocol.dataset, f"{protocol.metric} ({protocol.kind})", shape,
+                      published)
+    Console(width=200).print(table)
+
+
+def _launch(argv: list[str]) -> None:
+    """The Hydra multirun of `lossbench run -m`, its overrides already checked by ``plan``."""
+    import hydra
+
+    from lossbench.run import run
+
+    main = hydra.main(config_path="pkg://lossbench.conf", config_name="config", version_base="1.3")(run)
+    saved, sys.argv = sys.argv, ["lossbench reproduce", *argv]
+    try:
+        main()
+    finally:
+        sys.argv = saved
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of `lossbench reproduce`."""
+    args = _parser().parse_intermixed_args(argv)
+    if args.list:
+        list_presets()
+        return
+    if not args.name:
+        _fail(f"name a preset (lossbench reproduce NAME); known: {', '.join(preset_names())}")
+    overrides = list(args.overrides)
+    try:
+        runs, subset, cfg = plan(args.name, overrides, args.losses, args.noise, args.seeds, args.dir)
+    except ProtocolError as exc:
+        _fail(str(exc))
+    root = runs[0].run_dir.parent
+    epochs = int(cfg.trainer.epochs)
+    if args.dry_run:
+        measured = None
+        pending = [r for r in runs if r.state in PENDING]
+        if pending and not args.no_probe:
+            try:
+                measured = probe(args.name, pending[0], overrides)
+            except ProtocolError as exc:
+                _fail(str(exc))
+        print_plan(args.name, runs, epochs, measured)
+        return
+    sweep = [f"+experiment={args.name}", *(f"{k}={','.join(subset[k])}" for k in GRID_KEYS),
+             f"hydra.sweep.dir={root}", *overrides]
+    print(f"lossbench reproduce {args.name}: {len(runs)} runs into {root} "
+          f"({sum(r.state == 'done' for r in runs)} already finished)", flush=True)
+    _launch(["-m", *sweep])
+    if not args.no_report:
+        from lossbench.report.cli import main as report_main
+
+        report_main([str(root), "--against", args.name])
