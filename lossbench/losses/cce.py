@@ -15,7 +15,6 @@ from lossbench.losses.comp_sum import comp_sum_phi
 from lossbench.losses.functional import gather
 
 CCE_BACKENDS = ("chunked", "cce", "torch_compile")
-CCE_PIP = "pip install cut-cross-entropy==25.1.1"
 
 
 def _one_minus_p(logp: Tensor) -> Tensor:
@@ -160,8 +159,10 @@ class CutCrossEntropy(Loss):
             try:
                 import cut_cross_entropy  # noqa: F401
             except ImportError:
-                raise ValueError(f"loss.backend={backend} needs the cut-cross-entropy package: {CCE_PIP} "
-                                 f"(or loss.backend=chunked)") from None
+                from lossbench.extras import hint
+
+                raise ValueError(f"{hint('cce', f'loss.backend={backend}')}; or loss.backend=chunked, "
+                                 f"which needs nothing") from None
         if isinstance(inner_kwargs, DictConfig):
             inner_kwargs = OmegaConf.to_container(inner_kwargs, resolve=True)
         cls = LOSSES.get(inner)

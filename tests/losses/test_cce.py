@@ -150,8 +150,9 @@ def test_the_kernel_backend_needs_a_cuda_device():
 def test_a_missing_package_is_refused_with_the_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "cut_cross_entropy", None)  # import raises ImportError
     for backend in ("cce", "torch_compile"):
-        with pytest.raises(ValueError, match=f"loss.backend={backend} needs the cut-cross-entropy package: "
-                                             "pip install cut-cross-entropy==25.1.1"):
+        with pytest.raises(ValueError, match=f"loss.backend={backend} needs the optional package "
+                                             r"cut-cross-entropy \(the lossbench\[cce\] extra\); "
+                                             "install it with: pip install 'cut-cross-entropy==25.1.1'"):
             _cce(backend=backend)
     _cce(backend="chunked")
 
