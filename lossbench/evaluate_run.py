@@ -93,10 +93,12 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
     final weights, the per-epoch record of the saved epoch for the best ones.
     """
     import torch
+    from hydra.utils import get_class
     from omegaconf import OmegaConf
 
     from lossbench.evaluate import evaluate_model
     from lossbench.io import read_json, read_jsonl
+    from lossbench.losses.base import Loss
     from lossbench.run import build_data, build_model
     from lossbench.train.threads import apply_threads
     from lossbench.train.trainer import Trainer, set_determinism
@@ -116,6 +118,13 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
             f"status {summary.get('status', 'unfinished')}); rerun it with trainer.save_weights=both"
         )
     cfg = load_config(run_dir, list(overrides))
+    loss_class = get_class(str(cfg.loss._target_)) if "_target_" in cfg.loss else Loss
+    if loss_class.prediction_logits is not Loss.prediction_logits:  # the weights are the model's only
+        raise ConfigError(
+            f"loss '{getattr(loss_class, 'registry_name', loss_class.__name__)}' predicts through "
+            f"parameters of its own (a learned link), which the saved weights do not hold; read the "
+            f"run's summary.json instead"
+        )
     keys = {o.partition("=")[0].lstrip("+~") for o in overrides}
     recorded = summary.get("provenance") or {}
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)

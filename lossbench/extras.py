@@ -22,6 +22,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "detect": ("cleanlab", "cleanlab>=2.9"),
     "attacks": ("torchattacks", "torchattacks==3.5.1"),
     "calibration": ("relplot", "relplot==1.0.3"),
+    "cce": ("cut_cross_entropy", "cut-cross-entropy==25.1.1"),
 }
 
 # (config group, option) -> the extra it needs

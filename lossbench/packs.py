@@ -14,7 +14,9 @@ Not packed (they run as ordinary jobs, the plan says why): adversarial
 training (``adversarial`` other than none: its inputs are per member),
 robust evaluation (``attack`` other than none: per-epoch attacks), detection
 (``detect`` other than none: it trains models of its own before the run),
-strategies that resample each epoch, ``trainer.precision=16-mixed`` and
+strategies that resample each epoch, losses of another shape (set- or
+batch-level values, trainable parameters, or computed from the head:
+``level``, ``trainable``, ``needs_head``), ``trainer.precision=16-mixed`` and
 ``trainer.compile=true``.
 """
 
@@ -75,6 +77,20 @@ def unpackable(config: dict) -> str | None:
         return "trainer.precision=16-mixed keeps one loss scale per run"
     if trainer.get("compile"):
         return "trainer.compile=true compiles one model; packs run eagerly"
+    loss_target = (config.get("loss") or {}).get("_target_")
+    if loss_target:
+        from hydra.utils import get_class
+
+        try:
+            cls = get_class(str(loss_target))
+        except (ImportError, ValueError):
+            return None  # the job's own setup reports the unknown class
+        if getattr(cls, "level", "sample") != "sample":
+            return f"loss {cls.__name__} gives one value per {cls.level}; packs step per-sample losses"
+        if getattr(cls, "trainable", False):
+            return f"loss {cls.__name__} trains parameters of its own"
+        if getattr(cls, "needs_head", False):
+            return f"loss {cls.__name__} is computed from the model's head, not its logits"
     target = (config.get("reweight") or {}).get("_target_")
     if target:
         from hydra.utils import get_class

@@ -64,6 +64,7 @@ from lossbench.metrics import selection_figures
 from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint
+from lossbench.train.objective import check_training, parameter_groups
 from lossbench.train.sinks import build_sinks
 from lossbench.train.threads import apply_threads
 from lossbench.train.trainer import Diverged, RestartFromScratch, Trainer, set_determinism
@@ -407,6 +408,8 @@ class _Job:
             for calibrator in calibrators:
                 calibrator.check(len(split.y_val), split.num_classes)
             reweight = instantiate(cfg.reweight)
+            adversarial = instantiate(cfg.adversarial)
+            check_training(loss_fn, reweight, split.y_train_noisy, trainer.batch_size, device, adversarial)
             detector = instantiate(cfg.detect)
             # computed here, written with noise.npz once nothing can refuse the run any more
             detection = run_detector(detector, detection_context(
@@ -420,11 +423,10 @@ class _Job:
                 train_warmup=lambda m, epochs: _warmup(cfg, trainer, m, split, epochs, seed),
                 detection=detection,
             ))
-            adversarial = instantiate(cfg.adversarial)
             adversarial.setup(split)
             robust = instantiate(cfg.attack)
             robust.setup(split)
-            optimizer = instantiate(cfg.optim)(model.parameters())
+            optimizer = instantiate(cfg.optim)(parameter_groups(model, loss_fn))
             scheduler = instantiate(cfg.scheduler)(optimizer)
         except ConfigError:
             raise
@@ -568,7 +570,8 @@ class _Job:
         if status == "diverged":
             summary["diverged_epoch"] = diverged_epoch
         else:
-            summary.update(evaluate_model(trainer, parts.model, split, parts.calibrators, parts.robust))
+            summary.update(evaluate_model(trainer, parts.model, split, parts.calibrators, parts.robust,
+                                          parts.loss_fn))
         summary.update(_history_figures(history))
         summary.update({f"reweight_{k}": v for k, v in parts.reweight.summary().items()})
         summary.update(weights_summary(trainer.save_weights, out_dir, parts.model, best,

@@ -362,13 +362,21 @@ def check_components(cfg: DictConfig, config: dict) -> None:
 
         name, num_classes = identity
         # num_train only sizes per-sample buffers; any count serves to check the constructor
-        _attempt("loss", lambda: build_loss(cfg.loss, num_classes, 2))
+        loss = _attempt("loss", lambda: build_loss(cfg.loss, num_classes, 2))
         noise = _attempt("noise", lambda: instantiate(cfg.noise))
         _attempt("noise", lambda: noise.check(num_classes, name))
-    _attempt("reweight", lambda: instantiate(cfg.reweight))
+    reweight = _attempt("reweight", lambda: instantiate(cfg.reweight))
+    built = {}
     for group in ("detect", "adversarial", "attack"):
         if group in cfg:
-            _attempt(group, lambda group=group: instantiate(cfg[group]))
+            built[group] = _attempt(group, lambda group=group: instantiate(cfg[group]))
+    if identity is not None:  # a set- or batch-level loss, or one without logits, with what needs them
+        from lossbench.train.objective import check_pairing
+
+        try:
+            check_pairing(loss, reweight, built.get("adversarial"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if "calibrator" in cfg:
         from lossbench.calibrate import build_calibrators
 

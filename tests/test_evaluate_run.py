@@ -88,6 +88,7 @@ def test_cli_checks_and_writes_json(trained, cli, tmp_path):
         (["{run}", "loss=fcoal"], "unknown loss 'fcoal'; known: "),
         (["{run}", "seed=0,1"], "one value per key"),
         (["{bare}"], "model_final.pt not found: the run kept no final weights"),
+        (["{run}", "loss=legendretron"], "loss 'legendretron' predicts through parameters of its own"),
     ],
 )
 def test_bad_input_is_one_line(trained, tmp_path, capsys, args, message):

@@ -66,10 +66,20 @@ class AdvBatch:
 
 
 class AdversarialMethod:
-    """Base class; ``per_sample(batch) -> (objective [B], logits [B, C])``."""
+    """Base class; ``per_sample(batch) -> (objective [B], logits [B, C])``.
+
+    What a method needs from the loss it declares, as reweighting strategies do
+    (``lossbench.train.objective.check_pairing`` refuses a loss that lacks it
+    before training): ``needs_per_sample`` (its objective attacks or adds to each
+    sample's loss, so a set- or batch-level loss is refused) and ``needs_logits``
+    (it attacks through the logits, which a loss computed from the head alone
+    never forms).
+    """
 
     name: ClassVar[str] = "none"
     paper: ClassVar[str] = ""
+    needs_per_sample: ClassVar[bool] = True
+    needs_logits: ClassVar[bool] = True
 
     def setup(self, split) -> None:
         """Check the dataset and resolve dataset-dependent settings (eps=null) before training."""
@@ -85,6 +95,9 @@ class AdversarialMethod:
 @register_adversarial("none")
 class NoAdversarial(AdversarialMethod):
     """Standard training: the run's loss on the (augmented) clean batch, bit for bit as without the hook."""
+
+    needs_per_sample = False
+    needs_logits = False
 
     def per_sample(self, batch: AdvBatch) -> tuple[Tensor, Tensor]:
         x = batch.transform(batch.x_raw, train=True, generator=batch.augment_generator)

@@ -96,14 +96,16 @@ class ViewTransform:
 
 
 def view_logits(trainer, model, x: Tensor, base, names: Sequence[str], seed: int,
-                feature_std: Tensor | None = None) -> Tensor:
+                feature_std: Tensor | None = None, loss=None) -> Tensor:
     """Logits of ``model`` on each named view of ``x``: a [V, N, C] tensor (float32).
 
     View v draws its randomness from a generator seeded with seed + v on x's
-    device, so two calls with the same inputs give the same views.
+    device, so two calls with the same inputs give the same views. With ``loss``, the logits are
+    its ``prediction_logits`` (a learned link), as the run's own evaluation scores them.
     """
     out = []
     for v, name in enumerate(names):
         generator = torch.Generator(device=x.device).manual_seed(int(seed) + v)
-        out.append(trainer.predict(model, x, ViewTransform(base, view_op(name, feature_std), generator)))
+        view = ViewTransform(base, view_op(name, feature_std), generator)
+        out.append(trainer.predict(model, x, view, loss))
     return torch.stack(out)

@@ -13,7 +13,9 @@ from lossbench.registry import Registry
 LOSSES: Registry[type[Loss]] = Registry("loss")
 register_loss = LOSSES.register
 
-FAMILIES = ("comp-sum", "robust", "calibration")
+FAMILIES = ("comp-sum", "robust", "calibration", "metric", "learned")
+# What one value of a loss's forward scores: a sample ([B]), a set of samples ([S]) or the whole batch ([]).
+LEVELS = ("sample", "set", "batch")
 # Constructor arguments that come from the run (``build_loss``), not from conf/loss.
 RUNTIME_ARGS = ("num_classes", "num_train")
 
@@ -50,6 +52,30 @@ class Loss(nn.Module):
     instance uses them (summary.json's ``loss_params``); subclasses store each
     under its argument's name.
 
+    Three further shapes (issue 20), each served in one place (the training step
+    ``Objective``; the sampler and the optimizer's parameter groups beside it):
+
+    - ``level``: ``"sample"`` (forward returns [B]), ``"set"`` (the loss scores
+      sets of samples and returns [S]; its ``epoch_batches`` builds the epoch's
+      batches out of whole sets from the training labels) or ``"batch"`` (a
+      non-decomposable loss of the whole batch, returned as a 0-dim tensor).
+      Only sample-level values can be reweighted: strategies that need them
+      refuse the other levels before training.
+    - ``trainable``: the loss has parameters of its own, trained with the model
+      in the optimizer groups ``parameter_groups`` gives (its own ``lr`` and
+      ``weight_decay`` when the constructor sets them), saved and restored with
+      the loss's state_dict. ``prediction_logits`` maps the model's logits to
+      those of the loss's predictive distribution (a learned link), which
+      evaluation then scores.
+    - ``needs_head``: the loss can be computed from the penultimate features and
+      the model's linear head without materialising the logits
+      (``head_loss(features, head, target, index) -> (per-sample values,
+      predicted classes)``); the training step then never forms [B, C] logits.
+
+    ``prepare(labels, batch_size, device)`` checks, before training, what a loss
+    can know about the run (enough samples per class for sets, a device for a
+    kernel) and raises ValueError in one line.
+
     Instances may refine these where a hyperparameter decides (LogitClip takes
     ``needs_features`` from its inner loss; LDR losses are probabilistic only
     with raw scores), so read them from the instance; the class value is the
@@ -65,6 +91,9 @@ class Loss(nn.Module):
     probabilistic: ClassVar[bool] = True
     needs_features: ClassVar[bool] = False
     needs_index: ClassVar[bool] = False
+    level: ClassVar[str] = "sample"
+    trainable: ClassVar[bool] = False
+    needs_head: ClassVar[bool] = False
 
     def forward(self, logits: Tensor, target: Tensor, features: Tensor | None = None,
                 index: Tensor | None = None) -> Tensor:
@@ -96,6 +125,31 @@ class Loss(nn.Module):
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Hook for losses that depend on training progress (0-based epoch)."""
+
+    def prepare(self, labels: Tensor, batch_size: int, device: torch.device) -> None:
+        """Refuse (ValueError, one line) a run this loss cannot train: its training labels, its
+        batch size, its device. Called before training; the default accepts everything."""
+
+    def epoch_batches(self, labels: Tensor, batch_size: int,
+                      generator: torch.Generator) -> list[Tensor] | None:
+        """The training positions of each batch of one epoch, for losses whose batches have a
+        structure (set-level losses); None lets the trainer draw its permutation."""
+        return None
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimizer parameter groups of a trainable loss: its parameters, with ``lr`` and
+        ``weight_decay`` when the instance sets them (None: the optimizer's own)."""
+        if not self.trainable:
+            return []
+        group: dict[str, Any] = {"params": [p for p in self.parameters() if p.requires_grad]}
+        for key in ("lr", "weight_decay"):
+            if getattr(self, key, None) is not None:
+                group[key] = float(getattr(self, key))
+        return [group] if group["params"] else []
+
+    def prediction_logits(self, logits: Tensor) -> Tensor:
+        """Logits whose softmax is the loss's prediction: the model's own unless the loss learns a link."""
+        return logits
 
     def hyperparameters(self) -> dict[str, Any]:
         """The hyperparameters this instance uses, by constructor name (named choices resolved,

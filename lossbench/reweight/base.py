@@ -54,10 +54,17 @@ class Reweighter:
       corrections); the default calls the loss;
     - ``weights(losses, target, index)`` -> Tensor[B] with mean 1, or None for
       uniform weights (the trainer then takes a plain mean, bit for bit).
+
+    What a strategy needs from the loss it declares, as losses do:
+    ``needs_per_sample`` (it weighs or corrects per-sample losses, so a set- or
+    batch-level loss is refused before training) and ``needs_logits`` (it reads
+    the logits, which a loss computed from the head alone never forms).
     """
 
     name: ClassVar[str] = "none"
     paper: ClassVar[str] = ""
+    needs_per_sample: ClassVar[bool] = True
+    needs_logits: ClassVar[bool] = False
 
     def setup(self, ctx: ReweightContext) -> None:
         """Prepare before the first epoch."""
@@ -91,6 +98,8 @@ class Reweighter:
 @register_reweight("none")
 class NoReweighting(Reweighter):
     """Every sample weighs 1: the plain mean of the per-sample losses."""
+
+    needs_per_sample = False
 
 
 def normalize_mean_one(w: Tensor) -> Tensor:

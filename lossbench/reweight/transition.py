@@ -127,6 +127,8 @@ class TransitionReweighter(Reweighter):
     and its mean absolute error against the true one.
     """
 
+    needs_logits = True
+
     def __init__(
         self, transition: bool | str = "true", warmup_epochs: int = 10, anchor_quantile: float = 0.97
     ) -> None:

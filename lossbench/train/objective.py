@@ -2,11 +2,16 @@
 
 The trainer never asks which loss, strategy or method it holds. For each batch
 it calls an ``Objective``, which serves what the loss declares it needs
-(``needs_features``, ``needs_index``; see ``lossbench.losses.base.Loss``),
-lets the adversarial training method (``lossbench.adversarial.training``; ``none``
-trains on the clean batch) choose the inputs and the per-sample objective, lets
-the reweighting strategy correct and weigh the per-sample losses, and adds the
-training-side regulariser (an L1 penalty on the weights).
+(``needs_features``, ``needs_index``, ``needs_head``, its ``level``; see
+``lossbench.losses.base.Loss``), lets the adversarial training method
+(``lossbench.adversarial.training``; ``none`` trains on the clean batch) choose
+the inputs and the per-sample objective, lets the reweighting strategy correct
+and weigh the per-sample losses, and adds the training-side regulariser (an L1
+penalty on the weights). The epoch's batches (``Objective.epoch_batches``: the
+loss's own sampler for set-level losses) and the optimizer's parameter groups
+(``parameter_groups``: the model's, then a trainable loss's) are decided here
+too, and ``check_training`` refuses, before training, a loss, a strategy and an
+adversarial method that do not fit together.
 """
 
 from __future__ import annotations
@@ -27,12 +32,57 @@ class StepOutput:
     """One training step: ``loss`` is backpropagated; the rest feeds the epoch's statistics.
 
     ``per_sample`` [B] (detached) are the per-sample losses of the batch's
-    samples, ``logits`` [B, C] (detached) the model's logits on them.
+    samples (for a set- or batch-level loss, each sample carries its set's or
+    its batch's value), ``logits`` [B, C] (detached) the model's logits on them
+    (None when the loss never formed them), ``pred`` [B] the predicted classes
+    of the loss's predictive distribution.
     """
 
     loss: Tensor
     per_sample: Tensor
-    logits: Tensor
+    logits: Tensor | None
+    pred: Tensor
+
+
+def _name(obj: object) -> str:
+    return getattr(obj, "registry_name", type(obj).__name__)
+
+
+def check_pairing(loss: Loss, reweight: Reweighter, adversarial: AdversarialMethod | None = None) -> None:
+    """Refuse a strategy or an adversarial method that needs what the loss does not give: per-sample
+    values (``needs_per_sample``), or logits (``needs_logits``)."""
+    level = getattr(loss, "level", "sample")
+    head = getattr(loss, "needs_head", False)
+    for kind, part in (("reweight", reweight), ("adversarial", adversarial)):
+        if part is None:
+            continue
+        if level != "sample" and getattr(part, "needs_per_sample", True):
+            hint = "reweight=none" if kind == "reweight" else "adversarial=none"
+            verb = "weighs or corrects" if kind == "reweight" else "attacks"
+            raise ValueError(
+                f"{kind}={_name(part)} {verb} per-sample losses, and loss "
+                f"'{_name(loss)}' has none (it scores each {level} as a whole); use {hint}"
+            )
+        if head and getattr(part, "needs_logits", False):
+            hint = ("reweight=none, class_balanced or loss_based" if kind == "reweight"
+                    else "adversarial=none")
+            raise ValueError(
+                f"{kind}={_name(part)} reads the logits, which loss '{_name(loss)}' never forms (it is "
+                f"computed from the features and the head); use {hint}"
+            )
+
+
+def check_training(loss: Loss, reweight: Reweighter, labels: Tensor, batch_size: int,
+                   device: torch.device, adversarial: AdversarialMethod | None = None) -> None:
+    """Everything about a loss that can be refused before training (one line each, ValueError)."""
+    check_pairing(loss, reweight, adversarial)
+    if hasattr(loss, "prepare"):
+        loss.prepare(labels, batch_size, device)
+
+
+def parameter_groups(model: nn.Module, loss: Loss) -> list[dict]:
+    """The optimizer's parameter groups: the model's, then the loss's own (``Loss.parameter_groups``)."""
+    return [{"params": list(model.parameters())}, *loss.parameter_groups()]
 
 
 def l1_penalty(model: nn.Module) -> Tensor:
@@ -61,6 +111,30 @@ class Objective:
         self.l1 = float(l1)
         self.needs_features = bool(getattr(loss_fn, "needs_features", False))
         self.needs_index = bool(getattr(loss_fn, "needs_index", False))
+        self.needs_head = bool(getattr(loss_fn, "needs_head", False))
+        self.link = getattr(loss_fn, "prediction_logits", None)  # None: a bare nn.Module loss
+        check_pairing(loss_fn, reweight, self.adversarial)
+
+    def epoch_batches(self, labels: Tensor, batch_size: int, generator: torch.Generator,
+                      device: torch.device) -> list[Tensor]:
+        """The training positions of each batch of one epoch (on ``device``).
+
+        A loss with a sampler of its own (set-level) builds them from the training
+        labels; otherwise the strategy's resampled indices or a permutation of all
+        positions, cut into ``batch_size`` slices (a last batch of one is dropped:
+        it breaks batch norm).
+        """
+        sampler = getattr(self.loss_fn, "epoch_batches", None)
+        batches = sampler(labels, batch_size, generator) if sampler is not None else None
+        if batches is not None:
+            return [b.to(device, non_blocking=True) for b in batches]
+        order = self.reweight.epoch_indices(len(labels), generator)
+        if order is None:
+            order = torch.randperm(len(labels), generator=generator)
+        order = order.to(device, non_blocking=True)
+        if len(order) % batch_size == 1 and len(order) > 1:
+            order = order[:-1]
+        return list(order.split(batch_size))
 
     def forward(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Logits (and the penultimate features when the loss needs them) for model input ``x``."""
@@ -86,19 +160,46 @@ class Objective:
         per_sample = self.per_sample(logits, target, features, index)
         return self.weighted_mean(per_sample, target, index), per_sample
 
+    def head_values(self, model: nn.Module, x: Tensor, target: Tensor,
+                    index: Tensor) -> tuple[Tensor, Tensor]:
+        """(per-sample losses, predicted classes) of a ``needs_head`` loss from the features and the
+        model's linear head: the [B, C] logits are never formed."""
+        head, body = getattr(model, "head", None), getattr(model, "body", None)
+        if not isinstance(head, nn.Linear) or body is None:
+            raise ValueError(f"loss '{_name(self.loss_fn)}' needs a model with a body and a linear head "
+                             f"(lossbench's Classifier), got {type(model).__name__}")
+        return self.loss_fn.head_loss(body(x), head, target, index if self.needs_index else None)
+
     def __call__(self, model: nn.Module, x_raw: Tensor, target: Tensor, index: Tensor,
                  generator: torch.Generator | None = None,
                  attack_generator: torch.Generator | None = None) -> StepOutput:
         """The step's loss for the training samples at positions ``index`` (raw inputs ``x_raw``);
-        ``generator`` draws the augmentation, ``attack_generator`` the attack's random start."""
-        batch = AdvBatch(
-            model=model, x_raw=x_raw, target=target, transform=self.transform,
-            forward=lambda x: self.forward(model, x),
-            loss_of=lambda logits, features: self.per_sample(logits, target, features, index),
-            augment_generator=generator, attack_generator=attack_generator,
-        )
-        per_sample, logits = self.adversarial.per_sample(batch)
-        loss = self.weighted_mean(per_sample, target, index)
+        ``generator`` draws the augmentation, ``attack_generator`` the attack's random start.
+
+        The loss's values are per sample, per set or one per batch (its ``level``);
+        the step minimises their (weighted) mean, and each sample's statistic is
+        the value of the unit it belongs to.
+        """
+        logits: Tensor | None = None
+        if self.needs_head:  # adversarial=none only (check_pairing)
+            x = self.transform(x_raw, train=True, generator=generator)
+            values, pred = self.head_values(model, x, target, index)
+        else:
+            batch = AdvBatch(
+                model=model, x_raw=x_raw, target=target, transform=self.transform,
+                forward=lambda x: self.forward(model, x),
+                loss_of=lambda logits, features: self.per_sample(logits, target, features, index),
+                augment_generator=generator, attack_generator=attack_generator,
+            )
+            values, logits = self.adversarial.per_sample(batch)
+            logits = logits.detach()
+            with torch.no_grad():
+                pred = (logits if self.link is None else self.link(logits)).argmax(1)
+        per_sample = values.detach().reshape(-1)
+        if per_sample.numel() != len(target):
+            per_sample = per_sample.repeat_interleave(len(target) // per_sample.numel())
+        weights = self.reweight.weights(per_sample, target, index)
+        loss = values.mean() if weights is None else (values * weights).mean()
         if self.l1:
             loss = loss + self.l1 * l1_penalty(model)
-        return StepOutput(loss=loss, per_sample=per_sample.detach(), logits=logits.detach())
+        return StepOutput(loss=loss, per_sample=per_sample, logits=logits, pred=pred.detach())

@@ -25,7 +25,7 @@ from lossbench.metrics import epoch_metrics
 from lossbench.reweight.base import Reweighter
 from lossbench.sink import Sink
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
-from lossbench.train.objective import Objective
+from lossbench.train.objective import Objective, check_training
 from lossbench.train.threads import check_threads
 from lossbench.train.weights import check_save_weights
 
@@ -136,14 +136,18 @@ class Trainer:
         return model
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, x: Tensor, transform: BatchTransform) -> Tensor:
-        """Float32 logits for every row of ``x`` in eval mode."""
+    def predict(self, model: nn.Module, x: Tensor, transform: BatchTransform,
+                loss: Loss | None = None) -> Tensor:
+        """Float32 logits for every row of ``x`` in eval mode (through ``loss.prediction_logits``,
+        a learned link, when a loss is given)."""
         was_training = model.training
         model.eval()
+        link = getattr(loss, "prediction_logits", None)
         out = []
         for i in range(0, len(x), self.eval_batch_size):
             with self.autocast():
-                out.append(model(transform(x[i : i + self.eval_batch_size], train=False)).float())
+                logits = model(transform(x[i : i + self.eval_batch_size], train=False)).float()
+            out.append(logits if link is None else link(logits).float())
         model.train(was_training)
         return torch.cat(out) if out else torch.empty(0, device=x.device)
 
@@ -189,6 +193,7 @@ class Trainer:
         is_noisy = y_noisy != y_clean
         n = len(y_noisy)
         objective = Objective(loss_fn, reweight, transform, self.l1, adversarial)
+        check_training(loss_fn, reweight, y_noisy, self.batch_size, device, adversarial)
         history: list[dict] = []
         start_epoch = 0
         seen_loss = torch.zeros(n, device=device)
@@ -225,6 +230,14 @@ class Trainer:
                         f"{checkpoint_path} belongs to a different configuration (differs in "
                         f"{', '.join(differs[:5])}); use another output directory or trainer.force=true"
                     )
+                missing = sorted(set(loss_fn.state_dict()) - set(state.get("loss") or {}))
+                if missing:
+                    name = getattr(loss_fn, "registry_name", type(loss_fn).__name__)
+                    raise ConfigError(
+                        f"{checkpoint_path} holds no {', '.join(missing[:3])}{', ...' * (len(missing) > 3)} "
+                        f"for loss '{name}' (a loss's parameters and state belong in every checkpoint); "
+                        f"remove it or set trainer.force=true"
+                    )
                 for key, obj in state_objects.items():
                     obj.load_state_dict(state[key])
                 reweight.load_state_dict(state["reweight"])
@@ -258,25 +271,26 @@ class Trainer:
             # progress hooks are functions of the epoch, so calling them again on a mid-epoch resume is safe
             loss_fn.on_epoch_start(epoch, self.epochs)
             reweight.on_epoch_start(epoch, self.epochs)
-            if partial is not None:  # resume inside this epoch: its order and statistics so far
+            if partial is not None:  # resume inside this epoch: its batches and statistics so far
                 order = partial["order"].to(device)
+                sizes = partial.get("sizes")  # recorded when the batches are not batch_size slices
+                batches = list(order.split(list(sizes) if sizes else self.batch_size))
                 first, carried = int(partial["next"]), float(partial["train_seconds"])
                 seen_loss.copy_(partial["seen_loss"].to(device))
                 seen_pred.copy_(partial["seen_pred"].to(device))
                 partial = None
             else:
-                order = reweight.epoch_indices(n, generator)
-                if order is None:
-                    order = torch.randperm(n, generator=generator)
-                order = order.to(device, non_blocking=True)
-                if len(order) % self.batch_size == 1 and len(order) > 1:
-                    order = order[:-1]  # a batch of one breaks batch norm
+                batches = objective.epoch_batches(y_noisy, self.batch_size, generator, device)
+                order = torch.cat(batches)
                 first, carried = 0, 0.0
-            for i in range(first, len(order), self.batch_size):
+            end = 0
+            for number, index in enumerate(batches):
+                i, end = end, end + len(index)  # positions in order of the batch's first and next samples
+                if i < first:
+                    continue
                 signum = lifecycle.stop_requested()
                 if signum is not None:  # a batch boundary: save the epoch so far, then stop
-                    batches = -(-len(order) // self.batch_size)
-                    where = f"at epoch {epoch + 1}, batch {i // self.batch_size} of {batches}"
+                    where = f"at epoch {epoch + 1}, batch {number} of {len(batches)}"
                     if checkpoint_path is None:
                         raise lifecycle.Interrupted(signum, where, None)
                     state = snapshot(epoch - 1)
@@ -285,9 +299,10 @@ class Trainer:
                         "seen_pred": seen_pred.cpu(),
                         "train_seconds": carried + time.perf_counter() - started,
                     }
+                    if any(len(b) != self.batch_size for b in batches[:-1]):
+                        state["partial"]["sizes"] = [len(b) for b in batches]
                     save_checkpoint(checkpoint_path, state)
                     raise lifecycle.Interrupted(signum, where, Path(checkpoint_path))
-                index = order[i : i + self.batch_size]
                 with self.autocast():
                     step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator,
                                      attack_generator)
@@ -307,10 +322,9 @@ class Trainer:
                     optimizer.step()
                 # two cheap writes per step; the epoch's statistics are reduced once below
                 seen_loss[index] = step.per_sample.float()
-                seen_pred[index] = step.logits.argmax(1)
-                done = min(i + self.batch_size, len(order))
+                seen_pred[index] = step.pred
                 for sink in sinks:
-                    sink.batch(epoch + 1, done, len(order))
+                    sink.batch(epoch + 1, end, len(order))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # time the work, not its queueing
             train_seconds = carried + time.perf_counter() - started
@@ -331,7 +345,7 @@ class Trainer:
             for x, views in evals:
                 if len(x) == 0:
                     continue
-                logits_eval = self.predict(model, x, transform)
+                logits_eval = self.predict(model, x, transform, loss_fn)
                 for prefix, y in views.items():
                     record.update({f"{prefix}_{k}": v for k, v in epoch_metrics(logits_eval, y).items()})
             if robust is not None and robust.due(epoch, self.epochs):

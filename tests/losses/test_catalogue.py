@@ -34,6 +34,28 @@ def _index(n: int) -> torch.Tensor:
     return torch.arange(n)
 
 
+@pytest.fixture
+def make_loss(make_loss):
+    """Losses are built for the 5 classes of these inputs (a learned link's size depends on C)."""
+    return lambda name, num_classes=5, **overrides: make_loss(name, num_classes=num_classes, **overrides)
+
+
+def _shaped(loss: Loss, logits: torch.Tensor, target: torch.Tensor, *rest: torch.Tensor) -> tuple:
+    """The inputs as the loss's level needs them: a set-level loss gets whole sets, labelled by its
+    own sampler (on a pool of 4 samples per class); other losses get them unchanged."""
+    if loss.level != "set":
+        return (logits, target, *rest)
+    pool = torch.arange(logits.shape[1]).repeat(4)
+    rows = len(target) // loss.set_size * loss.set_size
+    batch = loss.epoch_batches(pool, rows, torch.Generator().manual_seed(0))[0]
+    return (logits[:rows], pool[batch], *(r[:rows] for r in rest))
+
+
+def _values_shape(loss: Loss, batch: int) -> tuple[int, ...]:
+    """[B] per sample, [S] per set, [] for a batch-level loss."""
+    return {"sample": (batch,), "set": (batch // getattr(loss, "set_size", 1),), "batch": ()}[loss.level]
+
+
 def test_every_loss_has_a_yaml_and_every_yaml_a_loss():
     assert YAMLS == NAMES
 
@@ -74,9 +96,10 @@ def test_class_metadata_and_docstring(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_per_sample_output(make_loss, name):
-    logits, target, features = _inputs()
-    out = make_loss(name)(logits, target, features, _index(6))
-    assert out.shape == (6,)
+    loss = make_loss(name)
+    logits, target, features = _shaped(loss, *_inputs())
+    out = loss(logits, target, features, _index(6))
+    assert out.shape == _values_shape(loss, 6)
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
 
@@ -84,8 +107,8 @@ def test_per_sample_output(make_loss, name):
 @pytest.mark.parametrize("name", NAMES)
 def test_float64_logits_stay_float64(make_loss, name):
     """Double-precision logits are computed in double (formula checks); the value agrees with float32's."""
-    logits, target, features = _inputs(dtype=torch.float64)
     loss64, loss32 = make_loss(name), make_loss(name)
+    logits, target, features = _shaped(loss64, *_inputs(dtype=torch.float64))
     out = loss64(logits, target, features, _index(6))
     assert out.dtype == torch.float64
     ref = loss32(logits.float(), target, features.float(), _index(6))
@@ -102,9 +125,9 @@ def test_hyperparameters_record_what_the_instance_uses(make_loss, name):
     for key, value in cfg.items():
         if key != "_target_" and value is not None and not isinstance(value, str):
             assert hp[key] == value, (name, key)
-    rebuilt = LOSSES.get(name)(**hp, **{k: v for k, v in (("num_train", 64),)
+    rebuilt = LOSSES.get(name)(**hp, **{k: v for k, v in (("num_train", 64), ("num_classes", 5))
                                         if k in inspect.signature(LOSSES.get(name).__init__).parameters
-                                        and loss.needs_index})
+                                        and (loss.needs_index or k == "num_classes")})
     assert rebuilt.hyperparameters() == hp
     json.dumps(hp)  # plain data for summary.json
 
@@ -125,9 +148,10 @@ EXTREME_TARGET = torch.tensor([0, 1, 2, 0, 0, 3, 0])
 def test_finite_gradients_for_extreme_logits(make_loss, name):
     loss = make_loss(name)
     for sign in (1.0, -1.0):
-        logits = (sign * EXTREME).clone().requires_grad_(True)
-        features = (1e4 * torch.randn(len(EXTREME), 7)).requires_grad_(True)
-        out = loss(logits, EXTREME_TARGET, features, _index(len(EXTREME)))
+        logits, target = _shaped(loss, sign * EXTREME, EXTREME_TARGET)
+        logits = logits.clone().requires_grad_(True)
+        features = (1e4 * torch.randn(len(target), 7)).requires_grad_(True)
+        out = loss(logits, target, features, _index(len(target)))
         out.sum().backward()
         assert torch.isfinite(out).all(), f"{name}: loss {out}"
         assert torch.isfinite(logits.grad).all(), f"{name}: grad {logits.grad}"
@@ -141,12 +165,12 @@ def test_finite_gradients_under_bf16_autocast(make_loss, name):
     layer = torch.nn.Linear(8, 5)
     body = torch.nn.Linear(8, 7)
     x = 10 * torch.randn(16, 8)
-    target = torch.randint(5, (16,))
     loss = make_loss(name)
+    x, target = _shaped(loss, x, torch.randint(5, (16,)))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits, features = layer(x), body(x)
         assert logits.dtype == torch.bfloat16
-        out = loss(logits, target, features, _index(16))
+        out = loss(logits, target, features, _index(len(target)))
     out.mean().backward()
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
@@ -156,8 +180,8 @@ def test_finite_gradients_under_bf16_autocast(make_loss, name):
         for p in body.parameters():
             assert torch.isfinite(p.grad).all()
     # Saturated bf16 logits too.
-    big = (1e4 * torch.randn(16, 5)).bfloat16().requires_grad_(True)
-    out = loss(big, target, torch.randn(16, 7).bfloat16(), _index(16))
+    big = (1e4 * torch.randn(len(target), 5)).bfloat16().requires_grad_(True)
+    out = loss(big, target, torch.randn(len(target), 7).bfloat16(), _index(len(target)))
     out.sum().backward()
     assert torch.isfinite(big.grad).all()
 
@@ -169,8 +193,8 @@ def test_analytic_gradient_matches_finite_differences(make_loss, name):
     Losses with per-sample state are checked in eval mode, where their state is read, not written
     (ALDR-KL's lambda and TGCE's pruning choices are held fixed in the gradient).
     """
-    loss = make_loss(name).eval()
-    logits, target, features = _inputs(batch=3, classes=4, dtype=torch.float64, seed=1)
+    loss = make_loss(name, num_classes=4).eval()
+    logits, target, features = _shaped(loss, *_inputs(batch=3, classes=4, dtype=torch.float64, seed=1))
     args = (features,) if loss.needs_features else ()
     kwargs = {"index": _index(3)} if loss.needs_index else {}
     logits.requires_grad_(True)
@@ -185,11 +209,11 @@ def test_deterministic_and_batch_independent(make_loss, name):
     Two fresh instances agree (a stateful loss starts from the same state); in eval mode the state is
     only read, so repeated and per-sample calls see the same state.
     """
-    logits, target, features = _inputs()
+    logits, target, features = _shaped(make_loss(name), *_inputs())
     index = _index(6)
     full = make_loss(name)(logits, target, features, index)
     assert torch.equal(full, make_loss(name)(logits, target, features, index))
-    if name == "bias_loss":
+    if name == "bias_loss" or make_loss(name).level != "sample":  # sets and batches are scored whole
         return
     loss = make_loss(name).eval()
     assert torch.equal(loss(logits, target, features, index), loss(logits, target, features, index))
@@ -292,6 +316,25 @@ BAD_HYPERPARAMETERS = [
     ("bias_loss", {"alpha": -1.0}, "alpha >= 0"),
     ("rescaled_square", {"M": 0.0}, "M > 0"),
     ("logit_norm", {"t": 0.0}, "t > 0"),
+    ("oko", {"k": 0}, "k >= 1"),
+    ("oko", {"targets": "smooth"}, "known: hard, soft"),
+    ("oko", {"sets_per_epoch": 0}, "sets_per_epoch >= 1"),
+    ("anyloss", {"metric": "auc"}, "known: f_beta, gmean, balanced_accuracy"),
+    ("anyloss", {"average": "micro"}, "known: auto, binary, macro"),
+    ("anyloss", {"L": 0.0}, "L > 0"),
+    ("anyloss", {"threshold": 1.0}, r"threshold in \(0, 1\)"),
+    ("anyloss", {"average": "binary", "num_classes": 10}, "two classes"),
+    ("legendretron", {"num_classes": 10, "hidden": 3}, "even hidden width"),
+    ("legendretron", {"num_classes": 10, "depth": 0}, "depth >= 1"),
+    ("legendretron", {"num_classes": 10, "blocks": 0}, "blocks >= 1"),
+    ("legendretron", {"num_classes": 10, "actnorm_init": "zero"}, "known: identity, data"),
+    ("legendretron", {"num_classes": 10, "lr": 0.0}, "lr > 0"),
+    ("legendretron", {"num_classes": 10, "weight_decay": -1.0}, "weight_decay >= 0"),
+    ("legendretron", {}, "needs num_classes"),
+    ("cce", {"inner": "label_smoothing"}, "not a function of p_y alone"),
+    ("cce", {"backend": "triton"}, "known: chunked, cce, torch_compile"),
+    ("cce", {"chunk": 0}, "chunk >= 1"),
+    ("cce", {"inner": "gce", "inner_kwargs": {"gamma": 2.0}}, "inner_kwargs do not fit loss 'gce'"),
 ]
 
 

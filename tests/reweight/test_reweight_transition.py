@@ -17,6 +17,7 @@ from lossbench.reweight.correction import BackwardCorrection, ForwardCorrection,
 from lossbench.reweight.importance import RENT, ImportanceReweighting
 from lossbench.reweight.transition import anchor_transition, parse_source, transition_mae
 from lossbench.run import build_loss
+from lossbench.train.objective import check_pairing
 
 # An asymmetric, invertible noise model on 3 classes (rows: clean class, columns: noisy label).
 T3 = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.0, 0.7]])
@@ -182,6 +183,10 @@ def test_every_catalogue_loss_combines_with_every_transition_method(name, make_c
     features = torch.randn(b, 8) if loss.needs_features else None
     for cls in (ForwardCorrection, BackwardCorrection, ImportanceReweighting, RENT):
         strategy = cls()
+        if loss.level != "sample":  # no per-sample losses to correct: refused before training
+            with pytest.raises(ValueError, match=f"per-sample losses, and loss '{name}' has none"):
+                check_pairing(loss, strategy)
+            continue
         if cls is ForwardCorrection and not type(loss).probabilistic:
             with pytest.raises(ValueError, match="probabilistic"):
                 strategy.setup(make_ctx(T, loss=loss))

@@ -223,6 +223,12 @@ def test_plan_refuses_adversarial_detection_and_attacks_from_packs():
                                  ("detect", "lossbench.detect.recov.ReCoV", "detection")):
         assert packs.unpackable({**base, group: {"_target_": packs.NOT_PACKED[group]}}) is None
         assert words in packs.unpackable({**base, group: {"_target_": target}})
+    # losses of another shape (issue 20) run alone; a per-sample loss packs
+    assert packs.unpackable({**base, "loss": {"_target_": "lossbench.losses.comp_sum.CrossEntropy"}}) is None
+    for target, words in (("lossbench.losses.metric.AnyLoss", "one value per batch"),
+                          ("lossbench.losses.learned.LegendreTron", "parameters of its own"),
+                          ("lossbench.losses.cce.CutCrossEntropy", "head")):
+        assert words in packs.unpackable({**base, "loss": {"_target_": target}})
 
 
 def test_pack_that_cannot_run_packed_trains_one_by_one(tmp_path, monkeypatch):
