@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.stats import binom, false_discovery_control
 from torch import Tensor
 
 from lossbench.detect.base import DetectContext, Detection, Detector, register_detector
@@ -49,6 +48,8 @@ def binomial_flags(
     if decision not in DECISIONS:
         raise ValueError(f"unknown detect.decision '{decision}'; known: {', '.join(DECISIONS)}")
     c = counts.double().numpy()
+    from scipy.stats import binom, false_discovery_control  # here: scipy.stats costs 0.7 s to import
+
     p = binom.sf(c, repetitions, 1.0 / folds)
     adjusted = false_discovery_control(p, method="bh")
     if decision == "bh":
