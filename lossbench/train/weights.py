@@ -8,14 +8,12 @@ exactly that).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from lossbench.io import read_jsonl
+from lossbench.io import read_jsonl, write_with_atomic
 from lossbench.sink import Sink
 
 SAVE_WEIGHTS = ("final", "best", "both", "none")
@@ -38,20 +36,14 @@ def kept(setting: str) -> tuple[str, ...]:
 
 
 def save_state_dict(model: nn.Module, path: Path) -> None:
-    """``model``'s state_dict as CPU tensors, to a temporary file in the same folder, then renamed.
+    """``model``'s state_dict as CPU tensors, written atomically with the user's umask
+    (``lossbench.io.write_with_atomic``).
 
     Each tensor is copied into storage of its own (a packed model's member holds views of the
     pack's stacked tensors, and ``torch.save`` of a view writes the whole storage)."""
     path = Path(path)
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_with_atomic(path, lambda f: torch.save(state, f))
 
 
 def load_state_dict(path: Path, device: torch.device | str = "cpu") -> dict:
