@@ -77,6 +77,9 @@ FINISHED = ("completed", "diverged")
 # Defaults-list entries that specialize a combination (dataset x loss, protocol x loss or noise); not choices.
 SPECIALIZATIONS = ("dataset_loss", "protocol_loss", "protocol_noise")
 CHECKPOINT = "checkpoint.pt"
+# the files of a run directory that are written atomically (through a temporary file beside them)
+RECORDS = ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz", "failure.json",
+           *WEIGHT_FILES.values())
 
 
 def build_loss(cfg: DictConfig, num_classes: int, num_train: int | None = None) -> Loss:
@@ -351,6 +354,11 @@ class _Job:
         if force:
             for name in extra_files:
                 (out_dir / name).unlink(missing_ok=True)
+        # temporary files of atomic writes a killed run left behind (".checkpoint.pt.<random>.tmp");
+        # the directory's lock is held, so no other writer has one open
+        for name in RECORDS:
+            for stale in out_dir.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
 
     def _write_records(self) -> None:
         if self.lock is not None:

@@ -37,8 +37,12 @@ def test_corrupt_checkpoint_restarts_from_scratch(h, cli, tmp_path):
     cli("run", f"hydra.run.dir={ref}", *args, cwd=tmp_path)
     out.mkdir()
     (out / "checkpoint.pt").write_bytes(b"LOSSBENCH-CKPT1\n" + b"0" * 64 + b"\ntruncated garbage")
+    (out / ".checkpoint.pt.x1y2z3.tmp").write_bytes(b"half a checkpoint")  # a kill during a save
+    (out / ".notes.txt.tmp").write_text("not ours")
     proc = cli("run", f"hydra.run.dir={out}", *args, cwd=tmp_path)
     assert "checkpoint unusable, starting over" in proc.stdout + proc.stderr
+    assert not (out / ".checkpoint.pt.x1y2z3.tmp").exists()  # our temporary files go ...
+    assert (out / ".notes.txt.tmp").exists()  # ... a user's files stay
     done = h.summary(out)
     assert "does not match its sha256" in done["checkpoint_error"]
     assert h.strip(done) == h.strip(h.summary(ref))
