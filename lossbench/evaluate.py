@@ -56,5 +56,5 @@ def evaluate_model(trainer: Trainer, model: nn.Module, split: Split,
     out.update(seconds)
     out["class_names"] = split.class_names
     if robust is not None:
-        out.update(robust.evaluate(model, split, transform))
+        out.update(robust.evaluate(model, split, transform, loss))
     return out

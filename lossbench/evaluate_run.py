@@ -86,7 +86,8 @@ def _same(a, b) -> bool:
 
 
 def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final") -> dict:
-    """Rebuild the run's data and model, load ``model_<weights>.pt`` and evaluate it.
+    """Rebuild the run's data and model, load ``model_<weights>.pt`` (and ``loss_<weights>.pt`` for a
+    loss that predicts through a learned link) and evaluate it.
 
     Returns ``{"metrics": ..., "reference": ..., "weights": path, "threads": n, "device": str}``;
     ``reference`` holds the run's own figures to compare with: the summary's for the
@@ -99,10 +100,10 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
     from lossbench.evaluate import evaluate_model
     from lossbench.io import read_json, read_jsonl
     from lossbench.losses.base import Loss
-    from lossbench.run import build_data, build_model
+    from lossbench.run import build_data, build_loss, build_model
     from lossbench.train.threads import apply_threads
     from lossbench.train.trainer import Trainer, set_determinism
-    from lossbench.train.weights import WEIGHT_FILES, load_state_dict
+    from lossbench.train.weights import LOSS_FILES, WEIGHT_FILES, load_state_dict
 
     run_dir = Path(run_dir)
     if weights not in WEIGHT_FILES:
@@ -119,11 +120,13 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
         )
     cfg = load_config(run_dir, list(overrides))
     loss_class = get_class(str(cfg.loss._target_)) if "_target_" in cfg.loss else Loss
-    if loss_class.prediction_logits is not Loss.prediction_logits:  # the weights are the model's only
+    linked = loss_class.prediction_logits is not Loss.prediction_logits  # a learned link: LegendreTron's
+    loss_path = run_dir / LOSS_FILES[weights]
+    if linked and not loss_path.is_file():
         raise ConfigError(
-            f"loss '{getattr(loss_class, 'registry_name', loss_class.__name__)}' predicts through "
-            f"parameters of its own (a learned link), which the saved weights do not hold; read the "
-            f"run's summary.json instead"
+            f"{loss_path} not found: loss '{getattr(loss_class, 'registry_name', loss_class.__name__)}' "
+            f"predicts through parameters of its own (a learned link), which {path.name} does not hold; "
+            f"runs saved before lossbench kept {loss_path.name} cannot be re-evaluated: read summary.json"
         )
     keys = {o.partition("=")[0].lstrip("+~") for o in overrides}
     recorded = summary.get("provenance") or {}
@@ -141,12 +144,16 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
         split = split.to(trainer.torch_device)
         model = build_model(cfg, trainer, split)
         model.load_state_dict(load_state_dict(path, trainer.torch_device))
+        loss = None
+        if linked:
+            loss = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(trainer.torch_device)
+            loss.load_state_dict(load_state_dict(loss_path, trainer.torch_device))
     except ConfigError:
         raise
     except (ValueError, TypeError, KeyError, OSError, RuntimeError) as exc:
         raise ConfigError(f"cannot rebuild the run from {run_dir}: {str(exc).splitlines()[0]}") from exc
     choice = apply_threads(trainer.threads, model, None, trainer.batch_size, trainer.torch_device)
-    metrics = evaluate_model(trainer, model, split)
+    metrics = evaluate_model(trainer, model, split, loss=loss)
     if weights == "final":
         reference = summary if summary.get("weights_final") else {}
     else:

@@ -68,7 +68,7 @@ from lossbench.train.objective import check_training, parameter_groups
 from lossbench.train.sinks import build_sinks
 from lossbench.train.threads import apply_threads
 from lossbench.train.trainer import Diverged, RestartFromScratch, Trainer, set_determinism
-from lossbench.train.weights import WEIGHT_FILES, BestWeights, kept, weights_summary
+from lossbench.train.weights import LOSS_FILES, WEIGHT_FILES, BestWeights, kept, weights_summary
 from lossbench.validation import check_config, describe_error
 
 log = logging.getLogger("lossbench")
@@ -79,7 +79,7 @@ SPECIALIZATIONS = ("dataset_loss", "protocol_loss", "protocol_noise")
 CHECKPOINT = "checkpoint.pt"
 # the files of a run directory that are written atomically (through a temporary file beside them)
 RECORDS = ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz", "failure.json",
-           *WEIGHT_FILES.values())
+           *WEIGHT_FILES.values(), *LOSS_FILES.values())
 
 
 def build_loss(cfg: DictConfig, num_classes: int, num_train: int | None = None) -> Loss:
@@ -346,7 +346,7 @@ class _Job:
         out_dir, force, checkpoint_error = self.out_dir, ready.force, ready.checkpoint_error
         if force:
             for name in ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz",
-                         *WEIGHT_FILES.values()):
+                         *WEIGHT_FILES.values(), *LOSS_FILES.values()):
                 (out_dir / name).unlink(missing_ok=True)
         elif checkpoint_error:
             log.warning("checkpoint unusable, starting over from scratch: %s", checkpoint_error)
@@ -536,7 +536,7 @@ class _Job:
         progress = trainer.progress if self.progress is None else self.progress
         training.sinks = build_sinks(self.cfg, out_dir, self.choices, progress)
         if "best" in kept(trainer.save_weights):
-            training.best = BestWeights(parts.model, out_dir)
+            training.best = BestWeights(parts.model, out_dir, parts.loss_fn)
             training.sinks.append(training.best)
         return training
 
@@ -583,7 +583,7 @@ class _Job:
         summary.update(_history_figures(history))
         summary.update({f"reweight_{k}": v for k, v in parts.reweight.summary().items()})
         summary.update(weights_summary(trainer.save_weights, out_dir, parts.model, best,
-                                       status == "completed"))
+                                       status == "completed", parts.loss_fn))
         if parts.adversarial.settings():
             summary["adversarial_settings"] = parts.adversarial.settings()
         if parts.detection is not None:

@@ -38,14 +38,14 @@ REPO = Path(__file__).resolve().parents[1]
 # (sweep name, overrides): each is one multirun over noise x seed.
 SWEEPS = {
     "digits": [
-        ("main", ["loss=ce,focal,flsd53,label_smoothing,poly1,oko,legendretron"]),
+        ("main", ["loss=ce,focal,flsd53,label_smoothing,poly1,squentropy,oko,legendretron"]),
         ("anyloss", ["loss=anyloss", "loss.metric=f_beta,balanced_accuracy"]),
         ("oko_soft", ["loss=oko", "loss.targets=soft"]),
         ("lt_data_init", ["loss=legendretron", "loss.actnorm_init=data"]),
         ("anyloss_half", ["loss=anyloss", "loss.metric=f_beta,balanced_accuracy", "loss.threshold=0.5"]),
     ],
     "fashion_mnist": [
-        ("main", ["loss=ce,focal,label_smoothing,oko,legendretron"]),
+        ("main", ["loss=ce,focal,flsd53,label_smoothing,poly1,squentropy,oko,legendretron"]),
         ("anyloss", ["loss=anyloss", "loss.metric=f_beta,balanced_accuracy"]),
     ],
 }

@@ -88,7 +88,7 @@ def test_cli_checks_and_writes_json(trained, cli, tmp_path):
         (["{run}", "loss=fcoal"], "unknown loss 'fcoal'; known: "),
         (["{run}", "seed=0,1"], "one value per key"),
         (["{bare}"], "model_final.pt not found: the run kept no final weights"),
-        (["{run}", "loss=legendretron"], "loss 'legendretron' predicts through parameters of its own"),
+        (["{run}", "loss=legendretron"], "loss_final.pt not found: loss 'legendretron' predicts through"),
     ],
 )
 def test_bad_input_is_one_line(trained, tmp_path, capsys, args, message):
@@ -104,3 +104,19 @@ def test_bad_input_is_one_line(trained, tmp_path, capsys, args, message):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lossbench: error: ") and message in err[0]
+
+
+def test_a_learned_link_is_saved_and_evaluated_with_its_loss(cli, tmp_path):
+    """LegendreTron predicts through its own parameters: loss_final.pt / loss_best.pt hold them, from
+    the same epochs as the model's files, and `evaluate` reproduces the summary with them."""
+    out = tmp_path / "lt"
+    cli("run", f"hydra.run.dir={out}", "loss=legendretron", "trainer.epochs=2", "model.hidden=[16]",
+        "trainer.save_weights=both", "trainer.progress=none", cwd=tmp_path)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["loss_weights_final"] == "loss_final.pt" and summary["loss_weights_best"] == "loss_best.pt"
+    assert (out / "loss_final.pt").is_file() and (out / "loss_best.pt").is_file()
+    rows, same, compared = comparison(evaluate_run(out)["metrics"], summary)
+    assert compared > 5 and same == compared, [r for r in rows if r[3] == "differs"]
+    (out / "loss_final.pt").unlink()  # the model alone predicts differently: refused, not guessed
+    with pytest.raises(Exception, match="loss_final.pt not found"):
+        evaluate_run(out)

@@ -39,16 +39,21 @@ AUTOATTACK_HINT = "pip install torchattacks==3.5.1"
 
 
 class PixelModel(nn.Module):
-    """The model seen from pixel space: logits = model(normalize(x)) for x in [0, 1]."""
+    """The model seen from pixel space: logits = model(normalize(x)) for x in [0, 1], mapped by
+    ``link`` when given (a loss's ``prediction_logits``: LegendreTron's learned link), so that an
+    attack targets the predictor the run is scored on."""
 
-    def __init__(self, model: nn.Module, transform: BatchTransform) -> None:
+    def __init__(self, model: nn.Module, transform: BatchTransform,
+                 link: Callable[[Tensor], Tensor] | None = None) -> None:
         super().__init__()
         self.model = model
         self.transform = transform
+        self.link = link
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.model(self.transform.normalize(x))
-        return out[0] if isinstance(out, tuple) else out
+        logits = out[0] if isinstance(out, tuple) else out
+        return logits if self.link is None else self.link(logits)
 
 
 def require_pixel_space(split, who: str) -> None:

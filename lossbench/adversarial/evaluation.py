@@ -43,11 +43,13 @@ class RobustEvaluation:
         """Whether epoch ``epoch`` (0-based) records the robust accuracy in metrics.jsonl."""
         return self.every > 0 and ((epoch + 1) % self.every == 0 or epoch + 1 == num_epochs)
 
-    def accuracies(self, model: nn.Module, split, transform: BatchTransform) -> tuple[float, float]:
-        """(clean accuracy, robust accuracy) on the subset."""
+    def accuracies(self, model: nn.Module, split, transform: BatchTransform,
+                   loss: nn.Module | None = None) -> tuple[float, float]:
+        """(clean accuracy, robust accuracy) on the subset; with the run's ``loss``, the predictor
+        attacked and scored is its ``prediction_logits`` of the model's (a learned link)."""
         x_all, y_all = split.x_test, split.y_test
         index = self.index.to(y_all.device)
-        pixel_model = PixelModel(model, transform)
+        pixel_model = PixelModel(model, transform, getattr(loss, "prediction_logits", None))
         device = y_all.device
         generator = torch.Generator(device=device).manual_seed(self.seed)
         clean = robust = 0
@@ -64,13 +66,15 @@ class RobustEvaluation:
         n = max(len(index), 1)
         return clean / n, robust / n
 
-    def epoch_metrics(self, model: nn.Module, split, transform: BatchTransform) -> dict:
-        _, robust = self.accuracies(model, split, transform)
+    def epoch_metrics(self, model: nn.Module, split, transform: BatchTransform,
+                      loss: nn.Module | None = None) -> dict:
+        _, robust = self.accuracies(model, split, transform, loss)
         return {"test_robust_acc": robust}
 
-    def evaluate(self, model: nn.Module, split, transform: BatchTransform) -> dict:
+    def evaluate(self, model: nn.Module, split, transform: BatchTransform,
+                 loss: nn.Module | None = None) -> dict:
         """The summary.json figures: robust and clean accuracy on the subset, the attack and its settings."""
-        clean, robust = self.accuracies(model, split, transform)
+        clean, robust = self.accuracies(model, split, transform, loss)
         return {
             "test_robust_acc": robust,
             "test_robust_subset_clean_acc": clean,
@@ -92,5 +96,6 @@ class NoRobustEvaluation(RobustEvaluation):
     def due(self, epoch: int, num_epochs: int) -> bool:
         return False
 
-    def evaluate(self, model: nn.Module, split, transform: BatchTransform) -> dict:
+    def evaluate(self, model: nn.Module, split, transform: BatchTransform,
+                 loss: nn.Module | None = None) -> dict:
         return {}

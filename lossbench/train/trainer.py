@@ -203,6 +203,8 @@ class Trainer:
             model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn, scaler=scaler
         )
         partial: dict | None = None  # a checkpoint taken inside an epoch (on a stop request)
+        # grad_clip bounds the norm of everything the optimizer steps: the model's and a trainable loss's
+        clipped = [p for group in optimizer.param_groups for p in group["params"]]
 
         def snapshot(last_epoch: int) -> dict:
             state = {key: obj.state_dict() for key, obj in state_objects.items()}
@@ -312,13 +314,13 @@ class Trainer:
                     scaler.scale(loss).backward()
                     if self.grad_clip is not None:
                         scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+                        nn.utils.clip_grad_norm_(clipped, self.grad_clip)
                     scaler.step(optimizer)
                     scaler.update()
                 else:
                     loss.backward()
                     if self.grad_clip is not None:
-                        nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+                        nn.utils.clip_grad_norm_(clipped, self.grad_clip)
                     optimizer.step()
                 # two cheap writes per step; the epoch's statistics are reduced once below
                 seen_loss[index] = step.per_sample.float()
@@ -349,7 +351,7 @@ class Trainer:
                 for prefix, y in views.items():
                     record.update({f"{prefix}_{k}": v for k, v in epoch_metrics(logits_eval, y).items()})
             if robust is not None and robust.due(epoch, self.epochs):
-                record.update(robust.epoch_metrics(model, split, transform))
+                record.update(robust.epoch_metrics(model, split, transform, loss_fn))
             record["seconds"] = time.perf_counter() - started
             history.append(record)
             for sink in sinks:

@@ -131,6 +131,33 @@ def test_pixel_model_applies_the_dataset_normalization():
                           model(transform(x_raw, train=False)), atol=1e-5)
 
 
+def test_robust_accuracy_attacks_and_scores_a_learned_link(digits_split):
+    """With a loss that predicts through a link of its own (LegendreTron), the attacked predictor is
+    link(model(x)): its clean accuracy equals the run's, not the raw logits'."""
+    from lossbench.adversarial.evaluation import RobustEvaluation
+    from lossbench.losses.learned import LegendreTron
+
+    torch.manual_seed(0)
+    model = _model((64,)).eval()
+    loss = LegendreTron(num_classes=10)
+    with torch.no_grad():  # a link far from the identity: its prediction differs from the raw argmax
+        for p in loss.parameters():
+            p.add_(torch.randn_like(p))
+    transform = BatchTransform(digits_split)
+    x = transform.pixels(digits_split.x_test, train=False)
+    logits = PixelModel(model, transform)(x)
+    linked = PixelModel(model, transform, loss.prediction_logits)(x)
+    assert torch.allclose(linked, loss.prediction_logits(logits))
+    assert not torch.equal(linked.argmax(1), logits.argmax(1))
+    robust = RobustEvaluation(PGD(eps=0.1, steps=2), size=None)
+    robust.setup(digits_split)
+    y = digits_split.y_test
+    clean, _ = robust.accuracies(model, digits_split, transform, loss)
+    assert clean == pytest.approx(float((linked.argmax(1) == y).float().mean()))
+    clean_raw, _ = robust.accuracies(model, digits_split, transform)
+    assert clean_raw == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+
+
 def test_pgd_drives_a_standard_models_accuracy_down(fit_digits, digits_split):
     model, history, _ = fit_digits(epochs=10)
     assert history[-1]["test_acc"] > 0.9

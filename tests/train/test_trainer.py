@@ -40,6 +40,34 @@ def test_gradient_clipping_bounds_the_step():
     assert clipped[-1]["test_acc"] < 0.5  # steps of norm 1e-6 barely move the weights
 
 
+def test_gradient_clipping_covers_a_trainable_loss(monkeypatch):
+    """grad_clip bounds the joint norm of everything the optimizer steps, LegendreTron's link included."""
+    from torch import nn
+
+    from lossbench.losses.learned import LegendreTron
+
+    split = DATASETS.get("digits")()
+    torch.manual_seed(0)
+    model = MLP(split.input_shape, split.num_classes)
+    loss = LegendreTron(num_classes=split.num_classes)
+    opt = torch.optim.SGD([{"params": list(model.parameters())}, *loss.parameter_groups()], lr=0.1)
+    sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+    seen: list[set[int]] = []
+    clip = nn.utils.clip_grad_norm_
+
+    def recording(params, max_norm, *args, **kwargs):
+        params = list(params)
+        seen.append({id(p) for p in params})
+        return clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(nn.utils, "clip_grad_norm_", recording)
+    Trainer(epochs=1, device="cpu", progress="none", checkpoint_every=0, grad_clip=1.0).fit(
+        model, loss, Reweighter(), opt, sched, split, seed=0)
+    trained = [p for p in loss.parameters() if p.requires_grad]
+    assert seen and all(ids == {id(p) for p in [*model.parameters(), *trained]} for ids in seen)
+    assert trained and all(id(p) in seen[0] for p in trained)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
