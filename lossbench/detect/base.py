@@ -97,6 +97,14 @@ class NoDetection(Detector):
         return None
 
 
+def _auroc(scores: Tensor, truth: Tensor) -> float:
+    if truth.all() or not truth.any():
+        return float("nan")
+    from torchmetrics.functional.classification import binary_auroc
+
+    return float(binary_auroc(scores.detach().double().cpu(), truth.long()))
+
+
 def detection_scores(
     detection: Detection, is_noisy: Tensor, realized_rate: float, true_T: np.ndarray | None = None
 ) -> dict:
@@ -106,6 +114,9 @@ def detection_scores(
     precision = |flagged and noisy| / |flagged| (1 when nothing is flagged and nothing is
     noisy, 0 when nothing is flagged but some labels are noisy); recall = |flagged and
     noisy| / |noisy| (1 when no label is noisy); F1 their harmonic mean (0 when both are 0).
+    ``auroc``: the area under the ROC curve of the scores against the mask (torchmetrics'
+    binary AUROC; P(score of a noisy label > score of a clean one), ties counted half), which
+    says how well a detector ranks the labels whatever its threshold; NaN unless both kinds occur.
     """
     flags = detection.flags.bool().cpu()
     truth = is_noisy.bool().cpu()
@@ -122,6 +133,7 @@ def detection_scores(
         "precision": precision,
         "recall": recall,
         "f1": f1,
+        "auroc": _auroc(detection.scores, truth),
         "trainings": int(detection.trainings),
         "seconds": float(detection.seconds),
     }

@@ -29,6 +29,15 @@ def test_precision_recall_f1_on_a_hand_made_mask():
     assert s["rate_error"] == pytest.approx(0.0)
 
 
+def test_auroc_is_the_share_of_noisy_clean_pairs_ranked_right():
+    truth = torch.tensor([1, 1, 0, 0, 0], dtype=torch.bool)
+    scores = torch.tensor([0.9, 0.4, 0.4, 0.2, 0.5])
+    # pairs (noisy, clean): 0.9 beats all 3; 0.4 ties 0.4 (half), beats 0.2, loses to 0.5: 4.5 / 6
+    found = Detection(flags=scores > 0.45, scores=scores, estimated_rate=0.4)
+    assert detection_scores(found, truth, 0.4)["auroc"] == pytest.approx(4.5 / 6)
+    assert np.isnan(detection_scores(found, torch.zeros(5, dtype=torch.bool), 0.0)["auroc"])
+
+
 def test_edge_cases_nothing_flagged_and_nothing_noisy():
     clean = torch.zeros(4, dtype=torch.bool)
     s = detection_scores(_detection([0, 0, 0, 0]), clean, 0.0)
