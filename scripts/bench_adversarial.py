@@ -275,7 +275,10 @@ def timing(out: Path, mnist_train: int, device: str = "cpu", gpu_train: int = 10
                     )
                 )
                 print(rows[-1], flush=True)
-    out.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    timed = {(r["dataset"], r["model"]) for r in rows}  # rows of the cases not timed now are kept
+    kept = [r for r in (json.loads(line) for line in out.read_text().splitlines() if line.strip())
+            if (r["dataset"], r["model"]) not in timed] if out.exists() else []
+    out.write_text("\n".join(json.dumps(r) for r in kept + rows) + "\n")
 
 
 def _ms(values: list[float], scale: float = 100.0) -> str:
