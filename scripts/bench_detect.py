@@ -145,6 +145,19 @@ def render(runs: dict, args, commands: dict[str, list[str]]) -> str:
             f"| {method} | " + " | ".join(row) + f" | {_cell(secs, 1.0, 1)} | "
             f"{', '.join(map(str, sorted(t for t in trainings if t is not None))) or '–'} |"
         )
+    if any("detect_auroc" in s for s in all_runs):  # runs made before lossbench scored it have none
+        lines += [
+            "",
+            "AUROC (%) of each detector's scores against the true mask (how well it ranks the wrong "
+            "labels above the right ones, whatever its threshold):",
+            "",
+            "| detector | " + " | ".join(f"{n} AUROC" for n in NOISES) + " |",
+            "|---|" + "---|" * len(NOISES),
+        ]
+        for method in DETECTORS:
+            cells = [_cell([s.get("detect_auroc") for s in runs.get((method, n), [])
+                            if isinstance(s.get("detect_auroc"), float)]) for n in NOISES]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
     trainer, optim = cfg.get("trainer", {}), cfg.get("optim", {})
     wall = sum(s.get("wall_time_s", 0.0) for s in all_runs)
     lines += [
