@@ -8,6 +8,9 @@ cifar10n/cifar_fastrecov.py, utils/sample.py).
 
 from __future__ import annotations
 
+import logging
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -23,6 +26,7 @@ from lossbench.detect.folds import (
 )
 
 PAPER = "Chen et al. 2023 (ReCoV)"
+log = logging.getLogger(__name__)
 DECISIONS = ("bh", "closest")
 
 
@@ -58,6 +62,24 @@ def binomial_flags(
         closest = p[int(np.argmin(np.abs(adjusted - alpha)))]
         flags = c > binom.ppf(1.0 - closest, repetitions, 1.0 / folds)
     return torch.as_tensor(flags), torch.as_tensor(p)
+
+
+def min_detectable_share(n: int, flagged: int, repetitions: int, folds: int, alpha: float) -> float:
+    """The worst-fold share a label needs, on average, to be flagged half the time at this R.
+
+    A right label lands in the worst fold with probability 1/k, so its count has mean R/k and
+    standard deviation sqrt(R (1/k)(1 - 1/k)); Benjamini-Hochberg flagging m of n labels rejects
+    p-values up to about alpha max(m, 1) / n, i.e. counts above R/k + z sqrt(R (1/k)(1 - 1/k)),
+    z = Phi^-1(1 - alpha max(m, 1) / n) (normal approximation). A wrong label whose share is
+    s = 1/k + z sqrt((1/k)(1 - 1/k) / R) clears that bar in about half the repetitions of the
+    experiment; the bar falls as 1 / sqrt(R) (scripts/recov_power.py reads the shares of wrong
+    labels off finished runs and predicts the recall at other R).
+    """
+    from scipy.stats import norm
+
+    p0 = 1.0 / folds
+    z = float(norm.isf(alpha * max(flagged, 1) / n))
+    return p0 + z * math.sqrt(p0 * (1.0 - p0) / repetitions)
 
 
 @register_detector("recov")
@@ -133,12 +155,22 @@ class ReCoV(Detector):
     def find(self, ctx: DetectContext) -> Detection:
         counts, trainings = self.worst_fold_counts(ctx)
         flags, p = binomial_flags(counts, self.repetitions, self.folds, self.alpha, self.decision)
+        n, flagged = len(counts), int(flags.sum())
+        bar = min_detectable_share(n, flagged, self.repetitions, self.folds, self.alpha)
+        if flagged < 0.01 * n:
+            log.warning(
+                "recov flagged %d of %d labels at detect.repetitions=%d: a wrong label is flagged only if "
+                "it lands in the worst fold in about %.3f of the repetitions (a right one: %.3f); the bar "
+                "falls as 1/sqrt(repetitions), so raise detect.repetitions if labels may be wrong "
+                "(scripts/recov_power.py estimates how far)",
+                flagged, n, self.repetitions, bar, 1.0 / self.folds)
         return Detection(
             flags=flags,
             scores=(1.0 - p).float(),
             estimated_rate=float(flags.double().mean()),
             trainings=trainings,
-            info={"worst_fold_share_mean": float(counts.double().mean() / self.repetitions)},
+            info={"worst_fold_share_mean": float(counts.double().mean() / self.repetitions),
+                  "min_detectable_share": bar},
         )
 
 

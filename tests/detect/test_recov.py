@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from lossbench.detect.base import DetectContext
 from lossbench.detect.folds import fit_logistic, kfold, logistic_probs
-from lossbench.detect.recov import FastReCoV, ReCoV, binomial_flags, weighted_folds
+from lossbench.detect.recov import FastReCoV, ReCoV, binomial_flags, min_detectable_share, weighted_folds
 
 
 def test_binomial_p_values_and_bh_flags_on_hand_worked_counts():
@@ -27,6 +27,15 @@ def test_binomial_p_values_and_bh_flags_on_hand_worked_counts():
     flags, _ = binomial_flags(counts, repetitions=4, folds=2, alpha=0.3)
     # at 0.3 the thresholds are (0.075, 0.15, 0.225, 0.3): the two smallest pass.
     assert flags.tolist() == [True, True, False, False]
+
+
+def test_min_detectable_share_by_hand():
+    # n = 1000 labels, nothing flagged, alpha 0.05: z = Phi^-1(1 - 0.05 / 1000) = 3.8906;
+    # k = 5, R = 625: sd of a share = sqrt(0.2 * 0.8 / 625) = 0.016, so the bar is 0.2 + 0.06225
+    assert min_detectable_share(1000, 0, 625, 5, 0.05) == pytest.approx(0.2 + 3.8906 * 0.016, abs=1e-4)
+    # 4x the repetitions halves the excess; flagging 100 of them lowers z to Phi^-1(0.995) = 2.5758
+    assert min_detectable_share(1000, 0, 2500, 5, 0.05) == pytest.approx(0.2 + 3.8906 * 0.008, abs=1e-4)
+    assert min_detectable_share(1000, 100, 625, 5, 0.05) == pytest.approx(0.2 + 2.5758 * 0.016, abs=1e-4)
 
 
 def test_closest_decision_is_the_official_count_threshold():
@@ -120,6 +129,8 @@ def test_recov_finds_flipped_labels_on_separable_blobs():
     assert tp / int(truth.sum()) >= 0.7  # recall
     assert found.estimated_rate == pytest.approx(float(found.flags.double().mean()))
     assert found.trainings == 2000 and found.seconds > 0
+    n, flagged = len(y), int(found.flags.sum())
+    assert found.info["min_detectable_share"] == pytest.approx(min_detectable_share(n, flagged, 400, 5, 0.05))
 
 
 def test_fast_recov_estimates_the_rate_on_blobs_and_is_seeded():
