@@ -48,3 +48,28 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for a bad archive
         raise CorruptCheckpoint(f"{path}: cannot be read ({exc})") from exc
+
+
+def rng_states(batch: torch.Generator, augment: torch.Generator, attack: torch.Generator,
+               device: torch.device) -> dict:
+    """The random streams a training checkpoint carries: the batch order's, the augmentation's and
+    the attack's generators, torch's global CPU state and, on CUDA, the device's."""
+    return {
+        "batch": batch.get_state(),
+        "augment": augment.get_state(),
+        "attack": attack.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+
+
+def restore_rng_states(rng: dict, batch: torch.Generator, augment: torch.Generator,
+                       attack: torch.Generator, device: torch.device) -> None:
+    """Set the streams ``rng_states`` saved (generator states are CPU byte tensors, whatever
+    ``map_location`` did to them)."""
+    batch.set_state(rng["batch"].cpu())
+    augment.set_state(rng["augment"].cpu())
+    attack.set_state(rng["attack"].cpu())
+    torch.set_rng_state(rng["torch"].cpu())
+    if device.type == "cuda" and rng.get("cuda") is not None:
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)

@@ -58,7 +58,13 @@ from lossbench.metrics import epoch_metrics
 from lossbench.models.packing import NotPackable, PackedModel
 from lossbench.reweight.base import Reweighter
 from lossbench.sink import Sink
-from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+from lossbench.train.checkpoint import (
+    CorruptCheckpoint,
+    load_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
 from lossbench.train.objective import Objective
 from lossbench.train.trainer import RestartFromScratch, Trainer, _train_stats
 
@@ -334,13 +340,8 @@ def restore(member: PackMember) -> None:
         for key, obj in member.state_objects().items():
             obj.load_state_dict(state[key])
         member.reweight.load_state_dict(state["reweight"])
-        # generator states are CPU byte tensors, whatever map_location did to them
-        member.generator.set_state(state["rng"]["batch"].cpu())
-        member.aug_generator.set_state(state["rng"]["augment"].cpu())
-        member.attack_generator.set_state(state["rng"]["attack"].cpu())
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
+        restore_rng_states(state["rng"], member.generator, member.aug_generator, member.attack_generator,
+                           device)
         member.history = list(state["history"])
         member.start_epoch = int(state["epoch"]) + 1
         member.partial = state.get("partial")
@@ -363,13 +364,7 @@ def _snapshot(member: PackMember, history: list[dict], last_epoch: int) -> dict:
     state = {key: obj.state_dict() for key, obj in member.state_objects(copy_out=True).items()}
     state.update(
         reweight=member.reweight.state_dict(),
-        rng={
-            "batch": member.generator.get_state(),
-            "augment": member.aug_generator.get_state(),
-            "attack": member.attack_generator.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        },
+        rng=rng_states(member.generator, member.aug_generator, member.attack_generator, device),
         history=history,
         epoch=last_epoch,
         meta=member.checkpoint_meta,

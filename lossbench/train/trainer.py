@@ -24,7 +24,13 @@ from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
 from lossbench.reweight.base import Reweighter
 from lossbench.sink import Sink
-from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+from lossbench.train.checkpoint import (
+    CorruptCheckpoint,
+    load_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
 from lossbench.train.objective import Objective, check_training
 from lossbench.train.threads import check_threads
 from lossbench.train.weights import check_save_weights
@@ -210,13 +216,7 @@ class Trainer:
             state = {key: obj.state_dict() for key, obj in state_objects.items()}
             state.update(
                 reweight=reweight.state_dict(),
-                rng={
-                    "batch": generator.get_state(),
-                    "augment": aug_generator.get_state(),
-                    "attack": attack_generator.get_state(),
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                },
+                rng=rng_states(generator, aug_generator, attack_generator, device),
                 history=history,
                 epoch=last_epoch,
                 meta=checkpoint_meta,
@@ -243,13 +243,7 @@ class Trainer:
                 for key, obj in state_objects.items():
                     obj.load_state_dict(state[key])
                 reweight.load_state_dict(state["reweight"])
-                # generator states are CPU byte tensors, whatever map_location did to them
-                generator.set_state(state["rng"]["batch"].cpu())
-                aug_generator.set_state(state["rng"]["augment"].cpu())
-                attack_generator.set_state(state["rng"]["attack"].cpu())
-                torch.set_rng_state(state["rng"]["torch"].cpu())
-                if device.type == "cuda" and state["rng"].get("cuda") is not None:
-                    torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
+                restore_rng_states(state["rng"], generator, aug_generator, attack_generator, device)
                 history = list(state["history"])
                 start_epoch = int(state["epoch"]) + 1
                 partial = state.get("partial")
