@@ -151,7 +151,7 @@ def run_one(
             "num_train": len(split.y_train),
             "wall_s": time.perf_counter() - started,
         }
-    out = evaluate_model(trainer, model, split, robust)
+    out = evaluate_model(trainer, model, split, robust=robust, loss=loss_fn)
     return {
         "status": "completed",
         "test_acc": out["test_acc"],
