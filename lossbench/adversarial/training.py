@@ -42,7 +42,11 @@ class AdvBatch:
     ``forward(x_model)`` -> (logits, features or None) on model input; ``loss_of(logits,
     features)`` -> the run's per-sample loss at the batch's (noisy) labels, as the reweighting
     strategy presents it; ``augment_generator`` draws the augmentation, ``attack_generator``
-    the attack's random start (both seeded and checkpointed by the trainer).
+    the attack's random start (both seeded and checkpointed by the trainer). ``link`` maps the
+    model's logits to those of the predictive distribution (a loss's ``prediction_logits``:
+    LegendreTron's learned link; None: the logits themselves), which ``predictive`` applies:
+    distribution terms (TRADES's KL, PGD-AT's inner cross-entropy) are of the predictor the run
+    is scored on, while ``loss_of`` takes the model's own logits (the loss applies its link).
     """
 
     model: nn.Module
@@ -53,6 +57,11 @@ class AdvBatch:
     loss_of: Callable[[Tensor, Tensor | None], Tensor]
     augment_generator: torch.Generator | None = None
     attack_generator: torch.Generator | None = None
+    link: Callable[[Tensor], Tensor] | None = None
+
+    def predictive(self, logits: Tensor) -> Tensor:
+        """Logits of the predictive distribution: ``link(logits)``, or the logits without a link."""
+        return logits if self.link is None else self.link(logits)
 
     def pixels(self) -> Tensor:
         """The augmented batch in pixel space [0, 1]."""
@@ -163,7 +172,7 @@ class PGDAT(_Attacked):
         if self.inner == "ce":
             def objective(x_adv: Tensor) -> Tensor:
                 return torch.nn.functional.cross_entropy(
-                    batch.logits_pixels(x_adv).float(), batch.target, reduction="none")
+                    batch.predictive(batch.logits_pixels(x_adv)).float(), batch.target, reduction="none")
         else:
             def objective(x_adv: Tensor) -> Tensor:
                 return batch.loss_of(*batch.forward_pixels(x_adv))
@@ -176,7 +185,8 @@ class PGDAT(_Attacked):
 class TRADES(_Attacked):
     """TRADES: l(f(x), y) + beta * KL(p(x) || p(x')), x' = PGD-k maximising that KL.
 
-    The natural term is the run's loss (cross-entropy in the paper); p = softmax of the logits.
+    The natural term is the run's loss (cross-entropy in the paper); p = softmax of the logits
+    (of the predictive logits ``batch.predictive`` gives, for a loss with a learned link).
     As in the authors' code: the attack starts at x + 0.001 N(0, I) (``random_start``; false
     starts at x), runs with batch norm in eval mode, and the KL's gradient flows through both
     p(x) and p(x') in the outer step. Paper settings: beta 6, eps 8/255, step 2/255, 10 steps on
@@ -206,11 +216,13 @@ class TRADES(_Attacked):
     def per_sample(self, batch: AdvBatch) -> tuple[Tensor, Tensor]:
         x = batch.pixels()
         with eval_mode(batch.model, self.attack_eval_mode), torch.no_grad():
-            clean_eval = batch.logits_pixels(x).detach()
-        x_adv = self.attack(batch, x, lambda x_adv: kl_rows(clean_eval, batch.logits_pixels(x_adv)))
+            clean_eval = batch.predictive(batch.logits_pixels(x)).detach()
+        x_adv = self.attack(
+            batch, x, lambda x_adv: kl_rows(clean_eval, batch.predictive(batch.logits_pixels(x_adv))))
         logits, features = batch.forward_pixels(x)
         adv_logits = batch.logits_pixels(x_adv)
-        return batch.loss_of(logits, features) + self.beta * kl_rows(logits, adv_logits), logits
+        kl = kl_rows(batch.predictive(logits), batch.predictive(adv_logits))
+        return batch.loss_of(logits, features) + self.beta * kl, logits
 
 
 @register_adversarial("adv_comp_sum")

@@ -189,7 +189,7 @@ class Objective:
                 model=model, x_raw=x_raw, target=target, transform=self.transform,
                 forward=lambda x: self.forward(model, x),
                 loss_of=lambda logits, features: self.per_sample(logits, target, features, index),
-                augment_generator=generator, attack_generator=attack_generator,
+                augment_generator=generator, attack_generator=attack_generator, link=self.link,
             )
             values, logits = self.adversarial.per_sample(batch)
             logits = logits.detach()

@@ -70,6 +70,25 @@ def test_trades_term_equals_its_formula(fixed_adversary):
     assert logits.tolist() == [[1.0, 0.0]]  # statistics are taken on the clean logits
 
 
+def test_trades_and_pgd_at_use_the_predictive_distribution_of_a_link(fixed_adversary):
+    # a link that doubles the logits: p(x) = softmax([2, 0]) = [0.880797, 0.119203], p(x') = [0.5, 0.5]
+    # KL = 0.880797 ln(1.761594) + 0.119203 ln(0.238406) = 0.498724 - 0.170911 = 0.327813;
+    # the natural term is loss_of on the model's own logits (CE of [1, 0] = 0.313262)
+    batch = _identity_batch(torch.tensor([[1.0, 0.0]], dtype=torch.float64), torch.tensor([0]))
+    batch.link = lambda z: 2 * z
+    per_sample, _ = TRADES(beta=6.0, eps=0.5, steps=1, step_size=0.1).per_sample(batch)
+    assert float(per_sample[0].detach()) == pytest.approx(0.313262 + 6 * 0.327813, abs=1e-5)
+    seen = []
+    monkey = training.pgd
+    try:  # PGD-AT's inner cross-entropy is of link(logits): record the objective's value at x
+        training.pgd = lambda objective, x, *a, **k: (seen.append(objective(x)), torch.zeros_like(x))[1]
+        PGDAT(eps=0.5, steps=1, step_size=0.1).per_sample(batch)
+    finally:
+        training.pgd = monkey
+    # CE of link([1, 0]) = [2, 0] at y = 0: -ln 0.880797 = 0.126928
+    assert float(seen[0][0]) == pytest.approx(0.126928, abs=1e-5)
+
+
 @pytest.mark.parametrize("rho,expected", [
     # comp_sum tau 0.5: Phi = 2 (sqrt(1 / p_y) - 1).
     # rho 1: p_y = 0.731059 -> 0.339126; plus nu * ||[1,0]|| = 2
