@@ -37,7 +37,10 @@ def cleanlab_detection(labels: np.ndarray, pred_probs: np.ndarray, filter_by: st
     = Q[j, i] / sum_j Q[j, i]. The estimated rate is the share of flagged labels.
     """
     cl = _cleanlab()
-    flags = cl.filter.find_label_issues(labels=labels, pred_probs=pred_probs, filter_by=filter_by)
+    # n_jobs=1: cleanlab otherwise forks a multiprocessing pool (one worker per core), and a fork of
+    # a process whose torch/OpenMP threads hold locks can hang for good (seen here on MNIST); the
+    # pool only splits the per-class pruning, so the flags are the same
+    flags = cl.filter.find_label_issues(labels=labels, pred_probs=pred_probs, filter_by=filter_by, n_jobs=1)
     quality = cl.rank.get_label_quality_scores(labels=labels, pred_probs=pred_probs)
     joint = cl.count.estimate_joint(labels=labels, pred_probs=pred_probs)
     col = joint.sum(axis=0, keepdims=True)

@@ -23,6 +23,19 @@ def _probs(n=300, c=4, seed=0):
     return labels, p / p.sum(1, keepdims=True), flip
 
 
+def test_cleanlab_runs_in_process(monkeypatch):
+    """No multiprocessing pool: a fork of a torch process can hang (it did, on MNIST)."""
+    import multiprocessing
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("cleanlab started a process pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", refuse)
+    labels, probs, _ = _probs(n=400, c=5)
+    found = cleanlab_detection(labels, probs, "prune_by_noise_rate")
+    assert found.flags.any()
+
+
 def test_lossbench_path_equals_cleanlab_called_directly():
     import cleanlab.count
     import cleanlab.filter
@@ -30,8 +43,8 @@ def test_lossbench_path_equals_cleanlab_called_directly():
 
     labels, probs, _ = _probs()
     found = cleanlab_detection(labels, probs, "prune_by_noise_rate")
-    direct = cleanlab.filter.find_label_issues(
-        labels=labels, pred_probs=probs, filter_by="prune_by_noise_rate"
+    direct = cleanlab.filter.find_label_issues(  # n_jobs only splits the work (no fork in a test)
+        labels=labels, pred_probs=probs, filter_by="prune_by_noise_rate", n_jobs=1
     )
     assert found.flags.numpy().tolist() == direct.tolist()
     quality = cleanlab.rank.get_label_quality_scores(labels=labels, pred_probs=probs)
