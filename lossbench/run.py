@@ -77,9 +77,11 @@ FINISHED = ("completed", "diverged")
 # Defaults-list entries that specialize a combination (dataset x loss, protocol x loss or noise); not choices.
 SPECIALIZATIONS = ("dataset_loss", "protocol_loss", "protocol_noise")
 CHECKPOINT = "checkpoint.pt"
-# the files of a run directory that are written atomically (through a temporary file beside them)
-RECORDS = ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz", "failure.json",
+# what a run writes as its result (trainer.force=true removes them all before it starts again)
+RESULTS = ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz",
            *WEIGHT_FILES.values(), *LOSS_FILES.values())
+# the files of a run directory that are written atomically (through a temporary file beside them)
+RECORDS = (*RESULTS, "failure.json")
 
 
 def build_loss(cfg: DictConfig, num_classes: int, num_train: int | None = None) -> Loss:
@@ -345,8 +347,7 @@ class _Job:
     def _clear(self, ready: _Ready, extra_files: tuple[str, ...] = ()) -> None:
         out_dir, force, checkpoint_error = self.out_dir, ready.force, ready.checkpoint_error
         if force:
-            for name in ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz",
-                         *WEIGHT_FILES.values(), *LOSS_FILES.values()):
+            for name in RESULTS:
                 (out_dir / name).unlink(missing_ok=True)
         elif checkpoint_error:
             log.warning("checkpoint unusable, starting over from scratch: %s", checkpoint_error)

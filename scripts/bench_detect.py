@@ -155,8 +155,7 @@ def render(runs: dict, args, commands: dict[str, list[str]]) -> str:
             "|---|" + "---|" * len(NOISES),
         ]
         for method in DETECTORS:
-            cells = [_cell([s.get("detect_auroc") for s in runs.get((method, n), [])
-                            if isinstance(s.get("detect_auroc"), float)]) for n in NOISES]
+            cells = [_cell([s.get("detect_auroc") for s in runs.get((method, n), [])]) for n in NOISES]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
     trainer, optim = cfg.get("trainer", {}), cfg.get("optim", {})
     wall = sum(s.get("wall_time_s", 0.0) for s in all_runs)

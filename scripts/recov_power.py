@@ -26,6 +26,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from lossbench.detect.base import detection_auroc
 
 
 def counts_from_scores(scores: np.ndarray, repetitions: int, folds: int) -> np.ndarray:
@@ -67,15 +70,7 @@ def analyse(run: Path) -> dict | None:
             "alpha": alpha, "n": len(scores), "realized_rate": rate, "share_noisy": share_noisy,
             "share_clean": share_clean, "saturated": int(np.isnan(c).sum()), "z_mean": z_mean,
             "z_crit": z_crit, "R_needed": need, "recall": float((flags & noisy).sum() / max(noisy.sum(), 1)),
-            "auroc": _auroc(scores, noisy)}
-
-
-def _auroc(scores: np.ndarray, truth: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)
-    n1, n0 = int(truth.sum()), int((~truth).sum())
-    return float((ranks[truth].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)) if n1 and n0 else float("nan")
+            "auroc": detection_auroc(torch.as_tensor(scores), torch.as_tensor(noisy))}
 
 
 def predicted_recall(row: dict, R: int) -> float:

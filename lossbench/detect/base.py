@@ -97,7 +97,9 @@ class NoDetection(Detector):
         return None
 
 
-def _auroc(scores: Tensor, truth: Tensor) -> float:
+def detection_auroc(scores: Tensor, truth: Tensor) -> float:
+    """AUROC of detection scores against the true noise mask (torchmetrics' binary AUROC; ties
+    count half); NaN unless the mask holds both noisy and clean labels."""
     if truth.all() or not truth.any():
         return float("nan")
     from torchmetrics.functional.classification import binary_auroc
@@ -133,7 +135,7 @@ def detection_scores(
         "precision": precision,
         "recall": recall,
         "f1": f1,
-        "auroc": _auroc(detection.scores, truth),
+        "auroc": detection_auroc(detection.scores, truth),
         "trainings": int(detection.trainings),
         "seconds": float(detection.seconds),
     }
