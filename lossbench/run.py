@@ -67,7 +67,7 @@ from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint
 from lossbench.train.objective import check_training, parameter_groups
 from lossbench.train.sinks import build_sinks
 from lossbench.train.threads import apply_threads
-from lossbench.train.trainer import Diverged, RestartFromScratch, Trainer, set_determinism
+from lossbench.train.trainer import DIVERGED_HINT, Diverged, RestartFromScratch, Trainer, set_determinism
 from lossbench.train.weights import LOSS_FILES, WEIGHT_FILES, BestWeights, kept, weights_summary
 from lossbench.validation import check_config, describe_error
 
@@ -508,7 +508,8 @@ class _Job:
             )
         except Diverged as exc:
             status, diverged_epoch, history = "diverged", exc.epoch, exc.history
-            log.warning("run diverged at epoch %d (loss not finite); recorded as 'diverged'", exc.epoch)
+            log.warning("run diverged at epoch %d (loss not finite); recorded as 'diverged' (%s)",
+                        exc.epoch, DIVERGED_HINT)
         except BaseException:
             self.abandon(training)
             raise

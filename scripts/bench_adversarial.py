@@ -2,6 +2,7 @@
 
     python scripts/bench_adversarial.py --part digits      # full grid, 3 seeds -> outputs/bench_adversarial/
     python scripts/bench_adversarial.py --part mnist       # cnn4 on a training subset (see MNIST_SETUP)
+    python scripts/bench_adversarial.py --part mnist --losses comp_sum_tau0.5   # one loss of LOSSES
     python scripts/bench_adversarial.py --part timing      # seconds per epoch, standard vs adversarial
     python scripts/bench_adversarial.py --report           # benchmarks/adversarial.md from the .jsonl files
     python scripts/bench_adversarial.py --part digits --smoke   # 1 seed, 2 epochs, a few cells (CPU check)
@@ -42,6 +43,9 @@ LOSSES = {
     "gce": ["loss=gce"],
     "comp_sum τ=0.5": ["loss=comp_sum", "loss.tau=0.5"],
     "comp_sum τ=1.5": ["loss=comp_sum", "loss.tau=1.5"],
+    # tau < 1: the gradient grows as p_y^-(1 - tau), and at lr 0.1 tau = 0.5 diverges on clean labels
+    # (none and pgd_at); the same loss with its gradient norm clipped at 5 (not the shared protocol)
+    "comp_sum τ=0.5 clip=5": ["loss=comp_sum", "loss.tau=0.5", "trainer.grad_clip=5"],
 }
 METHODS = ("none", "pgd_at", "trades", "adv_comp_sum")
 NOISES = ("clean", "sym40")
@@ -166,15 +170,22 @@ def run_one(
     }
 
 
-def grid(part: str, seeds: list[int], epochs: int | None, smoke: bool) -> list[tuple[dict, list[str]]]:
+def cli_name(loss: str) -> str:
+    """A LOSSES label as typed after ``--losses``: "comp_sum τ=0.5 clip=5" -> "comp_sum_tau0.5_clip5"."""
+    return loss.replace(" τ=", "_tau").replace(" clip=", "_clip")
+
+
+def grid(
+    part: str, seeds: list[int], epochs: int | None, smoke: bool, losses: tuple[str, ...] = ()
+) -> list[tuple[dict, list[str]]]:
     setup = DIGITS_SETUP if part == "digits" else MNIST_SETUP
-    losses = dict(list(LOSSES.items())[:1]) if part == "mnist" else LOSSES
+    chosen = {k: v for k, v in LOSSES.items() if not losses or cli_name(k) in losses}
     if smoke:
-        losses = dict(list(LOSSES.items())[:1])
+        chosen = dict(list(chosen.items())[:1])
     cells = []  # seed outermost: an interrupted part leaves whole tables with fewer seeds
     for seed in seeds:
         for noise in NOISES:
-            for loss, loss_over in losses.items():
+            for loss, loss_over in chosen.items():
                 for method in METHODS:
                     key = dict(part=part, loss=loss, method=method, noise=noise, seed=seed)
                     over = [
@@ -196,7 +207,13 @@ def grid(part: str, seeds: list[int], epochs: int | None, smoke: bool) -> list[t
 
 
 def run_part(
-    part: str, seeds: list[int], epochs: int | None, smoke: bool, mnist_train: int, out: Path
+    part: str,
+    seeds: list[int],
+    epochs: int | None,
+    smoke: bool,
+    mnist_train: int,
+    out: Path,
+    losses: tuple[str, ...] = (),
 ) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     done = (
@@ -204,7 +221,7 @@ def run_part(
         if out.exists()
         else set()
     )
-    for key, over in grid(part, seeds, epochs, smoke):
+    for key, over in grid(part, seeds, epochs, smoke, losses):
         if json.dumps(key, sort_keys=True) in done:
             continue
         if part == "mnist":
@@ -379,6 +396,13 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--mnist-train", type=int, default=2000)
     p.add_argument("--smoke", action="store_true")
+    p.add_argument(
+        "--losses",
+        nargs="+",
+        default=(),
+        choices=[cli_name(k) for k in LOSSES],
+        help="digits/mnist: the losses to run (default all of LOSSES)",
+    )
     p.add_argument("--only", nargs="*", default=(), help="timing only: datasets to time (default all)")
     p.add_argument("--device", default="cpu", help="timing only: cuda times resnet18 on synthetic CIFAR-10")
     p.add_argument("--out-dir", type=Path, default=OUT)
@@ -408,6 +432,7 @@ def main() -> None:
             args.smoke,
             args.mnist_train,
             args.out_dir / f"{args.part}.jsonl",
+            tuple(args.losses),
         )
     if args.report:
         print(

@@ -80,6 +80,11 @@ class CompSum(Loss):
     the value continues linearly in -log p_y once (1/p_y)^(1 - tau) exceeds 1e7
     (a guard against overflow; it never binds in ordinary training).
 
+    For tau < 1 the gradient in -log p_y is p_y^-(1 - tau), unbounded as p_y -> 0,
+    so a few badly wrong samples can blow a step up: tau = 0.5 at the default
+    digits settings (SGD lr 0.1) diverges at epoch 3, and trains with
+    ``trainer.grad_clip=5`` (benchmarks/adversarial.md).
+
     Mao, Mohri, Zhong 2023, "Cross-Entropy Loss Functions: Theoretical Analysis
     and Applications", ICML.
     """

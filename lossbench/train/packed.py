@@ -66,7 +66,7 @@ from lossbench.train.checkpoint import (
     save_checkpoint,
 )
 from lossbench.train.objective import Objective
-from lossbench.train.trainer import RestartFromScratch, Trainer, _train_stats
+from lossbench.train.trainer import DIVERGED_HINT, RestartFromScratch, Trainer, _train_stats
 
 log = logging.getLogger("lossbench")
 
@@ -660,8 +660,8 @@ def _fit_group(members: list[PackMember], start_epoch: int,
             )
             if not math.isfinite(record["train_loss"]):
                 running.remove(k)
-                log.warning("pack member %d diverged at epoch %d (loss not finite); recorded as 'diverged', "
-                            "the other %d go on", k, epoch + 1, len(running))
+                log.warning("pack member %d diverged at epoch %d (loss not finite); recorded as 'diverged' "
+                            "(%s), the other %d go on", k, epoch + 1, DIVERGED_HINT, len(running))
                 finish(k, MemberResult(histories[k], "diverged", epoch + 1))
                 continue
             records[k] = record

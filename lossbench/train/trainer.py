@@ -40,6 +40,10 @@ log = logging.getLogger("lossbench")
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16-mixed": torch.float16}
 
 
+# what the warning for a diverged run suggests (run.py, packed.py)
+DIVERGED_HINT = "a smaller optim.lr or a trainer.grad_clip may let it train"
+
+
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite in epoch ``epoch`` (1-based, as records number them)."""
 

@@ -76,6 +76,8 @@ def test_divergence_is_a_result_the_sweep_goes_on_and_exits_0(h, cli, tmp_path):
     assert bad["status"] == "diverged" and bad["diverged_epoch"] == 1  # epochs count from 1
     [closing] = [ln for ln in proc.stderr.splitlines() if ln.startswith(f"lossbench: sweep {sweep}")]
     assert "2 jobs: 1 completed, 1 diverged (a result" in closing and "0 failed" in closing
+    warned = (sweep / "1" / "run.log").read_text()
+    assert "diverged at epoch 1 (loss not finite)" in warned and "trainer.grad_clip" in warned
 
 
 def test_failed_job_does_not_stop_the_sweep_and_the_sweep_says_so(h, cli, tmp_path):
