@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from lossbench.losses import LOSSES
 
 
+@pytest.mark.slow
 def test_every_loss_trains_on_noisy_digits(cli, tmp_path):
     names = LOSSES.names()
     sweep = tmp_path / "sweep"

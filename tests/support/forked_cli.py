@@ -1,0 +1,77 @@
+"""`python -m lossbench ARGS` as a fork of a process that has already imported lossbench's dependencies.
+
+A fresh interpreter spends about 10 s of CPU importing torch, torch._dynamo (which the first
+optimizer pulls in), relplot (scikit-learn, matplotlib) and Hydra before lossbench does
+anything. A multiprocessing forkserver imports them once per test worker (``PRELOAD``), never
+runs a torch op, and forks a child per command. The child is a process of its own, as a subprocess
+would be: its working directory, environment, stdout and stderr (fds 1 and 2, redirected to
+files), signal handlers and exit status are its own, and it ends like an interpreter does
+(threading's exit hooks, atexit handlers, then the exit status of ``SystemExit`` or 1 after a
+traceback). wandb is not preloaded: it is imported afresh in each child that logs to it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import runpy
+import sys
+import tempfile
+import threading
+import traceback
+from pathlib import Path
+
+PRELOAD = ["torch", "torch._dynamo", "torch.optim", "relplot", "hydra", "omegaconf", "lossbench.cli",
+           "lossbench.run", "forked_cli"]
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(PRELOAD)
+
+
+def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, path in ((1, out), (2, err)):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+    sys.stdin = open(os.devnull)
+    sys.path.insert(0, cwd)  # as `python -m` puts the working directory first
+    if "OMP_NUM_THREADS" in env:
+        import torch
+
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    sys.argv = ["lossbench", *args]
+    code = 0
+    try:
+        runpy.run_module("lossbench", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    # end as the interpreter does: threading's exit hooks (where joblib's loky executor stops its
+    # workers, which would otherwise idle for 300 s) and non-daemon threads, then atexit handlers
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``lossbench ARGS`` run in a forked child in ``cwd``."""
+    with tempfile.TemporaryDirectory(prefix="lossbench-cli-") as tmp:
+        out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
+        child = _CONTEXT.Process(target=_child, args=(list(args), str(cwd), dict(env), out, err))
+        child.start()
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+            child.join()
+            raise TimeoutError(f"lossbench {' '.join(args)} ran past {timeout} s")
+        return child.exitcode, Path(out).read_text(), Path(err).read_text()
