@@ -34,7 +34,7 @@ def _lossbench(*args: str, cwd: Path, env: dict | None = None, check: bool = Tru
               timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m lossbench ARGS` in a process of its own (W&B offline, plain progress).
 
-    The process is forked from one that has imported torch, relplot, Hydra and wandb already
+    The process is forked from one that has imported torch, relplot and Hydra already
     (support/forked_cli.py), which saves about 10 s of CPU a command.
     """
     full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true",
