@@ -22,8 +22,7 @@ import threading
 import traceback
 from pathlib import Path
 
-PRELOAD = ["torch", "torch._dynamo", "torch.optim", "relplot", "hydra", "omegaconf", "lossbench.cli",
-           "lossbench.run", "forked_cli"]
+PRELOAD = ["torch", "torch._dynamo", "relplot", "hydra", "lossbench.cli", "lossbench.run", "forked_cli"]
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(PRELOAD)
 
@@ -44,10 +43,12 @@ def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -
     code = 0
     try:
         runpy.run_module("lossbench", run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if exc.code is not None and not isinstance(exc.code, int):
+    except SystemExit as exc:  # as the interpreter reads it: None is 0, an int itself, else print it, 1
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
             print(exc.code, file=sys.stderr)
+            code = 1
     except BaseException:
         traceback.print_exc()
         code = 1
