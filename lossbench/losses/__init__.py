@@ -1,6 +1,6 @@
 """The loss catalogue. Importing this package registers every loss."""
 
-from lossbench.losses import (  # noqa: F401  (registration)  # noqa: F401  (registration)
+from lossbench.losses import (  # noqa: F401  (registration)
     calibration,
     cce,
     comp_sum,
@@ -8,6 +8,7 @@ from lossbench.losses import (  # noqa: F401  (registration)  # noqa: F401  (reg
     learned,
     metric,
     normalized,
+    phuber,
     robust,
     sets,
     wrappers,

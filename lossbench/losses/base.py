@@ -67,6 +67,10 @@ class Loss(nn.Module):
       the loss's state_dict. ``prediction_logits`` maps the model's logits to
       those of the loss's predictive distribution (a learned link), which
       evaluation then scores.
+    - ``grad_clip``: a method defined with gradient clipping (Menon et al. 2020's
+      "CE + clipping", ``ce_clip``) names the largest norm of the mini-batch
+      gradient; the training step clips to it (``trainer.grad_clip``, when also
+      set, clips too: the smaller bound holds; ``objective.clip_norm``).
     - ``needs_head``: the loss can be computed from the penultimate features and
       the model's linear head without materialising the logits
       (``head_loss(features, head, target, index) -> (per-sample values,
@@ -94,6 +98,7 @@ class Loss(nn.Module):
     level: ClassVar[str] = "sample"
     trainable: ClassVar[bool] = False
     needs_head: ClassVar[bool] = False
+    grad_clip: ClassVar[float | None] = None
 
     def forward(self, logits: Tensor, target: Tensor, features: Tensor | None = None,
                 index: Tensor | None = None) -> Tensor:

@@ -29,7 +29,7 @@ class PackedModel:
 
     Every parameter and buffer is stacked along a new leading dimension (as
     ``torch.func.stack_module_state`` does). A model built only of the layers in
-    ``GROUPED`` (lossbench's mlp, cnn4, cnn8) runs them as grouped layers: linear
+    ``GROUPED`` (lossbench's mlp, cnn4, cnn8, lenet5) runs them as grouped layers: linear
     layers as one batched matrix product (``baddbmm``), convolutions as one
     convolution with K groups over the members' channels side by side, batch
     norm over the K x C channels. Any other architecture is evaluated with
@@ -149,7 +149,7 @@ class PackedModel:
 
 # Layers the grouped path runs (exact types: a subclass may compute something else).
 GROUPED = (nn.Sequential, nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d,
-           nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
+           nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
 
 
 def _groupable(model: nn.Module) -> bool:
@@ -232,6 +232,9 @@ class _Grouped:
         if isinstance(m, nn.MaxPool2d):
             return ("channels", F.max_pool2d(self.channels(value), m.kernel_size, m.stride, m.padding,
                                              m.dilation, m.ceil_mode))
+        if isinstance(m, nn.AvgPool2d):
+            return ("channels", F.avg_pool2d(self.channels(value), m.kernel_size, m.stride, m.padding,
+                                             m.ceil_mode, m.count_include_pad, m.divisor_override))
         if isinstance(m, nn.AdaptiveAvgPool2d):
             return ("channels", F.adaptive_avg_pool2d(self.channels(value), m.output_size))
         if isinstance(m, nn.Dropout):

@@ -16,8 +16,8 @@ A data file holds:
   beats worse by more than ``margin`` at each listed noise) or ``{text, loss, noise, at_least |
   at_most}``, each with its ``mark`` and ``source``.
 
-Marks (as in PROTOCOLS.md): [code] read in the official repository, [README] its README, [2nd]
-quoted by a third party, [lossbench] measured by lossbench itself.
+Marks (as in PROTOCOLS.md): [code] read in the official repository, [README] its README, [figure]
+read off a published figure, [2nd] quoted by a third party, [lossbench] measured by lossbench itself.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from importlib import resources
 
 import yaml
 
-MARKS = ("[code]", "[README]", "[2nd]", "[lossbench]")
+MARKS = ("[code]", "[README]", "[figure]", "[2nd]", "[lossbench]")
 KINDS = {"test_acc": "last epoch", "best_test_acc": "best test epoch",
          "test_acc_at_best_val_noisy": "validation-selected (noisy validation labels)",
          "test_acc_at_best_val_clean": "validation-selected (clean validation labels)"}

@@ -85,6 +85,13 @@ def parameter_groups(model: nn.Module, loss: Loss) -> list[dict]:
     return [{"params": list(model.parameters())}, *loss.parameter_groups()]
 
 
+def clip_norm(trainer_clip: float | None, loss: Loss) -> float | None:
+    """The largest mini-batch gradient norm the step allows: ``trainer.grad_clip`` and the loss's own
+    ``grad_clip`` (a method defined with clipping), the smaller of those set; None: no clipping."""
+    bounds = [float(c) for c in (trainer_clip, getattr(loss, "grad_clip", None)) if c is not None]
+    return min(bounds) if bounds else None
+
+
 def l1_penalty(model: nn.Module) -> Tensor:
     """sum over every parameter theta of |theta| (ANL's regulariser, Ye et al. 2023)."""
     return torch.stack([p.abs().sum() for p in model.parameters()]).sum()

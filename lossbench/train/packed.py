@@ -65,7 +65,8 @@ from lossbench.train.checkpoint import (
     rng_states,
     save_checkpoint,
 )
-from lossbench.train.objective import Objective
+from lossbench.train.objective import Objective, clip_norm
+from lossbench.train.schedulers import steps_per_batch
 from lossbench.train.trainer import DIVERGED_HINT, RestartFromScratch, Trainer, _train_stats
 
 log = logging.getLogger("lossbench")
@@ -569,13 +570,14 @@ def _fit_group(members: list[PackMember], start_epoch: int,
     packed.probe(probe.unsqueeze(0).expand(size, *probe.shape).contiguous(), objective.needs_features)
 
     stepper = _Stepper(members, packed)
-    clip = [m.trainer.grad_clip for m in members]
+    clip = [clip_norm(m.trainer.grad_clip, m.loss_fn) for m in members]
     max_norm = torch.tensor([math.inf if c is None else float(c) for c in clip], device=device)
     clipping = any(c is not None for c in clip)
     offsets = (torch.arange(size, device=device) * n).view(size, 1)
     seen_loss = torch.zeros(size, n, device=device)
     seen_pred = torch.zeros(size, n, device=device, dtype=torch.long)
     running = list(range(size))
+    per_step = [k for k, m in enumerate(members) if steps_per_batch(m.scheduler)]
     histories = [list(m.history) for m in members]
     partial = members[0].partial  # the group's members all stopped at this batch, or none did
 
@@ -613,6 +615,8 @@ def _fit_group(members: list[PackMember], start_epoch: int,
                 order = order[:, :-1]  # a batch of one breaks batch norm
             first, carried = 0, 0.0
         total = order.shape[1]
+        lrs = {k: members[k].optimizer.param_groups[0]["lr"] for k in running}
+        stepped = [k for k in per_step if k in running]  # schedulers stepped after every step
         for i in range(first, total, batch_size):
             signum = lifecycle.stop_requested()
             if signum is not None:  # a batch boundary: commit every running member's epoch so far
@@ -634,6 +638,11 @@ def _fit_group(members: list[PackMember], start_epoch: int,
             if clipping:
                 _clip_gradients([p.grad for p in packed.parameters()], max_norm)
             stepper.step(running)
+            if stepped:
+                for k in stepped:  # the records keep the lr of the epoch's last step
+                    lrs[k] = members[k].optimizer.param_groups[0]["lr"]
+                    _step_scheduler(members[k].scheduler)
+                stepper.check(running)
             flat = (index + offsets).view(-1)
             seen_loss.view(-1)[flat] = per_sample.view(-1)
             seen_pred.view(-1)[flat] = logits.detach().argmax(-1).view(-1)
@@ -647,10 +656,9 @@ def _fit_group(members: list[PackMember], start_epoch: int,
         records = {}
         for k in list(running):
             m = members[k]
-            lr = m.optimizer.param_groups[0]["lr"]
-            with warnings.catch_warnings():  # the stacked optimizer stepped for it
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                m.scheduler.step()
+            lr = lrs[k]
+            if k not in per_step:
+                _step_scheduler(m.scheduler)
             record = {"epoch": epoch + 1, **_train_stats(order[k], seen_loss[k], seen_pred[k], y_noisy[k],
                                                        y_clean, is_noisy[k])}
             record.update(
@@ -695,6 +703,13 @@ def _fit_group(members: list[PackMember], start_epoch: int,
                      epochs, len(running), min(test), max(test), seconds)
     for k in running:
         finish(k, MemberResult(histories[k]))
+
+
+def _step_scheduler(scheduler) -> None:
+    """Step a member's scheduler; the stacked optimizer stepped for its optimizer (no warning)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        scheduler.step()
 
 
 def _commit(members: Sequence[PackMember], histories: Sequence[list[dict]], epoch: int) -> None:

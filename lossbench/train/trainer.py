@@ -31,7 +31,8 @@ from lossbench.train.checkpoint import (
     rng_states,
     save_checkpoint,
 )
-from lossbench.train.objective import Objective, check_training
+from lossbench.train.objective import Objective, check_training, clip_norm
+from lossbench.train.schedulers import steps_per_batch
 from lossbench.train.threads import check_threads
 from lossbench.train.weights import check_save_weights
 
@@ -215,6 +216,8 @@ class Trainer:
         partial: dict | None = None  # a checkpoint taken inside an epoch (on a stop request)
         # grad_clip bounds the norm of everything the optimizer steps: the model's and a trainable loss's
         clipped = [p for group in optimizer.param_groups for p in group["params"]]
+        max_norm = clip_norm(self.grad_clip, loss_fn)
+        per_step = steps_per_batch(scheduler)  # a scheduler stepped after every optimizer step
 
         def snapshot(last_epoch: int) -> dict:
             state = {key: obj.state_dict() for key, obj in state_objects.items()}
@@ -284,6 +287,7 @@ class Trainer:
                 order = torch.cat(batches)
                 first, carried = 0, 0.0
             end = 0
+            lr = optimizer.param_groups[0]["lr"]
             for number, index in enumerate(batches):
                 i, end = end, end + len(index)  # positions in order of the batch's first and next samples
                 if i < first:
@@ -310,16 +314,19 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 if scaler.is_enabled():
                     scaler.scale(loss).backward()
-                    if self.grad_clip is not None:
+                    if max_norm is not None:
                         scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(clipped, self.grad_clip)
+                        nn.utils.clip_grad_norm_(clipped, max_norm)
                     scaler.step(optimizer)
                     scaler.update()
                 else:
                     loss.backward()
-                    if self.grad_clip is not None:
-                        nn.utils.clip_grad_norm_(clipped, self.grad_clip)
+                    if max_norm is not None:
+                        nn.utils.clip_grad_norm_(clipped, max_norm)
                     optimizer.step()
+                if per_step:  # the record keeps the lr of the epoch's last step
+                    lr = optimizer.param_groups[0]["lr"]
+                    scheduler.step()
                 # two cheap writes per step; the epoch's statistics are reduced once below
                 seen_loss[index] = step.per_sample.float()
                 seen_pred[index] = step.pred
@@ -328,8 +335,9 @@ class Trainer:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # time the work, not its queueing
             train_seconds = carried + time.perf_counter() - started
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
+            if not per_step:
+                lr = optimizer.param_groups[0]["lr"]
+                scheduler.step()
             stats = _train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)
             record = {"epoch": epoch + 1, **stats}
             record.update(

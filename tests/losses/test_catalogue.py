@@ -334,6 +334,10 @@ BAD_HYPERPARAMETERS = [
     ("cce", {"inner": "label_smoothing"}, "not a function of p_y alone"),
     ("cce", {"backend": "triton"}, "known: chunked, cce, torch_compile"),
     ("cce", {"chunk": 0}, "chunk >= 1"),
+    ("phuber_ce", {"tau": 1.0}, "tau > 1"),
+    ("phuber_gce", {"tau": 0.5}, "tau > 1"),
+    ("phuber_gce", {"q": 0.0}, r"q in \(0, 1\)"),
+    ("ce_clip", {"max_norm": -1.0}, "max_norm > 0"),
     ("cce", {"inner": "gce", "inner_kwargs": {"gamma": 2.0}}, "inner_kwargs do not fit loss 'gce'"),
 ]
 

@@ -21,6 +21,7 @@ CASES = [
     ("mlp", {}, [DIGITS, MNIST, CIFAR]),
     ("cnn4", {}, [MNIST, CIFAR]),
     ("cnn8", {}, [MNIST, CIFAR]),
+    ("lenet5", {}, [MNIST, CIFAR]),
     ("resnet18", {}, [MNIST, CIFAR]),
     ("resnet34", {}, [MNIST, CIFAR]),
     ("preact_resnet18", {}, [MNIST, CIFAR]),

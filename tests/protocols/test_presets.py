@@ -57,11 +57,18 @@ BASE = {
                  "dataset.val_size": 0, "noise": "cifar10n_worst", "noise.labels": "worst"},
     "cifar100n": {"dataset": "cifar100", "model": "resnet34", "trainer.epochs": 100, "optim.lr": 0.1,
                   "optim.weight_decay": 5e-4, "scheduler.milestones": [60], "noise": "cifar100n"},
+    # dmizr/phuber conf/hparams/mnist_lenet.yaml, conf/dataset/mnist.yaml, phuber/network.py
+    "menon_mnist": {"dataset": "mnist", "model": "lenet5", "model.init": "code", "trainer.epochs": 20,
+                    "trainer.batch_size": 32, "optim": "adam", "optim.lr": 1e-3, "optim.weight_decay": 1e-3,
+                    "scheduler": "exp_decay", "scheduler.decay_rate": 0.1, "scheduler.decay_steps": 10000,
+                    "scheduler.staircase": False, "trainer.grad_clip": None, "dataset.val_size": 0,
+                    "dataset.augment": None, "noise_seed": 0, "noise.convention": "flip",
+                    "noise.count": "binomial"},
 }
 REPORTS = {"apl_mnist": "test_acc", "apl_cifar10": "test_acc", "apl_cifar100": "test_acc",
            "anl_cifar10": "test_acc", "anl_cifar100": "test_acc", "sce_cifar10": "best_test_acc",
            "sce_cifar100": "best_test_acc", "mukhoti_cifar10": "test_acc", "mukhoti_cifar100": "test_acc",
-           "cifar10n": "best_test_acc", "cifar100n": "best_test_acc"}
+           "cifar10n": "best_test_acc", "cifar100n": "best_test_acc", "menon_mnist": "test_acc"}
 # (preset, loss or noise override): pinned values
 PER_CHOICE = {
     ("apl_mnist", "loss=gce"): {"loss.q": 0.7},
@@ -110,6 +117,12 @@ PER_CHOICE = {
     ("anl_cifar100", "noise=asym30"): {"noise.grouping": "blocks", "noise.count": "exact"},
     ("sce_cifar10", "loss=sce"): {"loss.alpha": 0.1, "loss.beta": 1.0, "loss.A": LOG_1E4},
     ("sce_cifar100", "loss=sce"): {"loss.alpha": 6.0, "loss.beta": 1.0, "loss.A": LOG_1E4},
+    ("menon_mnist", "loss=gce"): {"loss.q": 0.7},
+    ("menon_mnist", "loss=phuber_ce"): {"loss.tau": 10.0},
+    ("menon_mnist", "loss=phuber_gce"): {"loss.tau": 10.0, "loss.q": 0.7},
+    ("menon_mnist", "loss=ce_clip"): {"loss.max_norm": 0.1, "trainer.grad_clip": None},
+    ("menon_mnist", "noise=sym20"): {"noise.rate": 0.2, "noise.convention": "flip", "noise.count": "binomial"},
+    ("menon_mnist", "noise=clean"): {"noise": "clean", "noise_seed": 0},
     ("mukhoti_cifar10", "loss=mse"): {"optim.lr": 0.1, "optim.weight_decay": 5e-4, "trainer.grad_clip": 2.0},
     ("mukhoti_cifar10", "loss=focal"): {"loss.gamma": 3.0, "loss.detach_weight": False},
     ("mukhoti_cifar10", "loss=flsd53"): {"loss.gamma_below": 5.0, "loss.gamma_above": 3.0,
@@ -121,7 +134,7 @@ PER_CHOICE = {
 
 
 def _value(cfg, key: str):
-    if "." not in key:
+    if "." not in key and key in cfg.hydra.runtime.choices:  # a group's choice; else a top-level value
         return cfg.hydra.runtime.choices[key]
     node = OmegaConf.select(cfg, key, throw_on_missing=True)
     return OmegaConf.to_container(node) if OmegaConf.is_config(node) else node

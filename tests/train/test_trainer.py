@@ -80,3 +80,29 @@ def test_gradient_clipping_covers_a_trainable_loss(monkeypatch):
 def test_bad_trainer_options(options, message):
     with pytest.raises(ValueError, match=message):
         Trainer(device=options.pop("device", "cpu"), **options)
+
+
+def test_a_loss_that_declares_clipping_is_clipped(monkeypatch):
+    """ce_clip's max_norm reaches clip_grad_norm_ in every step, the smaller of it and trainer.grad_clip."""
+    from torch import nn
+
+    from lossbench.losses.phuber import ClippedCrossEntropy
+
+    split = DATASETS.get("digits")()
+    bounds: list[float] = []
+    clip = nn.utils.clip_grad_norm_
+
+    def recording(params, max_norm, *args, **kwargs):
+        bounds.append(max_norm)
+        return clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(nn.utils, "clip_grad_norm_", recording)
+    for trainer_clip, expected in ((None, 0.25), (0.1, 0.1), (1.0, 0.25)):
+        bounds.clear()
+        torch.manual_seed(0)
+        model = MLP(split.input_shape, split.num_classes)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+        Trainer(epochs=1, device="cpu", progress="none", checkpoint_every=0, grad_clip=trainer_clip).fit(
+            model, ClippedCrossEntropy(max_norm=0.25), Reweighter(), opt, sched, split, seed=0)
+        assert bounds and set(bounds) == {expected}
