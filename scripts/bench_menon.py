@@ -83,7 +83,8 @@ def member(split: Split, seed: int, channels_last: bool = False, fused: bool = F
     trainer = Trainer(epochs=1, batch_size=BATCH, device="cpu", progress="none", checkpoint_every=0,
                       channels_last=channels_last)
     model = trainer.prepare_model(model)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-3, **({"fused": True} if fused else {}))
+    extra = {"fused": True} if fused else {}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-3, **extra)
     sched = ExponentialDecay(opt, decay_rate=0.1, decay_steps=10_000)
     return PackMember(trainer, model, CrossEntropy(), Reweighter(), opt, sched, split, seed)
 
@@ -139,7 +140,8 @@ MODES = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("LOSSBENCH_DATA_DIR", "data"))
     parser.add_argument("--images", type=int, default=6000)
     parser.add_argument("--runs", type=int, default=2)

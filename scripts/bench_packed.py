@@ -36,7 +36,7 @@ from lossbench.models.mlp import MLP
 from lossbench.noise.synthetic import Symmetric
 from lossbench.reweight.base import Reweighter
 from lossbench.train.packed import PackMember, fit_pack
-from lossbench.train.trainer import Trainer
+from lossbench.train.trainer import Trainer, set_determinism
 
 HIDDEN = (256, 256)
 
@@ -174,8 +174,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--noise", type=float, default=0.4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--deterministic", action="store_true",
+                        help="torch's deterministic algorithms, as a run sets them (trainer.deterministic)")
     args = parser.parse_args()
+    if args.deterministic:
+        set_determinism(0, True)
     print(f"digits MLP {HIDDEN}, epochs={args.epochs} batch={args.batch_size} lr={args.lr} sym{args.noise} "
+          f"deterministic={args.deterministic} "
           f"threads={torch.get_num_threads()} repeats={args.repeats}, torch {torch.__version__}")
     warm = splits(2, args.noise)
     for fn in MODES.values():  # first calls pay one-time costs (imports, allocator); not timed

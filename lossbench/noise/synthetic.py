@@ -19,6 +19,7 @@ from lossbench.noise.base import (
 from lossbench.noise.flip_maps import CIFAR100_GROUPINGS, MAPPED_DATASETS, flip_map
 
 COUNTS = ("binomial", "exact")
+RNGS = ("torch", "numpy_legacy")
 
 
 @register_noise("clean")
@@ -102,15 +103,48 @@ class Symmetric(ClassConditional):
     ``convention="uniform"`` (the LDR code of Zhu et al. 2023): with probability
     eta the label is redrawn from all C classes (it may keep the true one), so
     T = (1 - eta) I + eta / C 1 and the realized flip rate is eta (C - 1) / C.
+
+    ``rng`` chooses the random stream: ``torch`` (default: lossbench's CPU
+    generator seeded with the run's ``noise_seed``, one uniform for the hit and
+    one for the target) or ``numpy_legacy``: the draw of the [Re] code of Menon
+    et al. 2020 (Mizrahi et al. 2021, dmizr/phuber ``NoisyMNIST``), which calls
+    ``numpy.random.seed(noise_seed)`` and then ``numpy.random.choice(C, p=row)``
+    label by label, row = (1 - eta) at the label, eta / (C - 1) elsewhere: one
+    uniform of numpy's legacy Mersenne Twister per label, inverted through the
+    row's cumulative sum. The same distribution (flip convention, binomial
+    count), and with the same ``noise_seed`` the same noisy labels as that code.
     """
 
     kind = "symmetric"
 
-    def __init__(self, rate: float, convention: str = "flip", count: str = "binomial") -> None:
+    def __init__(self, rate: float, convention: str = "flip", count: str = "binomial",
+                 rng: str = "torch") -> None:
         super().__init__(rate, count)
         if convention not in ("flip", "uniform"):
             raise ValueError(f"symmetric noise convention must be 'flip' or 'uniform', got {convention!r}")
+        if rng not in RNGS:
+            raise ValueError(f"unknown noise rng '{rng}'; known: {', '.join(RNGS)}")
+        if rng == "numpy_legacy" and (convention, count) != ("flip", "binomial"):
+            raise ValueError("noise rng numpy_legacy draws the [Re] code's labels: it needs convention flip "
+                             f"and count binomial, got convention {convention} and count {count}")
         self.convention = convention
+        self.rng = rng
+
+    def corrupt(self, y_clean: Tensor, num_classes: int, features: Tensor | None,
+                generator: torch.Generator) -> NoisyLabels:
+        if self.rng == "torch":
+            return super().corrupt(y_clean, num_classes, features, generator)
+        seed = generator.initial_seed()
+        if not 0 <= seed < 2**32:
+            raise ValueError(f"noise rng numpy_legacy needs noise_seed in [0, 2^32), as numpy.random.seed; "
+                             f"got {seed}")
+        c = num_classes
+        rows = np.full((c, c), self.rate / (c - 1))  # the code's row: rho / (C - 1) off the label
+        np.fill_diagonal(rows, 1.0 - self.rate)
+        u = torch.from_numpy(np.random.RandomState(seed).random_sample(len(y_clean)))
+        y_noisy = draw_categorical(torch.from_numpy(rows)[y_clean], u)
+        return NoisyLabels(y_noisy, y_noisy != y_clean, self.expected(c),
+                           realized_transition(y_clean, y_noisy, c))
 
     def check(self, num_classes: int, dataset: str) -> None:
         super().check(num_classes, dataset)

@@ -244,3 +244,31 @@ def test_custom_permutation_matrix_flips_everything(nt):
     y = nt.shuffled_labels(100, 2)
     noisy = Custom([[0, 1], [1, 0]])(y, 2)
     assert torch.equal(noisy.y_noisy, 1 - y)
+
+
+@pytest.mark.parametrize("rate, seed", [(0.2, 0), (0.6, 0), (0.4, 123)])
+def test_numpy_legacy_draws_the_labels_of_numpy_random_choice_label_by_label(rate, seed):
+    """The [Re] code of Menon et al. 2020 (NoisyMNIST): numpy.random.seed(noise_seed), then for each label
+    numpy.random.choice(C, p=row), row = 1 - rate at the label and rate / (C - 1) elsewhere."""
+    y = torch.from_numpy(np.random.RandomState(5).randint(0, 10, 2000))
+    np.random.seed(seed)
+    rows = np.full((len(y), 10), rate / 9)
+    rows[np.arange(len(y)), y.numpy()] = 1 - rate
+    expected = np.array([np.random.choice(10, p=rows[i]) for i in range(len(y))])
+    drawn = Symmetric(rate, rng="numpy_legacy")(y, 10, None, torch.Generator().manual_seed(seed))
+    assert np.array_equal(drawn.y_noisy.numpy(), expected)
+    assert torch.equal(drawn.is_noisy, drawn.y_noisy != y)
+    np.testing.assert_allclose(drawn.expected_T, Symmetric(rate).expected(10))
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"rng": "mt"}, "unknown noise rng 'mt'; known: torch, numpy_legacy"),
+    ({"rng": "numpy_legacy", "count": "exact"}, "needs convention flip and count binomial"),
+    ({"rng": "numpy_legacy", "convention": "uniform"}, "needs convention flip and count binomial"),
+])
+def test_numpy_legacy_refuses_what_the_code_does_not_draw(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        Symmetric(0.4, **kwargs)
+    with pytest.raises(ValueError, match=r"noise_seed in \[0, 2\^32\)"):
+        Symmetric(0.4, rng="numpy_legacy")(torch.zeros(4, dtype=torch.long), 10, None,
+                                           torch.Generator().manual_seed(2**33))
