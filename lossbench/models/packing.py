@@ -173,9 +173,13 @@ def _groupable(model: nn.Module) -> bool:
 class _Grouped:
     """One forward pass of K stacked models through grouped layers.
 
-    Activations are [K, B, ...] ("members first") for linear layers and
+    Activations are [K, B, ...] ("members first"), [K, F, B] ("features first",
+    what linear layers produce: W_k @ x_k^T + b_k, so that each weight's
+    gradient comes out in the weight's own layout and needs no copy; measured
+    1.2-1.3x faster for the digits MLP's forward and backward at K = 8), or
     [B, K*C, H, W] ("channels side by side") for convolutional ones; a layer
-    converts what it gets. Member k's rows and channels see only its weights.
+    converts what it gets (the conversions to and from "features" are views).
+    Member k's rows and channels see only its weights.
     """
 
     def __init__(self, params: dict, buffers: dict, size: int, training: bool, local: dict) -> None:
@@ -190,6 +194,8 @@ class _Grouped:
         layout, x = value
         if layout == "members":
             return x
+        if layout == "features":
+            return x.transpose(1, 2)
         b, kc = x.shape[:2]
         return x.view(b, self.k, kc // self.k, *x.shape[2:]).transpose(0, 1)
 
@@ -197,6 +203,7 @@ class _Grouped:
         layout, x = value
         if layout == "channels":
             return x
+        x = self.members_first(value)
         k, b = x.shape[:2]
         return x.transpose(0, 1).reshape(b, k * x.shape[2], *x.shape[3:])
 
@@ -210,9 +217,10 @@ class _Grouped:
             x = self.members_first(value)
             if x.ndim != 3:
                 raise ValueError(f"grouped linear layers take [K, B, features], got {tuple(x.shape)}")
-            w = p["weight"].transpose(1, 2)
-            out = torch.bmm(x, w) if "bias" not in p else torch.baddbmm(p["bias"].unsqueeze(1), x, w)
-            return ("members", out)
+            x = x.transpose(1, 2)  # [K, in, B]
+            w = p["weight"]        # [K, out, in]
+            out = torch.bmm(w, x) if "bias" not in p else torch.baddbmm(p["bias"].unsqueeze(2), w, x)
+            return ("features", out)
         if isinstance(m, nn.Conv2d):
             x = self.channels(value)
             weight = p["weight"].flatten(0, 1)
@@ -225,7 +233,7 @@ class _Grouped:
             if layout == "channels":
                 b = x.shape[0]
                 return ("members", x.reshape(b, self.k, -1).transpose(0, 1))
-            return ("members", x.flatten(2))
+            return ("members", self.members_first(value).flatten(2))
         layout, x = value
         if isinstance(m, nn.ReLU):
             return (layout, F.relu(x, inplace=m.inplace))
