@@ -311,10 +311,11 @@ def render(result: Against, fmt: str, digits: int | None = None) -> str:
 
 
 def print_rich(result: Against, digits: int | None = None, console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console(width=160)
+    from lossbench.console import table_console
+
+    console = console or table_console()
     for frame, heading, caption in (
         (display_cells(result, "rich", 2 if digits is None else digits), title(result), legend(result)),
         (display_claims(result, "rich"), "claims", None),
