@@ -29,7 +29,7 @@ def sweep(make_run, tmp_path):
     for (loss, noise), values in ACC.items():
         for seed, acc in enumerate(values):
             make_run(str(i), loss, noise, seed, test_acc=acc, test_gap=acc - 0.9,
-                     test_reliability=RELIABILITY, history=[{"epoch": e, "test_acc": acc} for e in range(2)])
+                     test_reliability=RELIABILITY, history=[{"epoch": e, "test_acc": acc} for e in (1, 2)])
             i += 1
     make_run("failed", "gce", "sym20", 5, status="failed")
     return tmp_path / "sweep"
