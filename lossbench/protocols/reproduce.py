@@ -230,7 +230,9 @@ def list_presets() -> None:
         marks = sorted({c.mark for c in protocol.published})
         if protocol.published:
             k = len(protocol.published)
+            sources = len(protocol.compared_sources())
             published = f"yes: {k} cell{'s' if k > 1 else ''} {' '.join(marks)}"
+            published += f" ({sources} sources)" if sources > 1 else ""
         elif protocol.reference:
             published = f"none known; lossbench reference ({len(protocol.reference)} cells)"
         else:

@@ -399,14 +399,17 @@ def print_rich(result: Against, digits: int | None = None, console=None) -> None
     ):
         if frame.empty:
             continue
-        grid = Table(title=escape.rich_text(heading), caption=caption and escape.rich_text(caption),
-                     caption_justify="left")
+        # the title and legend as lines of their own: as wide as the console, not as the table
+        console.print(f"[bold]{escape.rich_text(heading)}[/bold]", highlight=False)
+        grid = Table()
         for name in frame.columns:
             left = name in ("metric", "claim", "loss", "noise", "rests on")
             grid.add_column(str(name), justify="left" if left else "right")
         for row in frame.itertuples(index=False):
             grid.add_row(*map(str, row))
         console.print(grid)
+        if caption:
+            console.print(escape.rich_text(caption), highlight=False)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape.rich_text(warning)}", highlight=False)
     console.print(f"[bold]Runs[/bold]: {escape.rich_text(status_line(result.frame))}", highlight=False)
