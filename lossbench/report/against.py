@@ -20,6 +20,8 @@ import pandas as pd
 
 from lossbench.protocols.catalogue import (
     MARKS,
+    PUBLISHED,
+    REFERENCE,
     Cell,
     Claim,
     Protocol,
@@ -198,7 +200,7 @@ def compare(frame: pd.DataFrame, name: str) -> Against:
     protocol = load_protocol(name)
     check_runs(frame, name)
     compared = protocol.compared_sources()
-    source = (compared[0][0].id if compared[0][0].id == "reference" else "published") if compared else "none"
+    source = "none" if not compared else REFERENCE if compared[0][0].id == REFERENCE else PUBLISHED
     numbers = {(c.metric, c.loss, c.noise, s.id): (s, c) for s, cells in compared for c in cells}
     keys = list(dict.fromkeys((c.metric, c.loss, c.noise) for _, cells in compared for c in cells))
     ours = _our_cells(frame)

@@ -289,13 +289,12 @@ def split_tables(args: argparse.Namespace, frame: pd.DataFrame, records: list[Ru
 
 
 def write_plots(args: argparse.Namespace, frame: pd.DataFrame, records: list[RunRecord],
-                rows: list[str], setting: str = "") -> None:
-    """PNG and SVG figures into --plots (and nowhere else); into a folder named after ``setting`` when
-    the runs were split by setting."""
+                rows: list[str], folder: str = "") -> None:
+    """PNG and SVG figures into --plots (and nowhere else); into its sub``folder`` when given (one per
+    setting, when the runs were split by setting)."""
     from lossbench.report import plots
-    from lossbench.report.escape import file_stem
 
-    out_dir = Path(args.plots) / file_stem(setting) if setting else Path(args.plots)
+    out_dir = Path(args.plots) / folder if folder else Path(args.plots)
     try:
         written = plots.plot_metric_vs_noise(frame, args.metric, out_dir, rows)
         chosen, caption = _reliability_records(args, frame, records, rows)
@@ -349,5 +348,10 @@ def main(argv: list[str]) -> None:
     tables = split_tables(args, frame, records, rows, cols)
     write_tables(args, formats, tables, frame)
     if args.plots:
-        for table, runs in tables:
-            write_plots(args, runs, records, rows, table.setting_name)
+        from lossbench.report.escape import file_stem
+
+        folders: list[str] = []
+        for table, runs in tables:  # one folder per setting, its name safe and its own
+            stem = file_stem(table.setting_name, "setting") if len(tables) > 1 else ""
+            folders.append(stem if stem not in folders else f"{stem}-{len(folders) + 1}")
+            write_plots(args, runs, records, rows, folders[-1])

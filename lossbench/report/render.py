@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lossbench.report import escape
@@ -81,12 +82,18 @@ def _key_name(key: str) -> str:
     return _KEY_NAMES.get(key, key)
 
 
+def _too_few(cell: pd.Series) -> bool:
+    """Whether the cell's test against the runner-up pairs fewer than MIN_SEEDS seeds (None: no test)."""
+    flag = cell.get("too_few_seeds")
+    return isinstance(flag, (bool, np.bool_)) and bool(flag)
+
+
 def marked(text: str, cell: pd.Series, markup: Markup) -> str:
     """A cell's text with its marks: the best in bold (dagger: not significant), or the best mean with
     a double dagger and no bold when its test rests on fewer than MIN_SEEDS seeds a side."""
     if not cell["best"]:
         return text
-    if cell.get("too_few_seeds") is True:
+    if _too_few(cell):
         return text + markup.few
     return markup.bold(text) + (markup.dagger if cell["not_significant"] else "")
 
@@ -133,7 +140,7 @@ def test_lines(table: ComparisonTable) -> list[str]:
             if cell is None or not cell["best"] or not isinstance(cell["test"], str):
                 continue
             p, pairs = cell["p_value"], int(cell["pairs"])
-            if cell["too_few_seeds"]:
+            if _too_few(cell):
                 verdict = f"fewer than {MIN_SEEDS} seeds a side: not marked best"
             else:
                 verdict = "not significant" if cell["not_significant"] else "significant"
@@ -259,7 +266,7 @@ def _latex_cell(cell: pd.Series | None, scale: float, digits: int) -> str:
     if n > 1 and not math.isnan(cell["std"]):
         rest += f" {m.pm} {cell['std'] * scale:.{digits}f}"
     rest += f" {_count(n, runs)}"
-    if cell["best"] and cell.get("too_few_seeds") is True:
+    if cell["best"] and _too_few(cell):
         rest += m.few
     elif cell["best"]:
         whole, rest = m.bold(whole), m.bold(rest) + (m.dagger if cell["not_significant"] else "")

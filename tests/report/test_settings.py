@@ -125,3 +125,11 @@ def test_the_same_experiment_twice_counts_once(make_run, tmp_path, capsys):
     cell = pd.read_csv(io.StringIO(out)).iloc[0]
     assert (cell["n"], cell["runs"]) == (3, 3) and cell["mean"] == pytest.approx((0.80 + 0.81 + 0.90) / 3)
     assert "same experiment and seed" in err and "each counts once" in err
+
+
+def test_plots_go_to_one_folder_per_setting(mixed, tmp_path, capsys):
+    main([str(mixed), "--format", "csv", "--plots", str(tmp_path / "plots")])
+    folders = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert folders == ["dataset_digits__trainer.epochs_3", "dataset_mnist__trainer.epochs_2"]
+    for folder in folders:
+        assert (tmp_path / "plots" / folder / "test_acc_vs_noise.png").stat().st_size > 1000
