@@ -136,10 +136,10 @@ def _run(argv: list[str]) -> None:
 
 def _losses(argv: list[str]) -> None:
     from omegaconf import OmegaConf
-    from rich.console import Console
     from rich.table import Table
 
     from lossbench.conf import CONF_DIR
+    from lossbench.console import table_console
     from lossbench.losses import FAMILIES, LOSSES
     from lossbench.losses.settings import dataset_settings, describe
 
@@ -159,15 +159,15 @@ def _losses(argv: list[str]) -> None:
         changes = "; ".join(f"{', '.join(datasets)}: {text}"
                             for text, datasets in per_dataset.get(name, {}).items())
         table.add_row(name, cls.family, cls.paper, params, changes)
-    Console().print(table)
+    table_console().print(table)
 
 
 def _list(argv: list[str]) -> None:
     from importlib import resources
 
-    from rich.console import Console
     from rich.table import Table
 
+    from lossbench.console import table_console
     from lossbench.precheck import CONFIG_MODULE, group_options
 
     root = resources.files(CONFIG_MODULE)
@@ -187,10 +187,7 @@ def _list(argv: list[str]) -> None:
         for option in group_options(group):
             text = root.joinpath(group, f"{option}.yaml").read_text()
             table.add_row(group, option, describe(text))
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)  # piped: wide lines, every description whole
-    console.print(table)
+    table_console().print(table)  # piped: every description whole
 
 
 def describe(yaml_text: str) -> str:

@@ -49,6 +49,7 @@ from lossbench.detect.base import Detection
 from lossbench.detect.runner import detection_context, run_detector, save_detection
 from lossbench.errors import ConfigError, config_differences
 from lossbench.evaluate import evaluate_model
+from lossbench.identity import NOT_EXPERIMENT, experiment_key  # noqa: F401 (NOT_EXPERIMENT: re-exported)
 from lossbench.io import (
     LOCK_NAME,
     DirectoryBusy,
@@ -100,24 +101,6 @@ def finished_summary(out_dir: Path) -> dict | None:
     if summary is not None and summary.get("status") in FINISHED:
         return summary
     return None
-
-
-# Settings that do not change what a run computes: a finished run or a checkpoint
-# made with other values of these is still the same experiment.
-NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None, "verbose": None,
-                  "trainer": ("progress", "force", "checkpoint_every", "threads", "save_weights"),
-                  "dataset": ("data_dir", "download")}
-
-
-def experiment_key(config: dict) -> dict:
-    """The resolved config less the settings listed in NOT_EXPERIMENT."""
-    key = {}
-    for name, value in config.items():
-        drop = NOT_EXPERIMENT.get(name, ())
-        if drop is None:
-            continue
-        key[name] = {k: v for k, v in value.items() if k not in drop} if isinstance(value, dict) else value
-    return key
 
 
 class Refusal(ConfigError):

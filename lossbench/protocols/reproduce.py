@@ -187,10 +187,11 @@ def _hours(seconds: float) -> str:
 
 
 def print_plan(name: str, runs: list[PlannedRun], epochs: int, measured: dict | None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=160)
+    from lossbench.console import table_console
+
+    console = table_console()
     table = Table(title=f"lossbench reproduce {name}: {len(runs)} runs")
     for column in ("loss", "noise", "seed", "state", "directory"):
         table.add_column(column)
@@ -214,8 +215,9 @@ def print_plan(name: str, runs: list[PlannedRun], epochs: int, measured: dict | 
 
 
 def list_presets() -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from lossbench.console import table_console
 
     table = Table(title="lossbench reproduce: presets")
     for column in ("preset", "paper", "dataset", "reports", "runs", "published numbers"):
@@ -228,14 +230,16 @@ def list_presets() -> None:
         marks = sorted({c.mark for c in protocol.published})
         if protocol.published:
             k = len(protocol.published)
+            sources = len(protocol.compared_sources())
             published = f"yes: {k} cell{'s' if k > 1 else ''} {' '.join(marks)}"
+            published += f" ({sources} sources)" if sources > 1 else ""
         elif protocol.reference:
             published = f"none known; lossbench reference ({len(protocol.reference)} cells)"
         else:
             published = "none known"
         table.add_row(name, protocol.paper, protocol.dataset, f"{protocol.metric} ({protocol.kind})", shape,
                       published)
-    Console(width=200).print(table)
+    table_console().print(table)
 
 
 def _launch(argv: list[str]) -> None:

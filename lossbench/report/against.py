@@ -1,11 +1,12 @@
 """`lossbench report DIR --against NAME`: our cells beside a preset's published numbers, and its claims.
 
-For every published cell (metric, loss, noise) of the preset's data file: ours (mean +- std over the
-completed runs, n), the published value (mean +- std, n, confidence mark), the difference ours minus
-published, and whether the published mean lies within our seeds' spread (between the smallest and the
-largest of our runs; needs two runs). Where no number is published, lossbench's own reference table
-stands in, labelled as such. Each claim of the data file is then checked on our means: held, not held,
-or undetermined (a cell without runs).
+For every cell (metric, loss, noise) that the preset's data file publishes a number for, or that our
+runs hold: ours (mean +- std over the completed runs, n) and, for each source of published numbers
+(the paper, a reproduction, ...: the data file's ``sources``), its value (mean +- std, n, confidence
+mark), the difference ours minus it, and whether it lies within our seeds' spread (between the
+smallest and the largest of our runs; needs two runs). Where nothing is published, lossbench's own
+reference table stands in, labelled as such; a cell with no number at all still shows ours. Each claim
+of the data file is then checked on our means: held, not held, or undetermined (a cell without runs).
 """
 
 from __future__ import annotations
@@ -17,7 +18,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lossbench.protocols.catalogue import Cell, Claim, Protocol, ProtocolError, load_protocol, preset_names
+from lossbench.protocols.catalogue import (
+    MARKS,
+    PUBLISHED,
+    REFERENCE,
+    Cell,
+    Claim,
+    Protocol,
+    ProtocolError,
+    Source,
+    load_protocol,
+    preset_names,
+)
+from lossbench.report import escape
 from lossbench.report.render import MARKUP, status_line
 from lossbench.report.tables import _label, metric_direction, metric_scale
 
@@ -50,14 +63,20 @@ class Ours:
 
 @dataclass
 class Against:
-    """The comparison of the runs in a frame with one preset's numbers and claims."""
+    """The comparison of the runs in a frame with one preset's numbers and claims.
+
+    ``cells`` is long: one row per (metric, loss, noise) cell and source of a number for it (ours
+    repeated on each), plus one row with no source (``source_id`` NaN) for each cell of our runs that
+    has no number at all.
+    """
 
     protocol: Protocol
-    source: str                      # "published" or "reference"
-    cells: pd.DataFrame              # one row per compared cell
+    source: str                      # "published", "reference" or "none"
+    cells: pd.DataFrame
     claims: pd.DataFrame             # one row per claim
     frame: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)  # the sources compared with, in order
 
 
 def _runs_protocol(frame: pd.DataFrame) -> pd.Series:
@@ -103,15 +122,25 @@ def _within(ours: Ours, published: float) -> bool | None:
     return bool(ours.values.min() <= published <= ours.values.max())
 
 
-def _cell_row(frame: pd.DataFrame, cell: Cell) -> dict:
-    ours = _ours(frame, cell.metric, cell.loss, cell.noise)
-    return {
-        "metric": cell.metric, "loss": cell.loss, "noise": cell.noise,
-        "ours_mean": ours.mean, "ours_std": ours.std, "ours_n": ours.n, "ours_runs": ours.runs,
-        "published_mean": cell.mean, "published_std": cell.std, "published_n": cell.n, "mark": cell.mark,
-        "difference": ours.mean - cell.mean if ours.n else math.nan,
-        "within_spread": _within(ours, cell.mean), "source": cell.source, "note": cell.note,
-    }
+CELL_COLUMNS = ["metric", "loss", "noise", "ours_mean", "ours_std", "ours_n", "ours_runs", "source_id",
+                "source_label", "published_mean", "published_std", "published_n", "mark", "difference",
+                "within_spread", "source", "note"]
+
+
+def _cell_row(frame: pd.DataFrame, metric: str, loss: str, noise: str, cell: Cell | None = None,
+              source: Source | None = None) -> dict:
+    """Ours in one cell, beside ``cell`` (a number of ``source``) or beside nothing."""
+    ours = _ours(frame, metric, loss, noise)
+    row = {"metric": metric, "loss": loss, "noise": noise,
+           "ours_mean": ours.mean, "ours_std": ours.std, "ours_n": ours.n, "ours_runs": ours.runs}
+    if cell is None:
+        return {**row, "source_id": None, "source_label": None, "published_mean": math.nan,
+                "published_std": math.nan, "published_n": math.nan, "mark": "", "difference": math.nan,
+                "within_spread": None, "source": "", "note": ""}
+    return {**row, "source_id": source.id, "source_label": source.label,
+            "published_mean": cell.mean, "published_std": cell.std, "published_n": cell.n, "mark": cell.mark,
+            "difference": ours.mean - cell.mean if ours.n else math.nan,
+            "within_spread": _within(ours, cell.mean), "source": cell.source, "note": cell.note}
 
 
 def _claim_row(frame: pd.DataFrame, claim: Claim) -> dict:
@@ -140,7 +169,7 @@ def _claim_row(frame: pd.DataFrame, claim: Claim) -> dict:
 
 def _claim_result(claim: Claim, verdict: str, ours: str) -> dict:
     return {"claim": claim.text, "metric": claim.metric, "ours": ours, "verdict": verdict,
-            "mark": claim.mark, "source": claim.source}
+            "mark": claim.mark, "source": claim.source, "source_id": claim.source_id or None}
 
 
 def _deviations(frame: pd.DataFrame) -> list[str]:
@@ -155,29 +184,45 @@ def _deviations(frame: pd.DataFrame) -> list[str]:
     return [f"{k}={','.join(sorted(v))}" for k, v in sorted(found.items())]
 
 
+def _our_cells(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(loss, noise) of every run, losses in the order first met, noises by rate."""
+    labels = pd.DataFrame({"loss": frame["loss"].map(_label), "noise": frame["noise"].map(_label),
+                           "rate": pd.to_numeric(frame.get("noise_rate"), errors="coerce")
+                           if "noise_rate" in frame else math.nan})
+    losses = list(dict.fromkeys(labels["loss"]))
+    rates = labels.groupby("noise")["rate"].min().fillna(math.inf)
+    pairs = labels[["loss", "noise"]].drop_duplicates().itertuples(index=False)
+    return sorted(((r.loss, r.noise) for r in pairs), key=lambda p: (losses.index(p[0]), rates[p[1]], p[1]))
+
+
 def compare(frame: pd.DataFrame, name: str) -> Against:
     """Our runs (one DataFrame row per run, as `lossbench report` builds it) against preset ``name``."""
     protocol = load_protocol(name)
     check_runs(frame, name)
-    source, cells = protocol.compared
-    rows = [_cell_row(frame, c) for c in cells]
-    columns = ["metric", "loss", "noise", "ours_mean", "ours_std", "ours_n", "ours_runs", "published_mean",
-               "published_std", "published_n", "mark", "difference", "within_spread", "source", "note"]
+    compared = protocol.compared_sources()
+    source = "none" if not compared else REFERENCE if compared[0][0].id == REFERENCE else PUBLISHED
+    numbers = {(c.metric, c.loss, c.noise, s.id): (s, c) for s, cells in compared for c in cells}
+    keys = list(dict.fromkeys((c.metric, c.loss, c.noise) for _, cells in compared for c in cells))
+    ours = _our_cells(frame)
+    keys += [k for loss, noise in ours if (k := (protocol.metric, loss, noise)) not in keys]
+    rows = []
+    for key in keys:
+        found = [numbers[(*key, s.id)] for s, _ in compared if (*key, s.id) in numbers]
+        rows += [_cell_row(frame, *key, c, s) for s, c in found] or [_cell_row(frame, *key)]
     claims = pd.DataFrame([_claim_row(frame, c) for c in protocol.claims],
-                          columns=["claim", "metric", "ours", "verdict", "mark", "source"])
+                          columns=["claim", "metric", "ours", "verdict", "mark", "source", "source_id"])
     warnings = []
     deviations = _deviations(frame)
     if deviations:
         warnings.append("these runs deviate from the preset in " + ", ".join(deviations)
                         + "; the comparison is not a reproduction")
-    compared = {(c.loss, c.noise) for c in cells} | {(x, n) for cl in protocol.claims for x in cl.losses
-                                                     for n in cl.noise}
-    present = {(_label(r.loss), _label(r.noise)) for r in frame[["loss", "noise"]].itertuples()}
-    extra = sorted(present - compared)
-    if extra:
-        warnings.append(f"{len(extra)} cell(s) of the runs have no {source} number: "
-                        + ", ".join(f"{loss}/{noise}" for loss, noise in extra))
-    return Against(protocol, source, pd.DataFrame(rows, columns=columns), claims, frame, warnings)
+    numbered = {(c.loss, c.noise) for _, cells in compared for c in cells}
+    extra = [f"{loss}/{noise}" for loss, noise in ours if (loss, noise) not in numbered]
+    if extra and compared:
+        warnings.append(f"{len(extra)} cell(s) of the runs have no {source} number (ours shown alone): "
+                        + ", ".join(extra))
+    return Against(protocol, source, pd.DataFrame(rows, columns=CELL_COLUMNS), claims, frame, warnings,
+                   [s for s, _ in compared])
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -197,54 +242,88 @@ def _pm(mean, std, n, digits: int, pm: str, dash: str) -> str:
     return text
 
 
+def _columns(result: Against) -> list[tuple[Source, str, str, str]]:
+    """Per source compared with: (source, its value's column, the difference's, the spread's)."""
+    if len(result.sources) == 1:
+        [s] = result.sources
+        return [(s, s.label, "difference", "within our spread")]
+    return [(s, s.label, f"difference ({s.id})", f"within our spread ({s.id})") for s in result.sources]
+
+
 def display_cells(result: Against, fmt: str, digits: int = 2) -> pd.DataFrame:
-    """The cell table as strings in ``fmt``'s markup."""
+    """The cell table as strings in ``fmt``'s markup: one row per (metric, loss, noise), ours, then per
+    source its value, the difference ours minus it, and whether it lies within our spread."""
     m = MARKUP[fmt]
-    label = "published" if result.source == "published" else "reference (lossbench)"
-    lines = []
     text = MARKUP["text"]  # cells are composed in plain text, escaped, then given the format's symbols
-    for r in result.cells.itertuples():
-        ours = _pm(r.ours_mean, r.ours_std, r.ours_n, digits, text.pm, text.dash)
-        if r.ours_n < r.ours_runs:
-            ours += f" [{r.ours_n}/{r.ours_runs} runs completed]"
-        within = {True: "yes", False: "no", None: text.dash}[r.within_spread]
-        diff = _num(r.difference, digits)
-        published = _pm(r.published_mean, r.published_std, r.published_n, digits, text.pm, text.dash)
-        lines.append({"metric": r.metric, "loss": r.loss, "noise": r.noise, "ours": ours,
-                      label: f"{published} {r.mark}".strip(),
-                      "difference": f"{'+' if r.difference > 0 else ''}{diff}" if diff else text.dash,
-                      "within our spread": within})
-    frame = pd.DataFrame(lines, columns=["metric", "loss", "noise", "ours", label, "difference",
-                                         "within our spread"])
+    columns = _columns(result)
+    lines = []
+    for (metric, loss, noise), group in result.cells.groupby(["metric", "loss", "noise"], sort=False):
+        first = group.iloc[0]
+        ours = _pm(first.ours_mean, first.ours_std, first.ours_n, digits, text.pm, text.dash)
+        if first.ours_n < first.ours_runs:
+            ours += f" [{first.ours_n}/{first.ours_runs} runs completed]"
+        line = {"metric": metric, "loss": loss, "noise": noise, "ours": ours}
+        by_source = {r.source_id: r for r in group.itertuples() if isinstance(r.source_id, str)}
+        for source, value, difference, within in columns:
+            r = by_source.get(source.id)
+            if r is None:
+                line.update({value: text.dash, difference: text.dash, within: text.dash})
+                continue
+            published = _pm(r.published_mean, r.published_std, r.published_n, digits, text.pm, text.dash)
+            diff = _num(r.difference, digits)
+            line.update({value: f"{published} {r.mark}".strip(),
+                         difference: f"{'+' if r.difference > 0 else ''}{diff}" if diff else text.dash,
+                         within: {True: "yes", False: "no", None: text.dash}[r.within_spread]})
+        lines.append(line)
+    names = ["metric", "loss", "noise", "ours", *(c for _, *cs in columns for c in cs)]
+    frame = pd.DataFrame(lines, columns=names)
     if frame["metric"].nunique() <= 1:
         frame = frame.drop(columns="metric")
-    return frame.map(lambda v: m.escape(v).replace(text.pm, m.pm).replace(text.dash, m.dash))
+    frame = frame.map(lambda v: m.escape(v).replace(text.pm, m.pm).replace(text.dash, m.dash))
+    if fmt != "latex":  # the LaTeX table escapes its header itself
+        frame.columns = [m.escape(c) for c in frame.columns]
+    return frame
 
 
 def display_claims(result: Against, fmt: str) -> pd.DataFrame:
     m = MARKUP[fmt]
     frame = result.claims[["claim", "ours", "verdict", "mark"]].map(m.escape)
     frame["verdict"] = [m.bold(v) if v == "held" else v for v in frame["verdict"]]
+    labels = {s.id: s.label for s in result.protocol.sources}
+    if result.claims["source_id"].notna().any():
+        frame["rests on"] = [m.escape(labels.get(i, "")) if isinstance(i, str) else "" for i in
+                             result.claims["source_id"]]
     return frame
 
 
 def title(result: Against) -> str:
     p = result.protocol
     unit = " (%)" if metric_scale(p.metric) == 100 else ""
-    what = "published numbers" if result.source == "published" else "lossbench's reference table"
-    return (f"{p.name}: {p.paper}, {p.dataset}. {p.metric}{unit} ({p.kind}), ours against the {what}")
+    if not result.sources:
+        what = "ours alone: no published numbers are known"
+    elif result.source == "reference":
+        what = "ours against lossbench's reference table"
+    elif [s.id for s in result.sources] == ["published"]:
+        what = "ours against the published numbers"
+    else:
+        what = "ours against " + " and ".join(s.label for s in result.sources)
+    return f"{p.name}: {p.paper}, {p.dataset}. {p.metric}{unit} ({p.kind}): {what}"
 
 
 def legend(result: Against) -> str:
     p = result.protocol
-    parts = ["ours: mean ± std over our completed runs (n)",
-             "difference: ours minus published",
-             "within our spread: the published mean lies between our smallest and largest run (needs 2 runs)",
-             "marks: [code] official repository, [README] its README, [2nd] quoted by a third party, "
-             "[lossbench] measured by lossbench"]
-    if result.source == "reference":
+    parts = ["ours: mean ± std over our completed runs (n)"]
+    for source, _, difference, _ in _columns(result):
+        where = f", read in {source.source}" if source.source and source.id != "published" else ""
+        name = "published" if source.id == "published" else source.label
+        parts.append(f"{difference}: ours minus {name}{where}")
+    if result.sources:
+        parts.append("within our spread: the published mean lies between our smallest and largest run "
+                     "(needs 2 runs)")
+    parts.append("marks: " + "; ".join(f"{mark}: {meaning}" for mark, meaning in MARKS.items()))
+    if result.source != "published":
         parts.append(p.published_note or "no published numbers are known for this preset")
-        if p.reference_note:
+        if p.reference_note and result.sources:
             parts.append(p.reference_note)
     return ". ".join(parts) + "."
 
@@ -311,22 +390,28 @@ def render(result: Against, fmt: str, digits: int | None = None) -> str:
 
 
 def print_rich(result: Against, digits: int | None = None, console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console(width=160)
+    from lossbench.console import table_console
+
+    console = console or table_console()
     for frame, heading, caption in (
         (display_cells(result, "rich", 2 if digits is None else digits), title(result), legend(result)),
         (display_claims(result, "rich"), "claims", None),
     ):
         if frame.empty:
             continue
-        grid = Table(title=heading, caption=caption, caption_justify="left")
+        # the title and legend as lines of their own: as wide as the console, not as the table
+        console.print(f"[bold]{escape.rich_text(heading)}[/bold]", highlight=False)
+        grid = Table()
         for name in frame.columns:
-            grid.add_column(str(name), justify="left" if name in ("claim", "loss", "noise") else "right")
+            left = name in ("metric", "claim", "loss", "noise", "rests on")
+            grid.add_column(str(name), justify="left" if left else "right")
         for row in frame.itertuples(index=False):
             grid.add_row(*map(str, row))
         console.print(grid)
+        if caption:
+            console.print(escape.rich_text(caption), highlight=False)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    console.print(f"[bold]Runs[/bold]: {status_line(result.frame)}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape.rich_text(warning)}", highlight=False)
+    console.print(f"[bold]Runs[/bold]: {escape.rich_text(status_line(result.frame))}", highlight=False)

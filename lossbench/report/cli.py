@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lossbench.console import table_console
 from lossbench.report.collect import CHOICE_KEYS, RunRecord, deduplicate, local_records, read_run, runs_frame
 from lossbench.report.escape import printable
 from lossbench.report.render import (
@@ -16,9 +17,10 @@ from lossbench.report.render import (
     format_for,
     print_rich,
     print_status,
-    render,
+    render_all,
     status_line,
 )
+from lossbench.report.settings import drop_duplicates, refusal, setting_values, split_by_setting
 from lossbench.report.stats import TESTS
 from lossbench.report.tables import DIRECTIONS, ComparisonTable, _label, build_table
 
@@ -35,11 +37,16 @@ Cells are mean ± std over seeds of completed runs, with the number of runs;
 the best per column is bold (starred where the output shows no styles), and a
 dagger marks where it is not significantly better than the runner-up
 (two-sided paired t-test across seeds, pairing runs by seed; Wilcoxon
-signed-rank from 10 seeds; --test to choose). Runs that diverged, failed, are
-unfinished or corrupt (files that cannot be read) are counted and listed with
-why. A run read both from its folder and from W&B counts once. The table (or
-the --list) goes to stdout; messages go to stderr. Exit status: 0, 2 for a
-usage error, 1 when no completed run is left to tabulate (the others listed).
+signed-rank from 10 seeds; --test to choose); a double dagger instead of bold
+where that test would rest on fewer than 3 seeds a side. Runs that differ in a
+setting that is neither a row nor a column (dataset, model, epochs, an
+override: anything in the run's config but housekeeping) are never pooled: one
+table per setting, named (--mixed refuse: stop instead). Runs that diverged,
+failed, are unfinished or corrupt (files that cannot be read) are counted and
+listed with why. A run read twice (from its folder and from W&B, or the same
+experiment and seed in two folders) counts once. The table (or the --list)
+goes to stdout; messages go to stderr. Exit status: 0, 2 for a usage error, 1
+when no completed run is left to tabulate (the others listed).
 """
 
 
@@ -63,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cols", default="noise", help="comma-separated keys for columns (default noise)")
     p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                    help="keep only runs whose KEY equals VALUE (repeatable)")
+    p.add_argument("--mixed", choices=("split", "refuse"), default="split",
+                   help="runs that differ in a setting that is neither a row nor a column: one table per "
+                        "setting, named (split, the default), or stop with the keys that differ (refuse)")
     p.add_argument("--format", choices=FORMATS, help="output format (default: from --out's suffix; "
                    "without --out, a rich table in the terminal)")
     p.add_argument("--out", action="append", default=[], metavar="FILE",
@@ -99,12 +109,18 @@ def _say(message: str) -> None:
     print(printable(message), file=sys.stderr)
 
 
+# Numbers a summary records that describe the run's setting or data, not what it measured.
+NOT_METRICS = {"seed", "noise_seed", "epochs_logged", "epochs", "diverged_epoch", "noise_rate",
+               "expected_noise_rate", "realized_noise_rate", "ts_params"}
+
+
 def metric_columns(frame: pd.DataFrame) -> list[str]:
-    """Numeric summary figures (not config keys) that some completed run holds."""
+    """The figures a table can compare: numeric summary values that some completed run holds, less
+    config keys, switches and counts of the setting (seeds, epochs run, noise rates, num_* sizes)."""
     done = frame[frame["status"] == "completed"]
-    skip = {"seed", "noise_seed", "epochs_logged"}
-    return sorted(c for c in frame.columns if "." not in c and c not in skip
-                  and pd.api.types.is_numeric_dtype(frame[c]) and done[c].notna().any())
+    return sorted(c for c in frame.columns if "." not in c and c not in NOT_METRICS
+                  and not c.startswith("num_") and pd.api.types.is_numeric_dtype(frame[c])
+                  and not pd.api.types.is_bool_dtype(frame[c]) and done[c].notna().any())
 
 
 def key_columns(frame: pd.DataFrame) -> list[str]:
@@ -205,6 +221,9 @@ def read_records(args: argparse.Namespace) -> list[RunRecord]:
     records, dropped = deduplicate(records)
     if dropped:
         _say(f"note: {dropped} run(s) read both from a folder and from W&B count once")
+    records, notes = drop_duplicates(records)
+    for note in notes:
+        _say(note)
     if not records:
         sources = [*args.dirs, *args.wandb_dir, *([args.wandb] if args.wandb else [])]
         _fail(f"no runs in {', '.join(sources)} (a run directory holds .hydra/config.yaml; "
@@ -213,9 +232,7 @@ def read_records(args: argparse.Namespace) -> list[RunRecord]:
 
 
 def _status_console(to_stdout: bool):
-    from rich.console import Console
-
-    return Console() if to_stdout else Console(stderr=True)
+    return table_console(stderr=not to_stdout)
 
 
 def _write(path: str | Path, text: str) -> None:
@@ -227,32 +244,57 @@ def _write(path: str | Path, text: str) -> None:
     _say(f"wrote {path}")
 
 
-def write_tables(args: argparse.Namespace, formats: dict[str, str], table: ComparisonTable,
-                 frame: pd.DataFrame) -> None:
-    """The table: into each --out file, or to stdout (--format), or as a rich table in the terminal."""
+def write_tables(args: argparse.Namespace, formats: dict[str, str],
+                 tables: list[tuple[ComparisonTable, pd.DataFrame]], frame: pd.DataFrame) -> None:
+    """The tables (one per setting, each with its runs): into each --out file, or to stdout (--format),
+    or as rich tables in the terminal."""
     if args.runs_csv:
         _write(args.runs_csv, csv_text(frame))
     if args.out:
-        rendered = {out: render(table, frame, fmt, args.digits) for out, fmt in formats.items()}
+        rendered = {out: render_all(tables, fmt, args.digits) for out, fmt in formats.items()}
         for out, text in rendered.items():
             _write(out, text)
     elif args.format:
-        sys.stdout.write(render(table, frame, args.format, args.digits))
+        sys.stdout.write(render_all(tables, args.format, args.digits))
     else:
-        print_rich(table, frame, args.digits)
+        console = table_console()
+        for i, (table, runs) in enumerate(tables):
+            if i:
+                console.print()
+            print_rich(table, runs, args.digits, console=console)
         return
     if args.out or args.format == "csv":  # what the file on stdout cannot hold
-        for warning in table.warnings:
-            _say(f"warning: {warning}")
+        for table, _ in tables:
+            for warning in table.warnings:
+                _say(f"warning: {warning}")
         print_status(frame, _status_console(to_stdout=False))
 
 
+def split_tables(args: argparse.Namespace, frame: pd.DataFrame, records: list[RunRecord], rows: list[str],
+                 cols: list[str]) -> list[tuple[ComparisonTable, pd.DataFrame]]:
+    """One table per setting the runs differ in beyond the rows and columns (report/settings.py)."""
+    parts = split_by_setting(frame, setting_values(records), [*rows, *cols])
+    if len(parts) > 1:
+        if args.mixed == "refuse":
+            _fail(refusal(parts, cols))
+        _say(f"note: the runs differ in {', '.join(parts[0].values)}, which is neither a row nor a column: "
+             f"{len(parts)} tables, one per setting (--cols or --where to choose; --mixed refuse to stop)")
+    tables = []
+    for part in parts:
+        runs = frame.loc[part.index]
+        table = build_table(runs, args.metric, rows, cols, args.direction, args.alpha, args.test)
+        table.setting = dict(part.values)
+        tables.append((table, runs))
+    return tables
+
+
 def write_plots(args: argparse.Namespace, frame: pd.DataFrame, records: list[RunRecord],
-                rows: list[str]) -> None:
-    """PNG and SVG figures into --plots (and nowhere else)."""
+                rows: list[str], folder: str = "") -> None:
+    """PNG and SVG figures into --plots (and nowhere else); into its sub``folder`` when given (one per
+    setting, when the runs were split by setting)."""
     from lossbench.report import plots
 
-    out_dir = Path(args.plots)
+    out_dir = Path(args.plots) / folder if folder else Path(args.plots)
     try:
         written = plots.plot_metric_vs_noise(frame, args.metric, out_dir, rows)
         chosen, caption = _reliability_records(args, frame, records, rows)
@@ -303,7 +345,13 @@ def main(argv: list[str]) -> None:
         if hint:
             _fail(f"{hint}; pick one with --metric")
         _fail(f"unknown metric '{args.metric}'; known: {', '.join(metric_columns(frame))}")
-    table = build_table(frame, args.metric, rows, cols, args.direction, args.alpha, args.test)
-    write_tables(args, formats, table, frame)
+    tables = split_tables(args, frame, records, rows, cols)
+    write_tables(args, formats, tables, frame)
     if args.plots:
-        write_plots(args, frame, records, rows)
+        from lossbench.report.escape import file_stem
+
+        folders: list[str] = []
+        for table, runs in tables:  # one folder per setting, its name safe and its own
+            stem = file_stem(table.setting_name, "setting") if len(tables) > 1 else ""
+            folders.append(stem if stem not in folders else f"{stem}-{len(folders) + 1}")
+            write_plots(args, runs, records, rows, folders[-1])

@@ -19,6 +19,8 @@ from lossbench.report.tables import _label, metric_direction, metric_scale
 
 _FAMILY_STYLE = {"comp-sum": "-", "robust": "--", "calibration": ":"}
 _FORMATS = ("png", "svg")
+# Lines at one noise rate are set this share of the rate axis apart: their error bars stand side by side.
+DODGE = 0.012
 _LABEL_CHARS = 60
 # Text from the files is drawn as written: "$...$" in a loss name is not mathtext.
 _plain_text = mpl.rc_context({"text.parse_math": False})
@@ -64,7 +66,8 @@ def _style(family: object) -> str:
 @_plain_text
 def plot_metric_vs_noise(frame: pd.DataFrame, metric: str, out_dir: Path, lines: Sequence[str] = ("loss",),
                          ) -> list[Path]:
-    """``metric`` (mean ± std over seeds) against the noise rate, one line per ``lines`` label.
+    """``metric`` (mean ± std over seeds) against the noise rate, one line per ``lines`` label, in one
+    colour in every panel; lines are set a little apart at each rate (ticks at the rates themselves).
 
     One panel per dataset and noise kind; clean runs (rate 0) appear in every panel.
     """
@@ -87,21 +90,31 @@ def plot_metric_vs_noise(frame: pd.DataFrame, metric: str, out_dir: Path, lines:
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     family_of = done.groupby("_line")["loss_family"].first()
     line_order = sorted(family_of.index, key=lambda s: (_family_rank(family_of[s]), s))
+    colours = {line: f"C{i % 10}" for i, line in enumerate(line_order)}  # one colour a line, every panel
     for ax, (dataset, kind) in zip(axes, panels, strict=True):
         part = done[(done["_dataset"] == dataset) & done["_kind"].isin([kind, "clean"])]
-        for line in line_order:
+        drawn = [line for line in line_order if (part["_line"] == line).any()]
+        rates = sorted(set(part["_rate"] * 100))
+        step = DODGE * max(max(rates) - min(rates), 10.0)  # lines side by side at one rate
+        for i, line in enumerate(drawn):
             points = part[part["_line"] == line].groupby("_rate")["_value"].agg(["mean", "std", "count"])
-            if points.empty:
-                continue
             family = part.loc[part["_line"] == line, "loss_family"].iloc[0]
-            ax.errorbar(points.index * 100, points["mean"], yerr=points["std"].fillna(0.0),
-                        label=_short(line), linestyle=_style(family), marker="o", markersize=4, capsize=3)
+            ax.errorbar(points.index * 100 + (i - (len(drawn) - 1) / 2) * step, points["mean"],
+                        yerr=points["std"].fillna(0.0), label=_short(line), color=colours[line],
+                        linestyle=_style(family), marker="o", markersize=4, capsize=3)
+        ax.set_xticks(rates)
+        margin = max(0.08 * (max(rates) - min(rates)), 5.0)
+        ax.set_xlim(min(rates) - margin, max(rates) + margin)
         title = " ".join(t for t in (dataset, kind if kind != "clean" else "") if t)
         ax.set_title(_short(title or metric))
         ax.set_xlabel("noise rate (%)")
         ax.set_ylabel(f"{_short(metric)}{' (%)' if metric_scale(metric) == 100 else ''}")
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=8, title=_short(" / ".join(lines)), title_fontsize=8)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[line], linestyle=_style(family_of[line]), marker="o",
+                      markersize=4, label=_short(line)) for line in line_order]  # whichever panel has it
+    axes[-1].legend(handles=handles, fontsize=8, title=_short(" / ".join(lines)), title_fontsize=8)
     direction = metric_direction(metric)
     if direction is not None:
         better = {"max": "higher", "min": "lower", "abs": "closer to 0"}[direction]
@@ -135,6 +148,24 @@ def usable_bins(rel: object) -> bool:
 FEW_SAMPLES = 10  # bins with fewer test samples are drawn faded
 SMOOTH_MIN_DENSITY = 0.02  # the smoothed curve is drawn where the confidence density is >= 2% of its peak
 _OVER, _UNDER, _BARS, _CURVE = "tab:red", "tab:orange", "tab:blue", "black"
+
+
+def _tint(colour: str, strength: float) -> tuple[float, float, float, float]:
+    """``colour`` at ``strength`` over white, as an opaque colour: a box drawn in it looks the same over
+    an accuracy bar as in the legend (a translucent one would mix with what lies beneath)."""
+    from matplotlib.colors import to_rgb
+
+    r, g, b = (strength * c + 1 - strength for c in to_rgb(colour))
+    return (r, g, b, 1.0)
+
+
+# (label, face, edge, hatch) of each kind of bar a diagram draws; the legend uses the same.
+_BAR_STYLES = {
+    "accuracy per bin": (_tint(_BARS, 0.85), "black", ""),
+    f"bin with < {FEW_SAMPLES} samples": (_tint(_BARS, 0.25), "black", ""),
+    "gap, over-confident (red)": (_tint(_OVER, 0.4), _OVER, "//"),
+    "gap, under-confident (orange)": (_tint(_UNDER, 0.4), _UNDER, "//"),
+}
 _STATES_ORDER = ("ts", "vs", "ms", "dir", "ca")
 _VIEW_WORDS = {"clean": "fitted on clean val labels (oracle)",
                "noisy": "fitted on noisy val labels (practitioner)"}
@@ -201,27 +232,28 @@ def _draw_reliability(ax, hist, rel: dict, title: str, labels: bool = True) -> N
     n_bins = len(count)
     width = 1.0 / n_bins
     lefts = np.arange(n_bins) * width
-    full, few = count >= FEW_SAMPLES, (count > 0) & (count < FEW_SAMPLES)
-    for mask, alpha, label in ((full, 0.85, "accuracy per bin"),
-                               (few, 0.25, f"bin with < {FEW_SAMPLES} samples")):
-        if mask.any():
-            ax.bar(lefts[mask], acc[mask], width=width, align="edge", color=_BARS, alpha=alpha,
-                   edgecolor="black", linewidth=0.4, label=label if labels else None)
     seen = count > 0
+    full, few = count >= FEW_SAMPLES, seen & (count < FEW_SAMPLES)
     over, under = seen & (conf > acc), seen & (conf <= acc)
-    for mask, colour, label in ((over, _OVER, "gap, over-confident (red)"),
-                                (under, _UNDER, "gap, under-confident (orange)")):
+    gap_low, gap = np.minimum(conf, acc), np.abs(conf - acc)
+    for mask, heights, bottoms, label, line in (
+            (full, acc, 0.0, "accuracy per bin", 0.4),
+            (few, acc, 0.0, f"bin with < {FEW_SAMPLES} samples", 0.4),
+            (over, gap, gap_low, "gap, over-confident (red)", 0.6),
+            (under, gap, gap_low, "gap, under-confident (orange)", 0.6)):
         if mask.any():
-            low = np.minimum(conf, acc)[mask]
-            ax.bar(lefts[mask], np.abs(conf - acc)[mask], bottom=low, width=width, align="edge", color=colour,
-                   alpha=0.4, edgecolor=colour,
-                   linewidth=0.6, hatch="//", label=label if labels else None)
+            face, edge, hatch = _BAR_STYLES[label]
+            bottom = bottoms[mask] if isinstance(bottoms, np.ndarray) else bottoms
+            ax.bar(lefts[mask], heights[mask], bottom=bottom, width=width, align="edge", color=face,
+                   edgecolor=edge, linewidth=line, hatch=hatch or None, label=label if labels else None)
     smooth = rel.get("smooth")
     if isinstance(smooth, dict) and smooth.get("mu"):
         mu, density = np.asarray(smooth["mu"], dtype=float), np.asarray(smooth["density"], dtype=float)
         mesh = np.linspace(0, 1, len(mu))
-        # where almost no test sample lies, a kernel regression says nothing: leave it out
-        mu = np.where(density >= SMOOTH_MIN_DENSITY * density.max(), mu, np.nan)
+        # a kernel regression says nothing where no test sample lies: only over bins with samples, and
+        # where the density of confidences is not negligible
+        in_bin = np.minimum((mesh * n_bins).astype(int), n_bins - 1)
+        mu = np.where(seen[in_bin] & (density >= SMOOTH_MIN_DENSITY * density.max()), mu, np.nan)
         ax.plot(mesh, mu, color=_CURVE, linewidth=1.3, label="smoothed curve (relplot)" if labels else None)
         ax.text(0.03, 0.93, f"σ = {smooth['sigma']:.3f}", fontsize=6, transform=ax.transAxes)
     ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=0.9,
@@ -267,35 +299,38 @@ def _grid(fig: Figure, rows: int, cols: int):
 @_plain_text
 def plot_reliability(records: Sequence[RunRecord], out_dir: Path, name: str = "reliability",
                      caption: str | None = None) -> list[Path]:
-    """Reliability diagrams of the test split per run: before calibration, then after each calibrator,
-    one row per validation view (clean: oracle; noisy: practitioner). ``caption`` says how the runs
+    """Reliability diagrams of the test split, one row per run: before calibration, then after each
+    calibrator fitted on each validation view (clean: oracle; noisy: practitioner) that some run
+    recorded (runs without any calibrator: side by side, up to 4 a row). ``caption`` says how the runs
     were chosen; it is printed under the figure with the legend's wording."""
     usable = [r for r in records if usable_bins(r.summary.get("test_reliability"))]
     if not usable:
         return []
-    cols = 1 + max(len(_states(r.summary)) for r in usable)
-    rows = [(r, v) for r in usable for v in _VIEW_WORDS]
-    fig = Figure(figsize=(2.7 * cols, 3.5 * len(rows) + 0.8), layout="constrained")
-    axes = _grid(fig, len(rows), cols)
-    for i, (record, view) in enumerate(rows):
+    columns = [state for state in grid_states(usable) if state]  # <calibrator>_<view>
+    panels = [(record, state) for record in usable for state in ("", *columns)]
+    width = 1 + len(columns) if columns else min(4, len(usable))
+    height = -(-len(panels) // width)
+    fig = Figure(figsize=(2.7 * width, 3.5 * height + 0.8), layout="constrained")
+    axes = _grid(fig, height, width)
+    for i, (record, state) in enumerate(panels):
+        ax, hist = axes[i // width][i % width]
         s = record.summary
-        who = _short(" ".join(f"{s[k]}" for k in ("loss", "noise", "dataset") if s.get(k))
-                     + f" seed {s.get('seed')}")
-        if view == "clean":
-            _draw_reliability(*axes[i][0], s["test_reliability"],
+        if not state:
+            who = _short(" ".join(f"{s[k]}" for k in ("loss", "noise", "dataset") if s.get(k))
+                         + f" seed {s.get('seed')}")
+            _draw_reliability(ax, hist, s["test_reliability"],
                               f"{who}\nbefore calibration\nECE {_pct(s.get('test_ece'))}, "
                               f"smECE {_pct(s.get('test_smece'))}", labels=i == 0)
-        else:
-            for ax in axes[i][0]:
-                ax.set_axis_off()
-        states = _states(s)
-        for j in range(1, cols):
-            bins = s.get(f"test_reliability_{states[j - 1]}_{view}") if j - 1 < len(states) else None
-            if not usable_bins(bins):
-                for ax in axes[i][j]:
-                    ax.set_axis_off()
-                continue
-            _draw_reliability(*axes[i][j], bins, _state_title(s, states[j - 1], view), labels=False)
+        elif usable_bins(s.get(f"test_reliability_{state}")):
+            key, view = state.rsplit("_", 1)
+            _draw_reliability(ax, hist, s[f"test_reliability_{state}"], _state_title(s, key, view),
+                              labels=False)
+        else:  # this run lacks a calibrator another run has
+            ax.set_axis_off()
+            hist.set_axis_off()
+    for i in range(len(panels), height * width):  # the rest of the last row
+        for ax in axes[i // width][i % width]:
+            ax.set_axis_off()
     _legend_and_caption(fig, axes[0][0][0], [caption, RELIABILITY_LEGEND])
     return _save(fig, Path(out_dir), name, dpi=72)
 
@@ -305,27 +340,28 @@ def _legend_handles() -> list:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
+    bars = [Patch(facecolor=face, edgecolor=edge, hatch=hatch or None, label=label)
+            for label, (face, edge, hatch) in _BAR_STYLES.items()]
     return [
-        Patch(facecolor=_BARS, alpha=0.85, edgecolor="black", label="accuracy per bin"),
-        Patch(facecolor=_BARS, alpha=0.25, edgecolor="black", label=f"bin with < {FEW_SAMPLES} samples"),
-        Patch(facecolor=_OVER, alpha=0.4, edgecolor=_OVER, hatch="//", label="gap, over-confident (red)"),
-        Patch(facecolor=_UNDER, alpha=0.4, edgecolor=_UNDER, hatch="//",
-              label="gap, under-confident (orange)"),
+        *bars,
         Line2D([], [], color=_CURVE, linewidth=1.3, label="smoothed curve (relplot)"),
         Line2D([], [], color="gray", linestyle="--", linewidth=0.9, label="perfect calibration"),
     ]
 
 
 def _legend_and_caption(fig: Figure, ax, texts: Sequence[str | None]) -> None:
-    """The diagrams' legend just under the figure, and the caption (wrapped) under the legend."""
+    """The diagrams' legend just under the figure, and the caption under the legend, wrapped to the
+    figure's width (a wider caption would widen the page around it)."""
     fig.legend(handles=_legend_handles(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-               bbox_transform=fig.transFigure, ncol=3, fontsize=7)
+               bbox_transform=fig.transFigure, ncol=3 if fig.get_figwidth() >= 7 else 2, fontsize=7)
     height = fig.get_figheight()
-    fig.text(0.0, -0.62 / height, "\n".join(_wrap(t) for t in texts if t), fontsize=7, ha="left", va="top",
-             transform=fig.transFigure)
+    # about 19 characters of 7-point text per inch
+    width = max(40, int(fig.get_figwidth() * 19))
+    fig.text(0.0, -0.75 / height, "\n".join(_wrap(t, width) for t in texts if t), fontsize=7, ha="left",
+             va="top", transform=fig.transFigure)
 
 
-def _wrap(text: str, width: int = 170) -> str:
+def _wrap(text: str, width: int) -> str:
     import textwrap
 
     return "\n".join(textwrap.wrap(text, width))
@@ -381,8 +417,8 @@ def plot_reliability_grid(frame: pd.DataFrame, records: Sequence[RunRecord], out
             values = [records[i].summary.get(metric) for i, row in done
                       if _line_label(row, rows) == r and _line_label(row, cols) == c]
             values = [v for v in values if isinstance(v, (int, float))]
-            ece = f"ECE {_pct(float(np.mean(values)))} (mean of {len(values)})" if values else ""
-            _draw_reliability(*axes[a][b], pooled, f"{r} | {c}\n{pooled['runs']} runs pooled; {ece}",
+            ece = f"; ECE {_pct(float(np.mean(values)))} (mean of {len(values)})" if values else ""
+            _draw_reliability(*axes[a][b], pooled, f"{r} | {c}\n{pooled['runs']} runs pooled{ece}",
                               labels=first is None)
             first = first or axes[a][b][0]
     from lossbench.metrics.views import CALIBRATOR_TITLES
@@ -431,8 +467,9 @@ def plot_learning_curves(frame: pd.DataFrame, records: Sequence[RunRecord], out_
         if "noise_rate" in frame else None
     panel_order = list(dict.fromkeys(
         by_rate.apply(lambda r: _line_label(r, panels), axis=1) if by_rate is not None else data["_panel"]))
-    panel_order = [p for p in panel_order if p in set(data["_panel"])]
     series = [s for s in series if s in data and data[s].notna().any()]
+    drawn = set(data.loc[data[series].notna().any(axis=1), "_panel"]) if series else set()
+    panel_order = [p for p in panel_order if p in drawn]  # no panel without a value to draw
     if not series or not panel_order:
         return []
     fig = Figure(figsize=(4.0 * len(panel_order), 2.9 * len(series)), layout="constrained")
@@ -450,10 +487,11 @@ def plot_learning_curves(frame: pd.DataFrame, records: Sequence[RunRecord], out_
                 if sub.empty:
                     continue
                 stats = sub.groupby("epoch")[name].agg(["mean", "std"]) * scale
-                epochs = stats.index + 1
+                epochs = stats.index  # numbered from 1 in metrics.jsonl
                 family = sub["_family"].iloc[0]
                 ax.plot(epochs, stats["mean"], label=_short(line), color=colours[line],
-                        linestyle=_style(family))
+                        linestyle=_style(family),
+                        marker="o" if stats["mean"].notna().sum() == 1 else None)  # one epoch: a dot
                 ax.fill_between(epochs, stats["mean"] - stats["std"].fillna(0), stats["mean"]
                                 + stats["std"].fillna(0), color=colours[line], alpha=0.15, linewidth=0)
             ax.grid(alpha=0.3)
@@ -464,5 +502,9 @@ def plot_learning_curves(frame: pd.DataFrame, records: Sequence[RunRecord], out_
             if i == len(series) - 1:
                 ax.set_xlabel("epoch")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0][-1].legend(fontsize=8, title=_short(" / ".join(lines)), title_fontsize=8)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[line], linestyle=_style(family_of[line]), label=_short(line))
+               for line in line_order]  # every line, whichever panel has it
+    axes[0][-1].legend(handles=handles, fontsize=8, title=_short(" / ".join(lines)), title_fontsize=8)
     return _save(fig, Path(out_dir), "learning_curves")

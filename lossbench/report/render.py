@@ -12,11 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lossbench.report import escape
 from lossbench.report.collect import STATUSES
-from lossbench.report.tables import ComparisonTable, metric_scale
+from lossbench.report.tables import MIN_SEEDS, ComparisonTable, metric_scale
 
 FORMATS = ("md", "latex", "csv", "html")
 SUFFIXES = {".md": "md", ".markdown": "md", ".tex": "latex", ".csv": "csv", ".html": "html", ".htm": "html"}
@@ -37,6 +38,7 @@ class Markup:
     bold: Callable[[str], str]
     escape: Callable[[object], str]
     best: str = ""  # how the legend names the best mark (default: the word "bold", in bold)
+    few: str = "‡"  # the best mean, not marked: too few seeds to test it against the runner-up
 
     def best_mark(self) -> str:
         return self.best or self.bold("bold")
@@ -44,7 +46,8 @@ class Markup:
 
 MARKUP = {
     "md": Markup("±", "–", "†", lambda s: f"**{s}**", escape.markdown),
-    "latex": Markup("$\\pm$", "--", "$^\\dagger$", lambda s: f"\\textbf{{{s}}}", escape.latex),
+    "latex": Markup("$\\pm$", "--", "$^\\dagger$", lambda s: f"\\textbf{{{s}}}", escape.latex,
+                    few="$^\\ddagger$"),
     "html": Markup("±", "–", "†", lambda s: f"<b>{s}</b>", escape.html_text),
     "rich": Markup("±", "–", "†", lambda s: f"[bold]{s}[/bold]", escape.rich_text),
     # a console that shows no styles (output piped or redirected): the best is starred instead
@@ -79,13 +82,31 @@ def _key_name(key: str) -> str:
     return _KEY_NAMES.get(key, key)
 
 
+def _too_few(cell: pd.Series) -> bool:
+    """Whether the cell's test against the runner-up pairs fewer than MIN_SEEDS seeds (None: no test)."""
+    flag = cell.get("too_few_seeds")
+    return isinstance(flag, (bool, np.bool_)) and bool(flag)
+
+
+def marked(text: str, cell: pd.Series, markup: Markup) -> str:
+    """A cell's text with its marks: the best in bold (dagger: not significant), or the best mean with
+    a double dagger and no bold when its test rests on fewer than MIN_SEEDS seeds a side."""
+    if not cell["best"]:
+        return text
+    if _too_few(cell):
+        return text + markup.few
+    return markup.bold(text) + (markup.dagger if cell["not_significant"] else "")
+
+
 def describe(table: ComparisonTable, fmt: str = "text") -> str:
-    """The table's title: metric, unit, what a cell holds, which way is better (names escaped for ``fmt``)."""
+    """The table's title: metric, unit, the setting (when the runs were split by one), what a cell holds,
+    which way is better (names escaped for ``fmt``)."""
     m = MARKUP[fmt]
     unit = f" {m.escape('(%)')}" if metric_scale(table.metric) == 100 else ""
     rows = " / ".join(m.escape(_key_name(k)) for k in table.row_keys)
     cols = " / ".join(m.escape(k) for k in table.col_keys)
-    return (f"{m.escape(table.metric)}{unit}: mean {m.pm} std over seeds (runs); "
+    setting = f" for {m.escape(table.setting_name)}" if table.setting else ""
+    return (f"{m.escape(table.metric)}{unit}{setting}: mean {m.pm} std over seeds (runs); "
             f"{_DIRECTION_TEXT[table.direction]}; rows {rows}, columns {cols}")
 
 
@@ -99,11 +120,36 @@ def legend(table: ComparisonTable, fmt: str) -> str:
     if table.direction is not None:
         parts.append(f"{m.best_mark()}: best in its column")
         parts.append(f"{m.dagger}: not significantly better than the runner-up "
-                     f"({table.test}, alpha = {table.alpha:g}; also when fewer than 2 seeds pair up)")
+                     f"({table.test}, alpha = {table.alpha:g})")
+        if (table.cells["too_few_seeds"] == True).any():  # noqa: E712 (None, True or False)
+            parts.append(f"{m.few}: highest mean in its column, not marked best: its test against the "
+                         f"runner-up rests on fewer than {MIN_SEEDS} seeds a side")
         parts.append("avg rank: mean over columns of the row's rank in each column (1 = best)")
     parts.append("(k/n): only k of the n runs gave a value; the others diverged, failed, "
                  "are unfinished or corrupt")
     return ". ".join(parts) + "."
+
+
+def test_lines(table: ComparisonTable) -> list[str]:
+    """Per column, the test behind its best mark (raw text): which rows, which test, how many seeds, p."""
+    lines = []
+    shown_from = 1 if table.row_keys[0] == "loss_family" and len(table.row_keys) > 1 else 0
+    for col in table.cols:
+        for row in table.rows:
+            cell = table.cell(row, col)
+            if cell is None or not cell["best"] or not isinstance(cell["test"], str):
+                continue
+            p, pairs = cell["p_value"], int(cell["pairs"])
+            if _too_few(cell):
+                verdict = f"fewer than {MIN_SEEDS} seeds a side: not marked best"
+            else:
+                verdict = "not significant" if cell["not_significant"] else "significant"
+                verdict += f" at alpha = {table.alpha:g}"
+            p_text = f"p = {p:.2g}" if not math.isnan(p) else "no p (fewer than 2 seeds pair up)"
+            seeds = f"{pairs} seed{'s' if pairs != 1 else ''} a side"
+            lines.append(f"{' / '.join(col)}: {' / '.join(row[shown_from:])} against {cell['runner_up']}, "
+                         f"{cell['test']} on {seeds}, {p_text}: {verdict}")
+    return lines
 
 
 def display_frame(table: ComparisonTable, fmt: str, digits: int | None = None) -> pd.DataFrame:
@@ -120,9 +166,7 @@ def display_frame(table: ComparisonTable, fmt: str, digits: int | None = None) -
                 line.append("")
                 continue
             text = cell_text(cell["mean"], cell["std"], int(cell["n"]), int(cell["runs"]), scale, digits, m)
-            if cell["best"]:
-                text = m.bold(text) + (m.dagger if cell["not_significant"] else "")
-            line.append(text)
+            line.append(marked(text, cell, m))
         if table.direction is not None:
             rank = table.avg_rank.get(row, math.nan)
             line.append("" if pd.isna(rank) else f"{rank:.2f}")
@@ -198,6 +242,9 @@ def to_markdown(table: ComparisonTable, frame: pd.DataFrame, digits: int | None 
     align = ["left"] * len(table.row_keys) + ["right"] * (flat.shape[1] - len(table.row_keys))
     body = flat.to_markdown(index=False, disable_numparse=True, colalign=align)
     parts = [f"**{describe(table, 'md')}**", body, legend(table, "md")]
+    tests = test_lines(table)
+    if tests:
+        parts.append("**Tests.** " + "; ".join(escape.markdown(t) for t in tests) + ".")
     parts += [f"Warning: {escape.markdown(w)}" for w in table.warnings]
     parts.append(f"**Runs.** {escape.markdown(status_line(frame))}.")
     listing = status_listing(frame)
@@ -219,7 +266,9 @@ def _latex_cell(cell: pd.Series | None, scale: float, digits: int) -> str:
     if n > 1 and not math.isnan(cell["std"]):
         rest += f" {m.pm} {cell['std'] * scale:.{digits}f}"
     rest += f" {_count(n, runs)}"
-    if cell["best"]:
+    if cell["best"] and _too_few(cell):
+        rest += m.few
+    elif cell["best"]:
         whole, rest = m.bold(whole), m.bold(rest) + (m.dagger if cell["not_significant"] else "")
     return f"{whole} & {rest}"
 
@@ -252,7 +301,7 @@ def to_latex(table: ComparisonTable, frame: pd.DataFrame, digits: int | None = N
             cells.append("" if pd.isna(rank) else f"{rank:.2f}")
         lines.append(" & ".join(labels + cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
-    comments = [*table.warnings, status_line(frame)]
+    comments = [*(f"test: {t}" for t in test_lines(table)), *table.warnings, status_line(frame)]
     comments += [f"{r.status}: {r.run} {r.overrides} {r.detail}".rstrip()
                  for r in status_listing(frame).itertuples()]
     lines += [f"% {escape.latex_comment(c)}" for c in comments]
@@ -264,6 +313,9 @@ def to_html(table: ComparisonTable, frame: pd.DataFrame, digits: int | None = No
     body = display_frame(table, "html", digits).to_html(escape=False, sparsify=True, border=0,
                                                         classes="lossbench")
     parts = [f"<p><b>{describe(table, 'html')}</b></p>", body, f"<p>{legend(table, 'html')}</p>"]
+    tests = test_lines(table)
+    if tests:
+        parts.append("<p><b>Tests.</b> " + "; ".join(escape.html_text(t) for t in tests) + ".</p>")
     parts += [f"<p>Warning: {escape.html_text(w)}</p>" for w in table.warnings]
     parts.append(f"<p><b>Runs.</b> {escape.html_text(status_line(frame))}.</p>")
     listing = status_listing(frame)
@@ -285,11 +337,19 @@ def csv_text(frame: pd.DataFrame) -> str:
     return out.getvalue()
 
 
-def to_csv(table: ComparisonTable) -> str:
-    """One line per cell, unscaled: row and column labels, mean, std, n, runs, best, tests, avg rank."""
+def csv_cells(table: ComparisonTable) -> pd.DataFrame:
+    """One line per cell, unscaled: the setting's keys (when the runs were split by setting), row and
+    column labels, metric, mean, std, n, runs, best, runner-up, test, pairs, p, avg rank."""
     cells = table.cells.reset_index()
     cells.insert(len(table.row_keys) + len(table.col_keys), "metric", table.metric)
-    return csv_text(cells)
+    for i, (key, value) in enumerate(table.setting.items()):
+        cells.insert(i, key, value)
+    return cells
+
+
+def to_csv(table: ComparisonTable) -> str:
+    """The cells (csv_cells) as CSV."""
+    return csv_text(csv_cells(table))
 
 
 def render(table: ComparisonTable, frame: pd.DataFrame, fmt: str, digits: int | None = None) -> str:
@@ -303,6 +363,15 @@ def render(table: ComparisonTable, frame: pd.DataFrame, fmt: str, digits: int | 
     if fmt == "csv":
         return to_csv(table)
     raise ValueError(f"unknown format '{fmt}'; known: {', '.join(FORMATS)}")
+
+
+def render_all(tables: list[tuple[ComparisonTable, pd.DataFrame]], fmt: str,
+               digits: int | None = None) -> str:
+    """Several tables (one per setting, each with its runs) in ``fmt``: one after the other; CSV as one
+    file whose lines name their setting."""
+    if fmt == "csv" and len(tables) > 1:
+        return csv_text(pd.concat([csv_cells(t) for t, _ in tables], ignore_index=True))
+    return "\n".join(render(t, f, fmt, digits) for t, f in tables)
 
 
 def format_for(path: str | Path, fmt: str | None) -> str:
@@ -324,10 +393,11 @@ def styled(console) -> bool:
 def print_rich(table: ComparisonTable, frame: pd.DataFrame, digits: int | None = None, console=None) -> None:
     """The table, legend, warnings and run status in the terminal (best cell bold, or *starred* when the
     output shows no styles, e.g. piped)."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    from lossbench.console import table_console
+
+    console = console or table_console()
     fmt = "rich" if styled(console) else "plain"
     shown = display_frame(table, fmt, digits)
     grid = Table(title=describe(table, fmt), caption=legend(table, fmt), caption_justify="left")
@@ -342,6 +412,8 @@ def print_rich(table: ComparisonTable, frame: pd.DataFrame, digits: int | None =
         heads = [label[0] if first_of_group or len(label) == 1 else "", *label[1:]]
         grid.add_row(*heads, *values, end_section=last_of_group and len(label) > 1)
     console.print(grid)
+    for line in test_lines(table):
+        console.print(f"test: {escape.rich_text(line)}", highlight=False)
     for warning in table.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape.rich_text(warning)}", highlight=False)
     print_status(frame, console)
@@ -349,10 +421,11 @@ def print_rich(table: ComparisonTable, frame: pd.DataFrame, digits: int | None =
 
 def print_status(frame: pd.DataFrame, console=None) -> None:
     """Counts per status and every run that is not completed."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    from lossbench.console import table_console
+
+    console = console or table_console()
     console.print(f"[bold]Runs[/bold]: {escape.rich_text(status_line(frame))}", highlight=False)
     listing = status_listing(frame)
     if len(listing):

@@ -8,15 +8,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from lossbench.identity import is_housekeeping
 from lossbench.report.stats import WILCOXON_MIN_PAIRS, paired_test
 
 DIRECTIONS = ("max", "min", "abs")
 _LOWER = ("nll", "brier", "ece", "mce", "memorization", "seconds", "wall_time", "loss", "error")
 _HIGHER = ("acc", "throughput")
 _FRACTIONS = ("acc", "ece", "mce", "gap", "confidence", "memorization")
-# Overrides that do not change what a run measures; they may differ inside a cell.
-_HOUSEKEEPING = ("hydra", "trainer.progress", "trainer.force", "trainer.checkpoint_every", "logger")
 MISSING = "?"
+# A best cell is marked only when its test against the runner-up pairs at least this many seeds.
+MIN_SEEDS = 3
+TEST_NAMES = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
 
 
 def metric_direction(metric: str) -> str | None:
@@ -73,9 +75,13 @@ class ComparisonTable:
 
     ``cells`` is long: one line per cell that holds at least one run, indexed by
     the row keys then the column keys, with mean, std (ddof 1), n (runs with a
-    value), runs (all runs, any status), best, runner_up (the row label), p_value,
-    not_significant (the best is not significantly better than the runner-up)
-    and avg_rank (of the row). Only completed runs give values.
+    value), runs (all runs, any status), best (the best mean of its column),
+    runner_up (the row label), test (the paired test used), pairs (the seeds it
+    paired), p_value, not_significant (the best is not significantly better than
+    the runner-up), too_few_seeds (the test pairs fewer than MIN_SEEDS seeds: the
+    best is not marked) and avg_rank (of the row). Only completed runs give values.
+    ``setting``: the settings every run of the table shares beyond its rows and
+    columns, when the report split the runs by them (report/settings.py).
     """
 
     metric: str
@@ -88,6 +94,11 @@ class ComparisonTable:
     test: str
     alpha: float
     warnings: list[str] = field(default_factory=list)
+    setting: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def setting_name(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.setting.items())
 
     @property
     def avg_rank(self) -> pd.Series:
@@ -153,8 +164,11 @@ def build_table(
 
     cells["best"] = False
     cells["runner_up"] = None
+    cells["test"] = None
+    cells["pairs"] = pd.array([pd.NA] * len(cells), dtype="Int64")
     cells["p_value"] = np.nan
     cells["not_significant"] = None  # said of the best cell only
+    cells["too_few_seeds"] = None
     shown_from = 1 if rows[0] == "loss_family" and len(rows) > 1 else 0  # the family adds nothing
     used_tests: set[str] = set()
     n_rows = len(rows)
@@ -179,8 +193,11 @@ def build_table(
         p, used = paired_test(a[seeds].to_numpy(), b[seeds].to_numpy(), test)
         used_tests.add(used)
         cells.loc[best[0], "runner_up"] = " / ".join(runner[shown_from:n_rows])
+        cells.loc[best[0], "test"] = TEST_NAMES[used]
+        cells.loc[best[0], "pairs"] = len(seeds)
         cells.loc[best[0], "p_value"] = p
         cells.loc[best[0], "not_significant"] = not (p < alpha)
+        cells.loc[best[0], "too_few_seeds"] = len(seeds) < MIN_SEEDS
 
     wide = cells["_score"].unstack(list(range(n_rows, len(keys)))) if cols else cells["_score"].to_frame()
     ranks = wide.rank(axis=0, method="average").mean(axis=1)
@@ -205,12 +222,11 @@ def _per_seed(work: pd.DataFrame, keys: list[str], cell: tuple, direction: str |
 
 def _test_name(test: str, used: set[str]) -> str:
     """How the best was compared with the runner-up, for the legend."""
-    names = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
     if len(used) == 1:
-        return f"two-sided {names[next(iter(used))]} across seeds"
+        return f"two-sided {TEST_NAMES[next(iter(used))]} across seeds"
     if test == "auto":
         return f"two-sided paired t-test across seeds (Wilcoxon signed-rank from {WILCOXON_MIN_PAIRS} seeds)"
-    return f"two-sided {names[test]} across seeds"
+    return f"two-sided {TEST_NAMES[test]} across seeds"
 
 
 def _override_keys(text: object) -> dict[str, str]:
@@ -230,7 +246,7 @@ def _mixing_warnings(work: pd.DataFrame, keys: list[str]) -> list[str]:
         overrides = [_override_keys(t) for t in group["_overrides"]]
         names = {k for o in overrides for k in o}
         for name in names - ignored:
-            if name.startswith(_HOUSEKEEPING):
+            if is_housekeeping(name):
                 continue
             if len({o.get(name) for o in overrides}) > 1:
                 varying.add(name)

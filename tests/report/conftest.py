@@ -37,17 +37,20 @@ def make_run(tmp_path):
 
     ``status`` "completed"/"diverged" writes summary.json, "failed" failure.json,
     "unfinished" neither. ``history`` (list of dicts) becomes metrics.jsonl;
-    ``config`` (dotted keys) changes the config; other keywords go into the summary.
+    ``config`` (dotted keys) changes the config; ``choices`` the Hydra choices (``{"dataset": "mnist"}``);
+    ``root`` the folder the run goes in (default tmp_path/sweep); other keywords go into the summary.
     """
 
     def make(name: str, loss: str, noise: str, seed: int, status: str = "completed",
-             history: list[dict] | None = None, config: dict | None = None, **figures) -> Path:
-        run = tmp_path / "sweep" / name
+             history: list[dict] | None = None, config: dict | None = None, choices: dict | None = None,
+             root: Path | None = None, **figures) -> Path:
+        run = (root or tmp_path / "sweep") / name
         (run / ".hydra").mkdir(parents=True)
         cfg = _config(loss, noise, seed, config)
         overrides = [f"loss={loss}", f"noise={noise}", f"seed={seed}"]
         overrides += [f"{k}={v}" for k, v in (config or {}).items()]
-        choices = {"dataset": "digits", "model": "mlp", "loss": loss, "noise": noise, "reweight": "none"}
+        choices = {"dataset": "digits", "model": "mlp", "loss": loss, "noise": noise, "reweight": "none",
+                   **(choices or {})}
         (run / ".hydra" / "config.yaml").write_text(_yaml(cfg))
         (run / ".hydra" / "overrides.yaml").write_text(_yaml(overrides))
         (run / ".hydra" / "hydra.yaml").write_text(_yaml(

@@ -175,3 +175,141 @@ def test_terminal_output(anl_runs, capsys):
     report_main([str(anl_runs), "--against", "anl_cifar10"])
     out = capsys.readouterr().out
     assert "anl_cifar10" in out and "+0.26" in out and "undetermined" in out
+
+
+# ------------------------------------------------------------------ several published sources per cell
+
+MENON = """\
+preset: menon_mnist
+paper: Menon et al. 2020, "Can gradient clipping mitigate label noise?" (ICLR)
+dataset: MNIST
+metric: test_acc
+kind: last epoch
+source: fabricated for a test
+sources:
+  paper: {label: "Menon et al. 2020 (bar chart)", mark: "[figure]", source: "dmizr/phuber docs/mnist.png"}
+  reproduction: {label: "[Re] Mizrahi et al. 2021", mark: "[README]", source: "dmizr/phuber README"}
+published:
+  - {loss: ce, noise: sym60, mean: 91.1, source_id: paper}
+  - {loss: ce, noise: sym60, mean: 97.5, std: 0.1, source_id: reproduction}
+  - {loss: phuber, noise: sym60, mean: 96.5, source_id: paper}
+claims:
+  - {text: "PHuber beats CE at sym60", better: phuber, worse: ce, noise: sym60, source_id: reproduction}
+"""
+
+
+@pytest.fixture
+def data_files(tmp_path, monkeypatch):
+    """Protocol data files read from a folder of the test's own (``write(name, text)``)."""
+    from lossbench.protocols import catalogue
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setattr(catalogue, "_data_dir", lambda: folder)
+    catalogue.preset_names.cache_clear()
+    catalogue.load_protocol.cache_clear()
+
+    def write(name: str, text: str) -> None:
+        (folder / f"{name}.yaml").write_text(text)
+        catalogue.preset_names.cache_clear()
+        catalogue.load_protocol.cache_clear()
+
+    yield write
+    catalogue.preset_names.cache_clear()
+    catalogue.load_protocol.cache_clear()
+
+
+@pytest.fixture
+def menon_runs(tmp_path, data_files):
+    data_files("menon_mnist", MENON)
+    root = tmp_path / "sweep"
+    for seed, acc in enumerate([0.97, 0.98, 0.99]):
+        _run(root, f"ce-sym60-s{seed}", "menon_mnist", "ce", "sym60", seed, test_acc=acc)
+    for seed, acc in enumerate([0.95, 0.96]):
+        _run(root, f"phuber-sym60-s{seed}", "menon_mnist", "phuber", "sym60", seed, test_acc=acc)
+    _run(root, "gce-sym20-s0", "menon_mnist", "gce", "sym20", 0, test_acc=0.5)
+    return root
+
+
+def _pair(result, loss: str, noise: str, source_id: str) -> pd.Series:
+    cells = result.cells
+    mask = (cells["loss"] == loss) & (cells["noise"] == noise) & (cells["source_id"] == source_id)
+    return cells[mask].iloc[0]
+
+
+def test_each_cell_against_each_source(menon_runs):
+    result = against.compare(_frame(menon_runs), "menon_mnist")
+    paper = _pair(result, "ce", "sym60", "paper")       # ours 97, 98, 99; the bar chart 91.1
+    assert paper["ours_mean"] == pytest.approx(98.0) and paper["published_mean"] == 91.1
+    assert paper["mark"] == "[figure]" and paper["source"] == "dmizr/phuber docs/mnist.png"
+    assert paper["difference"] == pytest.approx(98.0 - 91.1) and paper["within_spread"] is False
+    redo = _pair(result, "ce", "sym60", "reproduction")  # 97.5 +- 0.1 [README]
+    assert redo["published_std"] == 0.1 and redo["mark"] == "[README]"
+    assert redo["difference"] == pytest.approx(0.5) and redo["within_spread"] is True
+    assert redo["source_label"] == "[Re] Mizrahi et al. 2021"
+    phuber = _pair(result, "phuber", "sym60", "paper")   # ours 95, 96; 96.5 lies above
+    assert phuber["difference"] == pytest.approx(-1.0) and phuber["within_spread"] is False
+    assert not ((result.cells["loss"] == "phuber") & (result.cells["source_id"] == "reproduction")).any()
+    claim = result.claims.iloc[0]  # PHuber 95.5 vs CE 98: not held, and it rests on the reproduction
+    assert claim["verdict"] == "not held" and claim["source_id"] == "reproduction"
+    assert claim["mark"] == "[README]"
+
+
+def test_a_cell_with_no_published_number_still_shows_ours(menon_runs):
+    result = against.compare(_frame(menon_runs), "menon_mnist")
+    gce = result.cells[result.cells["loss"] == "gce"]
+    assert len(gce) == 1 and gce.iloc[0]["ours_mean"] == pytest.approx(50.0)
+    assert pd.isna(gce.iloc[0]["source_id"]) and pd.isna(gce.iloc[0]["published_mean"])
+
+
+@pytest.mark.parametrize("suffix", [".md", ".tex", ".html", ".csv"])
+def test_several_sources_in_every_format(menon_runs, tmp_path, suffix):
+    out = tmp_path / f"against{suffix}"
+    report_main([str(menon_runs), "--against", "menon_mnist", "--out", str(out)])
+    text = out.read_text()
+    if suffix == ".csv":
+        rows = pd.read_csv(out)
+        cells = rows[rows["kind"] == "cell"]
+        assert set(cells["source_id"].dropna()) == {"paper", "reproduction"} and len(cells) == 4
+        assert rows.loc[rows["kind"] == "claim", "source_id"].tolist() == ["reproduction"]
+        return
+    plain = re.sub(r" {2,}", " ", text).replace("\\[", "[").replace("$\\pm$", "±")
+    for needle in ("Menon et al. 2020 (bar chart)", "[Re] Mizrahi et al. 2021", "98.00 ± 1.00 (3)",
+                   "91.10 [figure]", "+6.90", "97.50 ± 0.10 [README]", "+0.50", "50.00 (1)",
+                   "[figure]: read off a published figure", "not held"):
+        assert needle in plain, needle
+    if suffix == ".md":
+        ce = next(line for line in plain.splitlines() if line.startswith("| ce "))
+        assert ce.split("|")[3:10] == [" 98.00 ± 1.00 (3) ", " 91.10 [figure] ", " +6.90 ", " no ",
+                                       " 97.50 ± 0.10 [README] ", " +0.50 ", " yes "]
+        assert "menon_mnist" in plain.splitlines()[0]
+
+
+def test_several_sources_in_the_terminal(menon_runs, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    report_main([str(menon_runs), "--against", "menon_mnist"])
+    out = capsys.readouterr().out
+    for needle in ("[Re] Mizrahi et al. 2021", "Menon et al. 2020 (bar chart)", "91.10 [figure]", "+6.90",
+                   "97.50 ± 0.10 [README]", "[code]", "[lossbench]"):
+        assert needle in out, needle  # brackets shown as text, not taken for rich markup
+
+
+def test_a_source_id_must_be_declared(data_files):
+    from lossbench.protocols import load_protocol
+
+    data_files("menon_mnist", MENON.replace("source_id: paper}", "source_id: papers}", 1))
+    with pytest.raises(ProtocolError, match="source_id 'papers' of ce/sym60; declared: paper, reproduction"):
+        load_protocol("menon_mnist")
+
+
+def test_a_preset_with_no_published_numbers_shows_ours(tmp_path):
+    """apl_mnist publishes nothing: ours are still shown, and the header says what is compared."""
+    root = tmp_path / "sweep"
+    for seed, acc in enumerate([0.97, 0.98, 0.99]):
+        _run(root, f"ce-sym20-s{seed}", "apl_mnist", "ce", "sym20", seed, test_acc=acc)
+    result = against.compare(_frame(root), "apl_mnist")
+    assert len(result.cells) == 1 and result.cells.iloc[0]["ours_mean"] == pytest.approx(98.0)
+    md = against.render(result, "md")
+    assert "| ce | sym20 | 98.00 ± 1.00 (3) |" in re.sub(r" {2,}", " ", md)
+    title = md.splitlines()[0]
+    assert "apl_mnist" in title and "no published numbers" in title and "reference" not in title

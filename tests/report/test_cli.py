@@ -23,8 +23,8 @@ def sweep(make_run, tmp_path):
     for loss, base in (("ce", 0.8), ("gce", 0.85)):
         for noise in ("clean", "sym20", "sym60"):
             for seed in range(2):
-                history = [{"epoch": e, "test_acc": base * (e + 1) / 3, "memorization": 0.1 * e}
-                           for e in range(3)]
+                history = [{"epoch": e, "test_acc": base * e / 3, "memorization": 0.1 * (e - 1)}
+                           for e in (1, 2, 3)]  # epochs are numbered from 1
                 make_run(str(i), loss, noise, seed, history=history, test_acc=base - seed / 100,
                          test_ece=0.1, test_ece_ts_clean=0.05, temperature_clean=1.5,
                          test_reliability=RELIABILITY, test_reliability_ts_clean=RELIABILITY,
@@ -97,3 +97,18 @@ def test_no_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing")])
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_metric_lists_only_metrics(make_run, tmp_path, capsys):
+    """Counts and settings a summary records (sizes, epochs run, noise rates, switches) are no metric."""
+    make_run("0", "ce", "sym20", 0, test_acc=0.8, test_ece=0.1, wall_time_s=3.0, num_train=100,
+             num_classes=10, epochs=3, expected_noise_rate=0.18, realized_noise_rate=0.19, verbose=False)
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "sweep"), "--metric", "test_nope"])
+    known = capsys.readouterr().err.strip().split("known: ")[1].split(", ")
+    assert {"test_acc", "test_ece", "wall_time_s"} <= set(known)
+    assert not {"num_train", "num_classes", "epochs", "noise_rate", "expected_noise_rate",
+                "realized_noise_rate", "seed", "verbose"} & set(known)
+    main([str(tmp_path / "sweep"), "--list"])
+    listed = capsys.readouterr().out.splitlines()[0].removeprefix("metrics: ").split(", ")
+    assert listed == known

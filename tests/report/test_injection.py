@@ -34,7 +34,7 @@ LOSSES = [
 NOISES = ["sym20", "@SUM(A1)", "-2+3", "\u202egnp.exe"]
 # LaTeX commands the report itself writes; anything else in the body came from a file.
 OURS = {"begin", "end", "centering", "caption", "toprule", "midrule", "bottomrule", "multicolumn",
-        "textbf", "pm", "dagger", "textbackslash", "textasciitilde", "textasciicircum", "textless",
+        "textbf", "pm", "dagger", "ddagger", "textbackslash", "textasciitilde", "textasciicircum", "textless",
         "textgreater", "textbar"}
 
 
@@ -70,11 +70,16 @@ def test_latex_body_holds_only_our_commands_and_comments_stay_comments(crafted, 
     for line in body:
         assert set(re.findall(r"\\([A-Za-z]+)", line)) <= OURS, line
         assert "%" not in line.replace("\\%", "")  # no comment can start inside the body
-    # one comment per line: the header, the warning (loss.q differs inside cells), the status line,
-    # each listed run (1 failed), and nothing else
-    assert len(comments) == 4 and comments[1].startswith("% some cells average runs that differ in loss.q")
-    assert comments[2].startswith("% 57 in all: 56 completed")
-    assert comments[3].startswith("% failed: ") and "\\n\\immediate\\write18{touch pwned}\\n" in comments[3]
+    # one comment per line: per table (loss.q, crafted, differs inside cells: one table per setting)
+    # the header, the tests, the status line, each listed run (1 failed), and nothing else
+    kinds = ("% lossbench report", "% test: ", "% 8 in all: 8 completed", "% 49 in all: 48 completed",
+             "% failed: ")
+    assert all(c.startswith(kinds) for c in comments), comments
+    assert sum(c.startswith("% lossbench report") for c in comments) == 2
+    [failed] = [c for c in comments if c.startswith("% failed: ")]
+    assert "\\n\\immediate\\write18{touch pwned}\\n" in failed
+    assert ("for loss.q=0.7\\textbackslash{}n\\textbackslash{}immediate\\textbackslash{}write18"
+            "\\{touch pwned\\}") in latex
     assert "\\textless{}script\\textgreater{}alert(1)\\textless{}/script\\textgreater{}" in latex
     assert "50\\% \\textbackslash{}def\\textbackslash{}x\\{y\\} \\#1 \\& \\_x\\_ " in latex
 
@@ -138,5 +143,10 @@ def test_plot_files_stay_in_the_plots_folder_whatever_the_metric(crafted, tmp_pa
           "--plots", str(tmp_path / "a" / "b" / "plots"), "--reliability", str(crafted / "1")])
     new = {p for p in tmp_path.rglob("*")} - before
     plots = tmp_path / "a" / "b" / "plots"
-    assert {p for p in new if p.is_file()} == {plots / "_.._X_vs_noise.png", plots / "_.._X_vs_noise.svg"}
+    files = [p for p in new if p.is_file()]
+    # one folder per setting (loss.q, crafted, differs inside cells), named safely, inside the plots folder
+    assert len(files) == 4 and {p.name for p in files} == {"_.._X_vs_noise.png", "_.._X_vs_noise.svg"}
+    assert all(p.parent.parent == plots for p in files)
+    crafted_q = "loss.q_0.7__immediate_write18_touch_pwned___input__etc_passwd__"
+    assert {p.parent.name for p in files} == {"loss.q__", crafted_q}
     assert "wrote" not in capsys.readouterr().out

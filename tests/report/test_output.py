@@ -29,7 +29,7 @@ def sweep(make_run, tmp_path):
     for (loss, noise), values in ACC.items():
         for seed, acc in enumerate(values):
             make_run(str(i), loss, noise, seed, test_acc=acc, test_gap=acc - 0.9,
-                     test_reliability=RELIABILITY, history=[{"epoch": e, "test_acc": acc} for e in range(2)])
+                     test_reliability=RELIABILITY, history=[{"epoch": e, "test_acc": acc} for e in (1, 2)])
             i += 1
     make_run("failed", "gce", "sym20", 5, status="failed")
     return tmp_path / "sweep"
@@ -163,3 +163,15 @@ def test_a_folder_name_that_is_not_utf8_still_prints(sweep, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sweep/x\\\\udcff |" in out  # the escape's backslash is itself escaped for Markdown
     out.encode("utf-8", errors="strict")
+
+
+def test_piped_report_cells_are_never_cut(make_run, tmp_path, capsys, monkeypatch):
+    """Off a terminal rich would assume 80 columns and cut cells ("97.33 ± 0.51 (…"); it does not."""
+    monkeypatch.setenv("COLUMNS", "80")
+    for i, noise in enumerate(("clean", "sym20", "sym60", "sym80", "asym20", "asym40", "asym60")):
+        for seed in range(3):
+            make_run(f"{noise}-{seed}", "nce_rce", noise, seed, test_acc=0.9733 - i / 100 + seed / 200)
+    main([str(tmp_path / "sweep")])
+    out = capsys.readouterr().out
+    assert not re.search(r"[\d(]\s*…", out)  # no cell cut ("97.33 ± 0.51 (…"); "*…*" is the legend's
+    assert "97.83 ± 0.50 (3)" in out and "91.83 ± 0.50 (3)" in out

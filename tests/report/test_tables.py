@@ -173,3 +173,36 @@ def test_formats(sweep):
     out = console.file.getvalue()
     assert "87.00 ± 2.65 (3)" in out and "unfinished" in out
     assert status_counts(sweep) == {"completed": 18, "diverged": 1, "failed": 1, "unfinished": 1}
+
+
+def test_fewer_than_three_seeds_a_side_is_said_and_not_bold(make_run, tmp_path):
+    for seed, (a, b) in enumerate([(0.90, 0.80), (0.91, 0.80)]):
+        make_run(f"a{seed}", "ce", "sym20", seed, test_acc=a)
+        make_run(f"b{seed}", "gce", "sym20", seed, test_acc=b)
+    frame = runs_frame(local_records([tmp_path / "sweep"]))
+    t = build_table(frame, "test_acc", ["loss"], ["noise"])
+    ce = t.cell(("comp-sum", "ce"), ("sym20",))
+    p = stats.ttest_rel([0.90, 0.91], [0.80, 0.80]).pvalue
+    assert p < 0.05  # the t-test alone would call it significant, on two seeds
+    assert ce["best"] and ce["pairs"] == 2 and ce["too_few_seeds"] and ce["p_value"] == pytest.approx(p)
+    md = render(t, frame, "md")
+    assert "**90.50" not in md and "90.50 ± 0.71 (2)‡" in md
+    assert "‡: highest mean in its column, not marked best" in md and "fewer than 3 seeds a side" in md
+    assert f"sym20: ce against gce, paired t-test on 2 seeds a side, p = {p:.2g}" in md
+    latex = render(t, frame, "latex")
+    assert "\\textbf{90}" not in latex and "$^\\ddagger$" in latex
+    csv = pd.read_csv(io.StringIO(render(t, frame, "csv")))
+    row = csv[csv["loss"] == "ce"].iloc[0]
+    assert row["test"] == "paired t-test" and row["pairs"] == 2 and bool(row["too_few_seeds"])
+    assert row["p_value"] == pytest.approx(p)
+
+
+def test_the_test_and_its_p_are_in_md_and_csv(sweep):
+    t = build_table(sweep, "test_acc", ["loss"], ["noise"])
+    p = stats.ttest_rel([0.85, 0.86, 0.90], [0.80, 0.82, 0.84]).pvalue
+    md = render(t, sweep, "md")
+    assert f"sym20: gce against ce, paired t-test on 3 seeds a side, p = {p:.2g}: significant" in md
+    assert "sym60: gce against focal, paired t-test on 3 seeds a side, p = " in md
+    csv = pd.read_csv(io.StringIO(render(t, sweep, "csv")))
+    gce = csv[(csv["loss"] == "gce") & (csv["noise"] == "sym20")].iloc[0]
+    assert gce["test"] == "paired t-test" and gce["pairs"] == 3 and not gce["too_few_seeds"]

@@ -1,0 +1,33 @@
+"""What makes two runs the same experiment: the resolved config less the settings that do not change
+what a run computes (housekeeping). No torch here: the report reads these definitions too.
+"""
+
+from __future__ import annotations
+
+# Settings that do not change what a run computes: a finished run or a checkpoint
+# made with other values of these is still the same experiment.
+NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None, "verbose": None,
+                  "trainer": ("progress", "force", "checkpoint_every", "threads", "save_weights"),
+                  "dataset": ("data_dir", "download")}
+
+
+def experiment_key(config: dict) -> dict:
+    """The resolved config less the settings listed in NOT_EXPERIMENT."""
+    key = {}
+    for name, value in config.items():
+        drop = NOT_EXPERIMENT.get(name, ())
+        if drop is None:
+            continue
+        key[name] = {k: v for k, v in value.items() if k not in drop} if isinstance(value, dict) else value
+    return key
+
+
+def is_housekeeping(key: str) -> bool:
+    """Whether a dotted config key (or an override's key, ``hydra.*`` included) is one of NOT_EXPERIMENT."""
+    name, _, rest = key.lstrip("+~").partition(".")
+    if name == "hydra":
+        return True
+    if name not in NOT_EXPERIMENT:
+        return False
+    drop = NOT_EXPERIMENT[name]
+    return drop is None or rest.split(".", 1)[0] in drop
