@@ -1,4 +1,4 @@
-"""Every GPU figure of issue 16 in one run: packed throughput (item 3) and single-run speed (item 4).
+"""Every GPU figure in one prepared run: packed throughput, three tables' projected cost, one-run speed.
 
 Part A, packed (item 3): cnn8 and resnet18 on CIFAR-shaped synthetic data (uint8
 3x32x32, 10 classes, crop+flip), APL's CIFAR-10 settings (batch 128, SGD 0.01
@@ -12,6 +12,11 @@ such. Then the projected cost of APL's CIFAR-10 table (10 losses x 4 noise
 rates x 3 seeds = 120 runs of 120 epochs, 50,000 training and 10,000 test
 samples per epoch) at the best measured K, with its arithmetic.
 
+Part C, the MNIST tables (issue 30): the same packed measurement for the models of
+``apl_mnist`` (cnn4, batch 128; 84 runs of 50 epochs) and ``menon_mnist`` (lenet5,
+batch 32; 72 runs of 20 epochs) on MNIST-shaped synthetic data (1x28x28, 10
+classes, no augmentation), and each grid's projected cost at its best K.
+
 Part B, one run (item 4): resnet18 on ``synthetic_cifar10`` at full size
 (45,000 train, 5,000 val, 10,000 test), 2 epochs through ``Trainer.fit`` per
 setting: fp32 deterministic (the default), fp32 with cuDNN autotuning
@@ -23,8 +28,8 @@ train seconds of epoch 2, evaluation seconds (val + test), and the epoch cost
 with evaluation every n epochs = train + eval / n for n = 1, 5, 10 (the trainer
 evaluates every epoch; n > 1 is that arithmetic, not an option).
 
-    python scripts/bench_gpu.py --out outputs/bench_gpu.json          # on the GPU machine
-    python scripts/bench_gpu.py --smoke --device cpu                    # a minute on a CPU
+    python scripts/bench_gpu.py --out outputs/bench_gpu.json          # on the GPU machine (< 8 minutes)
+    python scripts/bench_gpu.py --smoke --device cpu                    # seconds on a CPU (the test suite)
 
 Results go to ``--out`` (JSON) and as Markdown to stdout.
 """
@@ -44,17 +49,28 @@ import torch.nn.functional as F
 from lossbench.data.synthetic import synthetic
 from lossbench.data.transforms import BatchTransform
 from lossbench.losses.comp_sum import CrossEntropy
-from lossbench.models.cnn import CNN8
+from lossbench.models.cnn import CNN4, CNN8
+from lossbench.models.lenet import LeNet5
 from lossbench.models.resnet import ResNet18
 from lossbench.reweight.base import Reweighter
 from lossbench.train.packed import PackMember, fit_pack
 from lossbench.train.trainer import Trainer, set_determinism
 
-MODELS = {"cnn8": CNN8, "resnet18": ResNet18}
+MODELS = {"cnn8": CNN8, "resnet18": ResNet18, "cnn4": CNN4, "lenet5": LeNet5}
 APL_RUNS, APL_EPOCHS, APL_TRAIN, APL_EVAL = 120, 120, 50_000, 10_000
+# A grid's projected cost: its model, runs, epochs, training and evaluated samples per epoch, batch size.
+TABLES = {
+    "APL CIFAR-10": dict(model="cnn8", runs=APL_RUNS, epochs=APL_EPOCHS, train=APL_TRAIN, eval=APL_EVAL,
+                         batch=128),
+    "apl_mnist": dict(model="cnn4", runs=84, epochs=50, train=60_000, eval=10_000, batch=128),
+    "menon_mnist": dict(model="lenet5", runs=72, epochs=20, train=60_000, eval=10_000, batch=32),
+}
 
 
-def dataset(n_train: int, n_test: int, n_val: int = 0, smoke: bool = False):
+def dataset(n_train: int, n_test: int, n_val: int = 0, smoke: bool = False, mnist: bool = False):
+    if mnist:  # MNIST-shaped: grey 28x28, no augmentation (the MNIST protocols use none)
+        return synthetic(num_samples=n_train + n_val + n_test, num_classes=10, image_shape=[1, 28, 28],
+                         augment=None, test_size=n_test, val_size=n_val, seed=0, name="synthetic_mnist")
     shape = [3, 16, 16] if smoke else [3, 32, 32]
     return synthetic(num_samples=n_train + n_val + n_test, num_classes=10, image_shape=shape,
                      augment="crop_flip", test_size=n_test, val_size=n_val, seed=0, name="synthetic_cifar10")
@@ -89,9 +105,9 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def packed_row(args, name: str, k: int, split, alone: bool) -> dict:
+def packed_row(args, name: str, k: int, split, alone: bool, batch_size: int | None = None) -> dict:
     """2 short epochs of K runs (alone: K = 1 through Trainer.fit); figures of epoch 2."""
-    trainer = trainer_for(args, grad_clip=5.0)
+    trainer = trainer_for(args, grad_clip=5.0, batch_size=batch_size or args.batch_size)
     set_determinism(0, trainer.deterministic)
     device = trainer.torch_device
     split = split.to(device)
@@ -124,27 +140,28 @@ def packed_row(args, name: str, k: int, split, alone: bool) -> dict:
     return row
 
 
-def projection(rows: list[dict]) -> dict:
-    """APL's CIFAR-10 table at the fastest measured K for cnn8."""
-    ok = [r for r in rows if r["model"] == "cnn8" and r["status"] == "ok" and r["mode"] == "fit_pack"]
+def projection(rows: list[dict], table: str) -> dict:
+    """The cost of ``table`` (``TABLES``) at the fastest measured K for its model."""
+    t = TABLES[table]
+    ok = [r for r in rows if r["model"] == t["model"] and r["status"] == "ok" and r["mode"] == "fit_pack"]
     if not ok:
         return {}
     best = max(ok, key=lambda r: r["samples_per_s"])
     k = best["K"]
-    packs = math.ceil(APL_RUNS / k)
-    train_s = APL_EPOCHS * APL_TRAIN * k / best["samples_per_s"]
+    packs = math.ceil(t["runs"] / k)
+    train_s = t["epochs"] * t["train"] * k / best["samples_per_s"]
     eval_rate = best["eval_samples_per_s"]
-    eval_s = APL_EPOCHS * APL_EVAL * k / eval_rate if eval_rate else 0.0
+    eval_s = t["epochs"] * t["eval"] * k / eval_rate if eval_rate else 0.0
     total = packs * (train_s + eval_s)
     arithmetic = (
-        f"{packs} packs = ceil({APL_RUNS} / {k}); per pack {APL_EPOCHS} epochs x ({APL_TRAIN} x {k} / "
-        f"{best['samples_per_s']:.0f} samples/s train + {APL_EVAL} x {k} / {eval_rate or float('nan'):.0f} "
+        f"{packs} packs = ceil({t['runs']} / {k}); per pack {t['epochs']} epochs x ({t['train']} x {k} / "
+        f"{best['samples_per_s']:.0f} samples/s train + {t['eval']} x {k} / {eval_rate or float('nan'):.0f} "
         f"samples/s eval) = {train_s + eval_s:.0f} s; total {packs} x {train_s + eval_s:.0f} s = "
-        f"{total:.0f} s "
-        f"= {total / 3600:.2f} GPU-hours"
+        f"{total:.0f} s = {total / 3600:.2f} device-hours"
     )
-    return {"K": k, "packs": packs, "seconds_per_pack_train": train_s, "seconds_per_pack_eval": eval_s,
-            "total_seconds": total, "gpu_hours": total / 3600, "arithmetic": arithmetic}
+    return {"table": table, "K": k, "packs": packs, "seconds_per_pack_train": train_s,
+            "seconds_per_pack_eval": eval_s, "total_seconds": total, "hours": total / 3600,
+            "arithmetic": arithmetic}
 
 
 def hand_loop(args, split, epochs: int = 2) -> list[float]:
@@ -228,8 +245,8 @@ def markdown(result: dict) -> str:
         peak = r.get("peak_gib")
         lines.append(f"| {r['model']} | {r['K']} | {r['mode']} | {sps or 0:,.0f} | {ratio} | "
                      f"{eval_sps or 0:,.0f} | {'-' if peak is None else f'{peak:.1f}'} | {r['status']} |")
-    if result["projection"]:
-        lines += ["", "APL CIFAR-10 table projection: " + result["projection"]["arithmetic"]]
+    for proj in result["projections"]:
+        lines += ["", f"{proj['table']} table projection: " + proj["arithmetic"]]
     lines += ["", "| resnet18, one run | train s/epoch | samples/s | eval s | epoch s, eval every 1 / 5 / 10 "
               "| first epoch s | peak GiB |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["single"]:
@@ -264,7 +281,7 @@ def main() -> None:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     result = {"machine": f"{name}, torch {torch.__version__}, CUDA {torch.version.cuda}",
-              "args": vars(args), "packed": [], "single": []}
+              "args": vars(args), "packed": [], "single": [], "projections": []}
     n_train = args.steps * args.batch_size
     short = dataset(n_train, n_test=max(64, n_train // 5), smoke=args.smoke)
     started = time.perf_counter()
@@ -274,12 +291,21 @@ def main() -> None:
         for k in args.ks:
             result["packed"].append(packed_row(args, model, k, short, alone=False))
             print(json.dumps(result["packed"][-1]), flush=True)
-    result["projection"] = projection(result["packed"])
     print(f"part A: {time.perf_counter() - started:.0f} s", flush=True)
+    n_mnist = args.steps * max(t["batch"] for t in TABLES.values()) if not args.smoke else args.steps * 8
+    mnist = dataset(n_mnist, n_test=max(64, n_mnist // 5), mnist=True)
+    for table in ("apl_mnist", "menon_mnist"):
+        model, batch = TABLES[table]["model"], 8 if args.smoke else TABLES[table]["batch"]
+        result["packed"].append(packed_row(args, model, 1, mnist, alone=True, batch_size=batch))
+        for k in args.ks:
+            result["packed"].append(packed_row(args, model, k, mnist, alone=False, batch_size=batch))
+            print(json.dumps(result["packed"][-1]), flush=True)
+    result["projections"] = [p for p in (projection(result["packed"], t) for t in TABLES) if p]
+    print(f"parts A+C: {time.perf_counter() - started:.0f} s", flush=True)
     if not args.skip_single:
         full = dataset(32, 16, 8, smoke=True) if args.smoke else dataset(45_000, 10_000, 5_000)
         result["single"] = single_rows(args, full)
-        print(f"parts A+B: {time.perf_counter() - started:.0f} s", flush=True)
+        print(f"parts A+B+C: {time.perf_counter() - started:.0f} s", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(markdown(result))
