@@ -286,6 +286,7 @@ BAD_HYPERPARAMETERS = [
     ("nfl", {"scale": -1.0}, "scale > 0"),
     ("ngce", {"scale": 0.0}, "scale > 0"),
     ("ngce", {"min_prob": -0.1}, r"min_prob in \[0, 1\)"),
+    ("gce", {"min_prob": 1.0}, r"min_prob in \[0, 1\)"),
     ("mse", {"class_reduction": "max"}, "known: sum, mean"),
     ("rce", {"A": "kode"}, "unknown rce A 'kode'; known: paper"),
     ("comp_sum", {"guard": 0.5}, "guard > 1"),

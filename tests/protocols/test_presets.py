@@ -40,17 +40,18 @@ BASE = {
                      "trainer.grad_clip": 5.0, "trainer.batch_size": 128, "dataset.val_size": 0},
     "sce_cifar10": {**APL_CIFAR10},
     "sce_cifar100": {"dataset": "cifar100", "model": "resnet50", "trainer.epochs": 200, "optim.lr": 0.1},
-    # the code's summed loss (lr 0.1, wd 5e-4, clip 2 on the sum) as a mean over the batch of 128
+    # the code's summed loss with its own lr 0.1, wd 5e-4 and clip 2 (on the sum); its scheduler steps
+    # before each epoch, so its drops come after 149 and 249 epochs (train.py)
     "mukhoti_cifar10": {"dataset": "cifar10", "model": "resnet50", "trainer.epochs": 350,
-                        "trainer.batch_size": 128, "optim.lr": 0.1 * 128, "optim.momentum": 0.9,
-                        "optim.weight_decay": 5e-4 / 128, "trainer.grad_clip": 2 / 128,
+                        "trainer.batch_size": 128, "optim.lr": 0.1, "optim.momentum": 0.9,
+                        "optim.weight_decay": 5e-4, "trainer.grad_clip": 2.0, "loss.reduction": "sum",
                         "scheduler": "multistep",
-                        "scheduler.milestones": [150, 250], "scheduler.gamma": 0.1, "dataset.val_size": 5000,
+                        "scheduler.milestones": [149, 249], "scheduler.gamma": 0.1, "dataset.val_size": 5000,
                         "noise": "clean", "dataset.augment": "crop_flip"},
     "mukhoti_cifar100": {"dataset": "cifar100", "model": "resnet50", "trainer.epochs": 350,
-                         "optim.lr": 0.1 * 128, "optim.weight_decay": 5e-4 / 128,
-                         "trainer.grad_clip": 2 / 128,
-                         "scheduler.milestones": [150, 250], "dataset.val_size": 5000},
+                         "optim.lr": 0.1, "optim.weight_decay": 5e-4, "trainer.grad_clip": 2.0,
+                         "loss.reduction": "sum", "scheduler.milestones": [149, 249],
+                         "dataset.val_size": 5000},
     "cifar10n": {"dataset": "cifar10", "model": "resnet34", "trainer.epochs": 100, "trainer.batch_size": 128,
                  "optim.lr": 0.1, "optim.momentum": 0.9, "optim.weight_decay": 5e-4, "scheduler": "multistep",
                  "scheduler.milestones": [60], "scheduler.gamma": 0.1, "trainer.grad_clip": None,
@@ -110,13 +111,14 @@ PER_CHOICE = {
     ("anl_cifar100", "noise=asym30"): {"noise.grouping": "blocks", "noise.count": "exact"},
     ("sce_cifar10", "loss=sce"): {"loss.alpha": 0.1, "loss.beta": 1.0, "loss.A": LOG_1E4},
     ("sce_cifar100", "loss=sce"): {"loss.alpha": 6.0, "loss.beta": 1.0, "loss.A": LOG_1E4},
-    ("mukhoti_cifar10", "loss=mse"): {"optim.lr": 0.1, "optim.weight_decay": 5e-4, "trainer.grad_clip": 2.0},
+    ("mukhoti_cifar10", "loss=mse"): {"optim.lr": 0.1, "optim.weight_decay": 5e-4, "trainer.grad_clip": 2.0,
+                                      "loss.reduction": "mean"},
     ("mukhoti_cifar10", "loss=focal"): {"loss.gamma": 3.0, "loss.detach_weight": False},
     ("mukhoti_cifar10", "loss=flsd53"): {"loss.gamma_below": 5.0, "loss.gamma_above": 3.0,
                                          "loss.threshold": 0.2},
     ("mukhoti_cifar10", "loss=label_smoothing"): {"loss.epsilon": 0.05 * 10 / 9},
     ("mukhoti_cifar100", "loss=label_smoothing"): {"loss.epsilon": 0.05 * 100 / 99},
-    ("mukhoti_cifar100", "loss=mse"): {"optim.lr": 0.1, "optim.weight_decay": 5e-4},
+    ("mukhoti_cifar100", "loss=mse"): {"optim.lr": 0.1, "optim.weight_decay": 5e-4, "loss.reduction": "mean"},
 }
 
 
