@@ -322,7 +322,7 @@ BAD_HYPERPARAMETERS = [
     ("oko", {"sets_per_epoch": 0}, "sets_per_epoch >= 1"),
     ("anyloss", {"metric": "auc"}, "known: f_beta, gmean, balanced_accuracy"),
     ("anyloss", {"average": "micro"}, "known: auto, binary, macro"),
-    ("anyloss", {"L": 0.0}, "L > 0"),
+    ("anyloss", {"L": 0.0}, "L > 0 or .auto."),
     ("anyloss", {"threshold": 1.0}, r"threshold in \(0, 1\)"),
     ("anyloss", {"average": "binary", "num_classes": 10}, "two classes"),
     ("legendretron", {"num_classes": 10, "hidden": 3}, "even hidden width"),
