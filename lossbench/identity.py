@@ -11,14 +11,23 @@ NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None, "verbose"
                   "dataset": ("data_dir", "download")}
 
 
+# Settings added after runs were recorded without them, at the default that computes what their
+# absence did: left out of the key at that value, so those runs stay the same experiment.
+LATER_DEFAULTS = {"loss": {"reduction": "mean", "min_prob": 0.0}}
+
+
 def experiment_key(config: dict) -> dict:
-    """The resolved config less the settings listed in NOT_EXPERIMENT."""
+    """The resolved config less the settings in NOT_EXPERIMENT (and LATER_DEFAULTS at their default)."""
     key = {}
     for name, value in config.items():
         drop = NOT_EXPERIMENT.get(name, ())
         if drop is None:
             continue
-        key[name] = {k: v for k, v in value.items() if k not in drop} if isinstance(value, dict) else value
+        if isinstance(value, dict):
+            later = LATER_DEFAULTS.get(name, {})
+            value = {k: v for k, v in value.items()
+                     if k not in drop and not (k in later and v == later[k])}
+        key[name] = value
     return key
 
 

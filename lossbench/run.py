@@ -60,7 +60,7 @@ from lossbench.io import (
     write_text_atomic,
     write_with_atomic,
 )
-from lossbench.losses.base import Loss
+from lossbench.losses.base import Loss, check_reduction
 from lossbench.metrics import selection_figures
 from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
@@ -87,12 +87,17 @@ RECORDS = (*RESULTS, "failure.json")
 
 def build_loss(cfg: DictConfig, num_classes: int, num_train: int | None = None) -> Loss:
     """Instantiate ``cfg.loss``, passing ``num_classes`` (and ``num_train``, the size of the
-    training set, for losses with per-sample state) to losses whose constructor takes them."""
+    training set, for losses with per-sample state) to losses whose constructor takes them;
+    ``loss.reduction`` (mean | sum, every loss) is set on the instance for the training step."""
     factory = instantiate(cfg, _partial_=True)
+    given = dict(factory.keywords)
+    reduction = given.pop("reduction", "mean")  # how the step reduces the batch (Objective), not the loss's
     params = inspect.signature(factory.func).parameters
     known = {"num_classes": num_classes, "num_train": num_train}
-    kwargs = {k: v for k, v in known.items() if k in params and v is not None and k not in factory.keywords}
-    return factory(**kwargs)
+    kwargs = {k: v for k, v in known.items() if k in params and v is not None and k not in given}
+    loss = factory.func(*factory.args, **given, **kwargs)
+    loss.reduction = check_reduction(reduction)
+    return loss
 
 
 def finished_summary(out_dir: Path) -> dict | None:

@@ -82,6 +82,12 @@ def _choices(values: Callable[[], typing.Iterable[str]]) -> tuple[Callable[[Any]
     return check, lambda: "one of " + ", ".join(values())
 
 
+def _reductions() -> tuple[str, ...]:
+    from lossbench.losses.base import REDUCTIONS
+
+    return tuple(REDUCTIONS)
+
+
 def _progress_modes() -> tuple[str, ...]:
     from lossbench.train.sinks import PROGRESS_MODES
 
@@ -119,6 +125,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "dataset.val_size": (_size(zero_ok=True), _SIZE),
     "dataset.test_size": (_size(zero_ok=False), "a fraction of the dataset in (0, 1) or a whole number of "
                           "samples >= 1 (write 2, not 2.0, for 2)"),
+    "loss.reduction": _choices(_reductions),
     "trainer.progress": _choices(_progress_modes),
     "trainer.precision": _choices(_precisions),
     "logger.mode": _choices(_wandb_modes),

@@ -55,3 +55,13 @@ def test_same_seed_gives_identical_metrics(run_once):
     strip = lambda s: {k: v for k, v in s.items() if k not in IGNORED and "seconds" not in k}  # noqa: E731
     assert strip(a) == strip(b)
     assert strip(a) != strip(c)
+
+
+def test_runs_recorded_before_loss_reduction_and_gce_min_prob_existed_are_the_same_experiment():
+    from lossbench.run import experiment_key
+
+    old = {"loss": {"_target_": "lossbench.losses.robust.GeneralizedCrossEntropy", "q": 0.7}, "seed": 0}
+    new = {"loss": {**old["loss"], "reduction": "mean", "min_prob": 0.0}, "seed": 0}
+    assert experiment_key(old) == experiment_key(new)
+    for changed in ({"reduction": "sum"}, {"min_prob": 1e-7}):
+        assert experiment_key({"loss": {**new["loss"], **changed}, "seed": 0}) != experiment_key(old)

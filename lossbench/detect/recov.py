@@ -28,6 +28,24 @@ from lossbench.detect.folds import (
 PAPER = "Chen et al. 2023 (ReCoV)"
 log = logging.getLogger(__name__)
 DECISIONS = ("bh", "closest")
+FOLD_METRICS = ("auc", "accuracy")
+
+
+def fold_score(pred: Tensor, y: Tensor, num_classes: int, metric: str) -> float:
+    """How well a fold was predicted: ``accuracy``, or ``auc``, the official code's
+    ``roc_auc_score(y_test, lr.predict(X_test))`` (mushroom/mushroom_recov.py): the ROC AUC of the
+    predicted classes, which for two classes is (TPR + TNR) / 2. Beyond two classes (the code is binary)
+    it is the macro one-vs-rest mean of (P(pred = c | y = c) + P(pred != c | y != c)) / 2 over the classes
+    with both positives and negatives in the fold (scikit-learn's macro AUC of the one-hot predictions);
+    a fold of one class scores 0.5."""
+    if metric == "accuracy":
+        return float((pred == y).double().mean())
+    hits = []
+    for c in range(num_classes):
+        pos, said = y == c, pred == c
+        if pos.any() and not pos.all():
+            hits.append(0.5 * (float(said[pos].double().mean()) + float((~said[~pos]).double().mean())))
+    return float(np.mean(hits)) if hits else 0.5
 
 
 def _check_alpha(alpha: float) -> None:
@@ -87,8 +105,14 @@ class ReCoV(Detector):
     """ReCoV: count how often each sample falls in the worst-performing fold of repeated k-fold CV.
 
     For each of R repetitions the training split is cut into k random folds; a
-    learner is fitted on every k - 1 folds and scored (accuracy on the noisy
-    labels) on the held-out one; the samples of the worst fold get one count.
+    learner is fitted on every k - 1 folds and scored on the held-out one (its
+    noisy labels) by ``fold_metric``; the samples of the worst fold get one
+    count. ``fold_metric: auc`` (default) is the official code's score, the ROC
+    AUC of the predicted classes (``fold_score``; mushroom_recov.py, its
+    classification experiment; HECKTOR_recov.py takes the C-index of its
+    survival task); the paper speaks of the worst-performing fold without
+    naming a metric for classification. ``accuracy`` was lossbench's earlier
+    choice; the two agree for balanced binary folds.
     A one-sided binomial test (count ~ Binomial(R, 1/k) for a clean label) with
     Benjamini-Hochberg FDR correction at ``alpha`` flags the labels
     (``binomial_flags``); the estimated rate is the flagged share. Paper and code
@@ -115,8 +139,12 @@ class ReCoV(Detector):
         representation: str = "inputs",
         warmup_epochs: int = 10,
         epochs: int = 10,
+        fold_metric: str = "auc",
     ) -> None:
         check_learner("recov", learner, folds)
+        if fold_metric not in FOLD_METRICS:
+            raise ValueError(f"unknown detect.fold_metric '{fold_metric}'; known: {', '.join(FOLD_METRICS)}")
+        self.fold_metric = fold_metric
         _check_alpha(alpha)
         if isinstance(repetitions, bool) or not isinstance(repetitions, int) or repetitions < 1:
             raise ValueError(f"detect.repetitions must be a positive integer, got {repetitions!r}")
@@ -140,17 +168,20 @@ class ReCoV(Detector):
                 block = partitions[lo : lo + per_block]
                 masks = torch.stack([fold_of != f for fold_of in block for f in range(self.folds)])
                 W, b = fit_logistic(x, y, masks, ctx.num_classes)
-                hit = (logistic_probs(x, W, b).argmax(-1) == y).double()  # [M, N]
+                pred = logistic_probs(x, W, b).argmax(-1)  # [M, N]
                 for r, fold_of in enumerate(block):
-                    accs = [float(hit[r * self.folds + f][fold_of == f].mean()) for f in range(self.folds)]
-                    counts[fold_of == int(np.argmin(accs))] += 1
+                    scores = [self._score(pred[r * self.folds + f], y, fold_of == f, ctx.num_classes)
+                              for f in range(self.folds)]
+                    counts[fold_of == int(np.argmin(scores))] += 1
         else:
             for fold_of in partitions:
-                probs = out_of_fold_probs(ctx, fold_of, "model", None, self.epochs)
-                hit = (probs.argmax(-1) == y).double()
-                accs = [float(hit[fold_of == f].mean()) for f in range(self.folds)]
-                counts[fold_of == int(np.argmin(accs))] += 1
+                pred = out_of_fold_probs(ctx, fold_of, "model", None, self.epochs).argmax(-1)
+                scores = [self._score(pred, y, fold_of == f, ctx.num_classes) for f in range(self.folds)]
+                counts[fold_of == int(np.argmin(scores))] += 1
         return counts, self.repetitions * self.folds
+
+    def _score(self, pred: Tensor, y: Tensor, rows: Tensor, num_classes: int) -> float:
+        return fold_score(pred[rows], y[rows], num_classes, self.fold_metric)
 
     def find(self, ctx: DetectContext) -> Detection:
         counts, trainings = self.worst_fold_counts(ctx)
@@ -315,4 +346,4 @@ class FastReCoV(Detector):
         return like
 
 
-__all__ = ["FastReCoV", "ReCoV", "binomial_flags", "out_of_fold_probs", "weighted_folds"]
+__all__ = ["FastReCoV", "ReCoV", "binomial_flags", "fold_score", "out_of_fold_probs", "weighted_folds"]

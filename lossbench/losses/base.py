@@ -20,6 +20,18 @@ LEVELS = ("sample", "set", "batch")
 RUNTIME_ARGS = ("num_classes", "num_train")
 
 
+# How the training step reduces a batch's values (``loss.reduction``, every loss; lossbench.train.objective).
+REDUCTIONS = {"mean": "the mean over the batch's samples", "sum": "the sum: batch size times the mean"}
+
+
+def check_reduction(reduction: str) -> str:
+    """``reduction`` if it is one of REDUCTIONS, else ValueError in one line."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown loss.reduction '{reduction}'; known: {', '.join(REDUCTIONS)} "
+                         f"(sum: batch size times the mean, as code that sums the loss over the batch)")
+    return str(reduction)
+
+
 def hyperparameter_names(cls: type) -> list[str]:
     """The constructor arguments of a loss class that conf/loss sets (runtime ones left out)."""
     params = inspect.signature(cls.__init__).parameters
@@ -76,6 +88,12 @@ class Loss(nn.Module):
       (``head_loss(features, head, target, index) -> (per-sample values,
       predicted classes)``); the training step then never forms [B, C] logits.
 
+    ``reduction`` (``loss.reduction`` in every loss's config: ``mean``, the
+    default, or ``sum``) is how the step reduces the batch: the sum is the
+    batch size times the mean, for code that sums its loss over the batch
+    (Mukhoti et al. 2020). It is served in the training step, never in
+    ``compute``, so every loss has it.
+
     ``prepare(labels, batch_size, device)`` checks, before training, what a loss
     can know about the run (enough samples per class for sets, a device for a
     kernel) and raises ValueError in one line.
@@ -99,6 +117,10 @@ class Loss(nn.Module):
     trainable: ClassVar[bool] = False
     needs_head: ClassVar[bool] = False
     grad_clip: ClassVar[float | None] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reduction = "mean"  # lossbench.run.build_loss sets it from loss.reduction
 
     def forward(self, logits: Tensor, target: Tensor, features: Tensor | None = None,
                 index: Tensor | None = None) -> Tensor:

@@ -292,18 +292,27 @@ class EncouragingLoss(Loss):
 
 
 BIAS_NORMALISATIONS = ("local", "global")
-BIAS_WEIGHT_FORMS = ("paper", "code")
+BIAS_WEIGHT_FORMS = ("paper", "code_2021")
+# older name of code_2021, still read (run folders that recorded it)
+BIAS_FORM_ALIASES = {"code": "code_2021"}
 
 
 @register_loss("bias_loss")
 class BiasLoss(Loss):
     """Bias loss: w(v) * CE, v the scaled variance of the sample's features.
 
-        weight_form paper: w(v) = exp(alpha v) - beta
-                    code:  w(v) = exp(beta v) - 1 + alpha   (the official code)
+        weight_form paper:     w(v) = exp(alpha v) - beta
+                    code_2021: w(v) = exp(beta v) - 1 + alpha
 
-    With alpha = beta = 0.3 the code's weight is the paper's minus 0.4
-    (exp(0.3 v) - 0.7 instead of exp(0.3 v) - 0.3). ``normalisation``:
+    ``paper`` is the paper's equation and the official code's since commit b557bca
+    (lusinlu/bias-loss-skipblocknet, 2022-09-09, "fixed the formula to have the
+    same notation as the paper"): the current code. ``code_2021`` is the code's
+    first form (commits ae6d68d, 2021-08-10, and 40d67b5, 2021-10-18; ``code``
+    is its older name). With alpha = beta = 0.3 the 2021 weight is the paper's
+    minus 0.4 (exp(0.3 v) - 0.7 instead of exp(0.3 v) - 0.3). Which form made
+    the published numbers no source says; the README's CIFAR-100 table
+    (ResNet-18 75.51%, ...) appeared on 2021-08-10 (commit 18ccef0), beside the
+    2021 form. ``normalisation``:
 
     - ``local`` (default): v_i = (var_i - min_j var_j) / (max_j var_j - min_j var_j) over the batch;
     - ``global``: the official code's default, (var_i - m) / (max_j var_j - min_j var_j) with m the
@@ -317,8 +326,8 @@ class BiasLoss(Loss):
     gradient (the formula as written); ``detach_weight: true`` makes it a pure
     reweighting, as the official code does (it detaches the features). A batch
     whose variances are all equal gets v = 0 (local). The default is the
-    paper's form; ``weight_form: code normalisation: global detach_weight:
-    true`` is the official code.
+    paper's form; ``normalisation: global detach_weight: true`` is the current
+    official code, with ``weight_form: code_2021`` its 2021 commits.
 
     Lusine Abrahamyan, Valentin Ziatchin, Yiming Chen, Nikos Deligiannis 2021,
     "Bias Loss for Mobile Neural Networks", ICCV.
@@ -336,15 +345,17 @@ class BiasLoss(Loss):
             raise ValueError(
                 f"unknown bias_loss normalisation '{normalisation}'; known: {', '.join(BIAS_NORMALISATIONS)}"
             )
+        weight_form = BIAS_FORM_ALIASES.get(weight_form, weight_form)
         if weight_form not in BIAS_WEIGHT_FORMS:
             raise ValueError(
                 f"unknown bias_loss weight_form '{weight_form}'; known: {', '.join(BIAS_WEIGHT_FORMS)}"
             )
         if weight_form == "paper" and not beta < 1.0:
             raise ValueError(f"bias_loss needs beta < 1 (so the weight exp(alpha v) - beta > 0), got {beta}")
-        if weight_form == "code" and not alpha > 0:
+        if weight_form == "code_2021" and not alpha > 0:
             raise ValueError(
-                f"bias_loss (weight_form code) needs alpha > 0 (weight exp(beta v) - 1 + alpha), got {alpha}"
+                f"bias_loss (weight_form code_2021) needs alpha > 0 (weight exp(beta v) - 1 + alpha), "
+                f"got {alpha}"
             )
         if not (alpha >= 0 and beta >= 0):
             raise ValueError(f"bias_loss needs alpha >= 0 and beta >= 0, got {alpha}, {beta}")

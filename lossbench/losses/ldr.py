@@ -30,20 +30,32 @@ PAPER = "Zhu, Ying, Yang 2023"
 SCORE_TRANSFORMS = ("softplus_mean", "abs_mean", "none")
 
 
+def log_softplus(z: Tensor) -> Tensor:
+    """log softplus(z) = log log(1 + e^z), finite for every finite z: below -30 it is z (to within
+    e^z / 2 < 5e-14, where softplus(z) = e^z (1 - e^z / 2 + ...)), so it never takes log 0."""
+    low = z <= -30.0
+    return torch.where(low, z, F.softplus(z.masked_fill(low, 0.0)).log())
+
+
 def ldr_scores(logits: Tensor, transform: str) -> Tensor:
     """The scores the LDR losses compare.
 
     ``softplus_mean``: softplus(z) / mean_k softplus(z_k) (LDR-KL's code, and
-    ALDR-KL's on CIFAR-100); ``abs_mean``: z / mean_k |z_k| (ALDR-KL's code
-    elsewhere); ``none``: the raw logits. The normalizer keeps its gradient, as
-    in the official code.
+    ALDR-KL's on CIFAR-100), computed as C softmax_k(log softplus(z_k)): the
+    same ratio, with no guard on the mean, so it equals the code's wherever the
+    code's is finite (also when every logit is far below 0, where softplus is
+    about e^z and the mean is tiny), and stays finite where the code's softplus
+    underflows to 0 / 0 (every logit below about -104 in float32).
+    ``abs_mean``: z / mean_k |z_k| (ALDR-KL's code elsewhere), unguarded too;
+    a row of zeros, 0 / 0 in the code, gets scores 0. ``none``: the raw logits.
+    The normalizer keeps its gradient, as in the official code.
     """
     if transform == "none":
         return logits
     if transform == "abs_mean":
-        return logits / logits.abs().mean(dim=1, keepdim=True).clamp_min(1e-12)
-    s = F.softplus(logits)
-    return s / s.mean(dim=1, keepdim=True).clamp_min(1e-12)
+        scale = logits.abs().mean(dim=1, keepdim=True)
+        return logits / torch.where(scale > 0, scale, torch.ones_like(scale))
+    return logits.shape[1] * log_softplus(logits).softmax(dim=1)
 
 
 def score_margins(scores: Tensor, target: Tensor, margin: float) -> Tensor:

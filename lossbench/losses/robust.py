@@ -40,6 +40,10 @@ class GeneralizedCrossEntropy(Loss):
 
     q -> 0 gives cross-entropy, q = 1 gives 1 - p_y. Computed as
     -expm1(q log p_y)/q, exact for small q and finite for saturated logits.
+    ``min_prob`` = 0 (the default) is the formula; ``min_prob: 1.0e-7`` clamps
+    p_y to [min_prob, 1] first, as the APL and ANL code do (HanxunH/Active-
+    Passive-Losses and Virusdoll/Active-Negative-Loss ``loss.py``): below the
+    floor the value is (1 - min_prob^q)/q and the gradient 0.
 
     Zhilu Zhang, Mert R. Sabuncu 2018, "Generalized Cross Entropy Loss for
     Training Deep Neural Networks with Noisy Labels", NeurIPS.
@@ -48,14 +52,18 @@ class GeneralizedCrossEntropy(Loss):
     family = "robust"
     paper = "Zhang and Sabuncu 2018"
 
-    def __init__(self, q: float = 0.7) -> None:
+    def __init__(self, q: float = 0.7, min_prob: float = 0.0) -> None:
         super().__init__()
         if not 0.0 < q <= 1.0:
             raise ValueError(f"gce needs q in (0, 1], got {q}")
-        self.q = float(q)
+        if not 0.0 <= min_prob < 1.0:
+            raise ValueError(f"gce needs min_prob in [0, 1) (0 = no clamp), got {min_prob}")
+        self.q, self.min_prob = float(q), float(min_prob)
 
     def compute(self, logits: Tensor, target: Tensor) -> Tensor:
         _, logp_y = _logp(logits, target)
+        if self.min_prob > 0:
+            logp_y = logp_y.clamp_min(math.log(self.min_prob))
         return -torch.expm1(self.q * logp_y) / self.q
 
 

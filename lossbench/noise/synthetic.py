@@ -18,7 +18,7 @@ from lossbench.noise.base import (
 )
 from lossbench.noise.flip_maps import CIFAR100_GROUPINGS, MAPPED_DATASETS, flip_map
 
-COUNTS = ("binomial", "exact")
+COUNTS = ("binomial", "exact", "exact_per_target")
 RNGS = ("torch", "numpy_legacy")
 
 
@@ -47,7 +47,11 @@ class ClassConditional(NoiseModel):
     number hit per class is binomial. ``count="exact"``: in each clean class c,
     exactly floor(h[c] * n_c) labels, chosen uniformly, are hit (as the APL
     code of Ma et al. 2020 makes CIFAR-10's symmetric and asymmetric noise;
-    its MNIST noise is drawn label by label).
+    its MNIST noise is drawn label by label); their targets are drawn from the
+    row. ``count="exact_per_target"``: exactly floor(T[c, j] * n_c) labels of
+    class c, chosen uniformly, go to each class j != c (the ANL code's
+    ``create_noisy_labels``, Ye et al. 2023; with one target per class it is
+    ``exact``).
     """
 
     def __init__(self, rate: float, count: str = "binomial") -> None:
@@ -72,6 +76,8 @@ class ClassConditional(NoiseModel):
         u_hit = uniform(generator, n)
         u_target = uniform(generator, n)
         h_t = torch.as_tensor(h, dtype=torch.float64)
+        if self.count == "exact_per_target":
+            return self._per_target(y_clean, num_classes, u_hit)
         if self.count == "binomial":
             hit = u_hit < h_t[y_clean]
         else:
@@ -89,6 +95,22 @@ class ClassConditional(NoiseModel):
             self.expected(num_classes),
             realized_transition(y_clean, y_noisy, num_classes),
         )
+
+
+    def _per_target(self, y_clean: Tensor, num_classes: int, u_hit: Tensor) -> NoisyLabels:
+        """floor(T[c, j] n_c) labels of class c to each j != c: consecutive blocks of the class's
+        members in the random order ``u_hit`` gives them."""
+        t = self.expected(num_classes)
+        y_noisy = y_clean.clone()
+        for c in range(num_classes):
+            members = (y_clean == c).nonzero().squeeze(1)
+            order = members[torch.argsort(u_hit[members], stable=True)]
+            start = 0
+            for j in range(num_classes):
+                k = 0 if j == c else math.floor(t[c, j] * len(members) + 1e-9)
+                y_noisy[order[start : start + k]] = j
+                start += k
+        return NoisyLabels(y_noisy, y_noisy != y_clean, t, realized_transition(y_clean, y_noisy, num_classes))
 
 
 @register_noise("symmetric")

@@ -98,7 +98,7 @@ def l1_penalty(model: nn.Module) -> Tensor:
 
 
 class Objective:
-    """loss(batch) = mean_i w_i l_i + l1 * sum |theta|.
+    """loss(batch) = r mean_i w_i l_i + l1 * sum |theta|, r = 1 (``loss.reduction=mean``) or B (``sum``).
 
     ``l_i`` is the adversarial method's per-sample objective built on the run's
     loss l(z, y) as the reweighting strategy presents it (``per_sample_loss``: a
@@ -106,7 +106,10 @@ class Objective:
     l(z_i, y_i) on the clean batch. ``w_i`` are the
     strategy's weights (mean 1; a plain mean when it gives none, bit for bit)
     and ``l1`` the coefficient of the L1 penalty on the model's parameters
-    (``trainer.l1``; 0 adds nothing).
+    (``trainer.l1``; 0 adds nothing). With ``loss.reduction=sum`` the loss
+    term is the sum over the batch's B samples (B times the mean; each sample
+    of a set- or batch-level loss carries its unit's value), as code that sums
+    its loss; the penalty is not scaled.
     """
 
     def __init__(self, loss_fn: Loss, reweight: Reweighter, transform: BatchTransform,
@@ -120,7 +123,12 @@ class Objective:
         self.needs_index = bool(getattr(loss_fn, "needs_index", False))
         self.needs_head = bool(getattr(loss_fn, "needs_head", False))
         self.link = getattr(loss_fn, "prediction_logits", None)  # None: a bare nn.Module loss
+        self.summed = getattr(loss_fn, "reduction", "mean") == "sum"
         check_pairing(loss_fn, reweight, self.adversarial)
+
+    def scale(self, batch: int) -> int:
+        """The factor from the mean over a batch of ``batch`` samples to the step's loss term."""
+        return batch if self.summed else 1
 
     def epoch_batches(self, labels: Tensor, batch_size: int, generator: torch.Generator,
                       device: torch.device) -> list[Tensor]:
@@ -156,14 +164,17 @@ class Objective:
         )
 
     def weighted_mean(self, per_sample: Tensor, target: Tensor, index: Tensor) -> Tensor:
-        """mean_i w_i l_i with the strategy's weights (a plain mean when it gives none)."""
+        """mean_i w_i l_i with the strategy's weights (a plain mean when it gives none), times B when
+        ``loss.reduction=sum``."""
         weights = self.reweight.weights(per_sample.detach(), target, index)
-        return per_sample.mean() if weights is None else (per_sample * weights).mean()
+        mean = per_sample.mean() if weights is None else (per_sample * weights).mean()
+        return mean * self.scale(len(target)) if self.summed else mean
 
     def reduce(self, logits: Tensor, target: Tensor, features: Tensor | None,
                index: Tensor) -> tuple[Tensor, Tensor]:
-        """(mean_i w_i l(z_i, y_i), the per-sample losses [B]) for logits already computed on the
-        clean batch (a packed step, lossbench.train.packed), without the L1 term."""
+        """(mean_i w_i l(z_i, y_i) (times B for ``loss.reduction=sum``), the per-sample losses [B]) for
+        logits already computed on the clean batch (a packed step, lossbench.train.packed), without
+        the L1 term."""
         per_sample = self.per_sample(logits, target, features, index)
         return self.weighted_mean(per_sample, target, index), per_sample
 
@@ -207,6 +218,8 @@ class Objective:
             per_sample = per_sample.repeat_interleave(len(target) // per_sample.numel())
         weights = self.reweight.weights(per_sample, target, index)
         loss = values.mean() if weights is None else (values * weights).mean()
+        if self.summed:
+            loss = loss * self.scale(len(target))
         if self.l1:
             loss = loss + self.l1 * l1_penalty(model)
         return StepOutput(loss=loss, per_sample=per_sample, logits=logits, pred=pred.detach())

@@ -432,7 +432,7 @@ class _PackObjective:
             per_sample = self.objectives[ks[0]].per_sample(
                 rows_of(logits).flatten(0, 1), rows_of(target).flatten(), feats, rows_of(index).flatten()
             ).view(len(ks), b)
-            terms.append(per_sample.mean(1).sum())
+            terms.append(per_sample.mean(1).sum() * self.objectives[ks[0]].scale(b))
             if sel is None:  # one group of every member: the rows are the pack's
                 return (terms[0] if not self.penalised else terms[0] + self._penalty()), \
                     per_sample.detach().float()

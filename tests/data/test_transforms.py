@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lossbench.data.synthetic import synthetic
-from lossbench.data.transforms import BatchTransform, augment_batch
+from lossbench.data.transforms import BatchTransform, augment_batch, rotate_batch
 
 
 def _windows(x: torch.Tensor, pad: int) -> list[tuple[int, int, bool, torch.Tensor]]:
@@ -66,6 +66,39 @@ def test_augmentation_follows_the_generator():
     b = augment_batch(x, "crop_flip", torch.Generator().manual_seed(3))
     c = augment_batch(x, "crop_flip", torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_rotate_batch_is_torchvision_s_nearest_rotation():
+    """torchvision.transforms.functional.rotate(img, angle, NEAREST) (counter-clockwise, about the centre,
+    zeros outside), pixel for pixel, on square and non-square uint8 images."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.functional import rotate
+
+    g = torch.Generator().manual_seed(0)
+    for shape in ((3, 32, 32), (1, 20, 36)):
+        x = torch.randint(0, 256, (5, *shape), dtype=torch.uint8, generator=g)
+        angles = torch.tensor([0.0, 7.3, -13.0, 20.0, -20.0])
+        out = rotate_batch(x, angles)
+        assert out.dtype == torch.uint8
+        for image, source, angle in zip(out, x, angles.tolist(), strict=True):
+            assert torch.equal(image, rotate(source, angle, interpolation=InterpolationMode.NEAREST))
+    assert not torch.equal(out[1], x[1])
+
+
+def test_crop_flip_rotate_rotates_the_crop_flip_window_by_up_to_20_degrees():
+    """The CIFAR-100 augmentation of the APL code and the SCE reproduction: RandomCrop(32, 4),
+    RandomHorizontalFlip, RandomRotation(20), in that order, the angle uniform in [-20, 20]."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.functional import rotate
+
+    x = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    out = augment_batch(x, "crop_flip_rotate", torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    windows = augment_batch(x, "crop_flip", g)  # the same draws, then the angles
+    angles = (2 * torch.rand(64, generator=g) - 1) * 20
+    assert angles.abs().max() <= 20 and angles.min() < -10 and angles.max() > 10
+    for image, window, angle in zip(out, windows, angles.tolist(), strict=True):
+        assert torch.equal(image, rotate(window, angle, interpolation=InterpolationMode.NEAREST))
 
 
 def test_augmentation_needs_images():

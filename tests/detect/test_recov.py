@@ -11,7 +11,14 @@ from sklearn.linear_model import LogisticRegression
 
 from lossbench.detect.base import DetectContext
 from lossbench.detect.folds import fit_logistic, kfold, logistic_probs
-from lossbench.detect.recov import FastReCoV, ReCoV, binomial_flags, min_detectable_share, weighted_folds
+from lossbench.detect.recov import (
+    FastReCoV,
+    ReCoV,
+    binomial_flags,
+    fold_score,
+    min_detectable_share,
+    weighted_folds,
+)
 
 
 def test_binomial_p_values_and_bh_flags_on_hand_worked_counts():
@@ -51,7 +58,40 @@ def test_closest_decision_is_the_official_count_threshold():
     assert flags[:2].all() and not flags[3:].any()
 
 
+def test_fold_auc_is_the_official_code_s_roc_auc_of_the_predicted_classes():
+    """mushroom_recov.py scores a fold by roc_auc_score(y_test, lr.predict(X_test)); beyond two classes,
+    scikit-learn's macro AUC of the one-hot predictions."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import label_binarize
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(2, (300,), generator=g)
+    pred = torch.where(torch.rand(300, generator=g) < 0.8, y, 1 - y)
+    assert fold_score(pred, y, 2, "auc") == pytest.approx(roc_auc_score(y.numpy(), pred.numpy()), abs=1e-12)
+    y = torch.randint(4, (300,), generator=g)
+    pred = torch.where(torch.rand(300, generator=g) < 0.6, y, torch.randint(4, (300,), generator=g))
+    expected = roc_auc_score(label_binarize(y.numpy(), classes=range(4)),
+                             label_binarize(pred.numpy(), classes=range(4)), average="macro")
+    assert fold_score(pred, y, 4, "auc") == pytest.approx(expected, abs=1e-12)
+
+
+def test_auc_and_accuracy_can_name_different_worst_folds():
+    """An imbalanced fold predicted all-majority: accuracy 0.9 but AUC 0.5 (hand-worked), against a fold of
+    accuracy 0.85 and AUC (0.75 + 0.875) / 2 = 0.8125: accuracy calls the second worst, AUC the first."""
+    y1, p1 = torch.tensor([0] * 18 + [1] * 2), torch.zeros(20, dtype=torch.long)
+    y2 = torch.tensor([0] * 16 + [1] * 4)
+    p2 = torch.tensor([0] * 14 + [1] * 2 + [1] * 3 + [0])
+    assert fold_score(p1, y1, 2, "accuracy") == pytest.approx(0.9)
+    assert fold_score(p2, y2, 2, "accuracy") == pytest.approx(0.85)
+    assert fold_score(p1, y1, 2, "auc") == pytest.approx(0.5)
+    assert fold_score(p2, y2, 2, "auc") == pytest.approx((0.75 + 14 / 16) / 2)
+    assert fold_score(torch.zeros(5, dtype=torch.long), torch.zeros(5, dtype=torch.long), 2, "auc") == 0.5
+    assert ReCoV().fold_metric == "auc"
+
+
 def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="unknown detect.fold_metric 'f1'; known: auc, accuracy"):
+        ReCoV(fold_metric="f1")
     with pytest.raises(ValueError, match="detect.folds must be an integer >= 2"):
         ReCoV(folds=1)
     with pytest.raises(ValueError, match=r"detect.alpha \(the FDR level\) must be in \(0, 1\)"):

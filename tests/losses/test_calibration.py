@@ -219,32 +219,47 @@ def test_bias_loss_hand_worked():
     _close(same, [0.7 * c for c in ce])
 
 
-def _bias_code(features, z, y, alpha=0.3, beta=0.3, running_min=100000.0):
+def _bias_code(features, z, y, alpha=0.3, beta=0.3, running_min=100000.0, commit="b557bca"):
     """The official BiasLoss ('global') per sample, from its maths: sample variance of the detached
-    features, (var - running min) / (max - min), weight exp(beta v) - 1 + alpha."""
+    features, (var - running min) / (max - min), then the weight of the commit: exp(alpha v) - beta at
+    b557bca (2022, the current code), exp(beta v) - 1 + alpha at ae6d68d and 40d67b5 (2021)."""
     var = features.detach().flatten(1).var(dim=1)
     lo, hi = var.min(), var.max()
     running_min = min(running_min, lo.item())
     v = (var - running_min) / (hi - lo)
-    return (torch.exp(v * beta) - 1.0 + alpha) * F.cross_entropy(z, y, reduction="none"), running_min
+    weight = torch.exp(v * alpha) - beta if commit == "b557bca" else torch.exp(v * beta) - 1.0 + alpha
+    return weight * F.cross_entropy(z, y, reduction="none"), running_min
 
 
-def test_bias_loss_code_form_and_global_normalisation_match_the_official_code():
-    loss = _loss("bias_loss", weight_form="code", normalisation="global", detach_weight=True)
+@pytest.mark.parametrize(("weight_form", "commit"), [("paper", "b557bca"), ("code_2021", "40d67b5"),
+                                                     ("code", "40d67b5")])
+def test_bias_loss_forms_and_global_normalisation_match_the_official_commits(weight_form, commit):
+    """weight_form paper with global normalisation and detached features is the current official code
+    (b557bca); code_2021 (formerly ``code``) is commits ae6d68d / 40d67b5."""
+    loss = _loss("bias_loss", weight_form=weight_form, normalisation="global", detach_weight=True, alpha=0.3,
+                 beta=0.2)
+    assert loss.hyperparameters()["weight_form"] == ("paper" if weight_form == "paper" else "code_2021")
     g = torch.Generator().manual_seed(0)
     running = 100000.0
     for step, spread in enumerate((1.0, 3.0, 0.5)):  # the third batch's minimum is above the running one
         f = spread * torch.randn(8, 5, generator=g, dtype=torch.float64) + step
         z, y = torch.randn(8, 4, generator=g, dtype=torch.float64), torch.randint(4, (8,), generator=g)
-        expected, running = _bias_code(f, z, y, running_min=running)
+        expected, running = _bias_code(f, z, y, alpha=0.3, beta=0.2, running_min=running, commit=commit)
         torch.testing.assert_close(loss(z, y, f), expected, rtol=1e-12, atol=1e-12)
         assert loss.global_min.item() == pytest.approx(running / (5 / 4), rel=1e-12)  # population variance
     assert "global_min" in loss.state_dict()
-    # The two weight forms differ by a constant 0.4 at alpha = beta = 0.3.
-    f = torch.randn(6, 5, generator=g)
-    z, y = torch.randn(6, 4, generator=g), torch.randint(4, (6,), generator=g)
-    paper, code = _loss("bias_loss")(z, y, f), _loss("bias_loss", weight_form="code")(z, y, f)
-    torch.testing.assert_close(paper - code, 0.4 * F.cross_entropy(z, y, reduction="none"))
+
+
+def test_bias_loss_forms_by_hand():
+    """alpha = beta = 0.3, v = 0.5, CE = log 2: paper exp(0.15) - 0.3 = 0.86183, code_2021 exp(0.15) - 0.7 =
+    0.46183, so the two differ by 0.4 CE at every v."""
+    features = torch.tensor([[0.0, 0.0], [-1.0, 1.0], [-math.sqrt(2), math.sqrt(2)]])  # var 0, 1, 2
+    z, y = torch.zeros(3, 2), torch.zeros(3, dtype=torch.long)
+    paper = _loss("bias_loss")(z, y, features)
+    code = _loss("bias_loss", weight_form="code_2021")(z, y, features)
+    assert paper[1].item() == pytest.approx((math.exp(0.15) - 0.3) * math.log(2), rel=1e-6)
+    assert code[1].item() == pytest.approx((math.exp(0.15) - 0.7) * math.log(2), rel=1e-6)
+    torch.testing.assert_close(paper - code, torch.full((3,), 0.4 * math.log(2)))
 
 
 def test_bias_loss_global_minimum_is_stored_only_in_training_mode():

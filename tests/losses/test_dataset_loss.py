@@ -102,8 +102,10 @@ def _compose(*overrides: str):
 
 
 def _settings_of(dataset: str, name: str) -> tuple[dict, float, float]:
-    """(loss config, weight decay, l1) of a run: conf/loss, then the dataset's file (as Hydra merges them)."""
-    loss = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "loss" / f"{name}.yaml"))
+    """(loss config, weight decay, l1) of a run: config.yaml's loss node (loss.reduction), conf/loss, then
+    the dataset's file (as Hydra merges them)."""
+    loss = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml").loss)
+    loss.update(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "loss" / f"{name}.yaml")))
     entry = dataset_settings().get((dataset, name), {})
     loss.update(entry.get("loss", {}))
     return (loss, entry.get("optim", {}).get("weight_decay", DEFAULT_WD),
@@ -169,7 +171,7 @@ def test_every_file_names_a_dataset_and_a_loss_and_sets_only_what_they_take(path
     assert set(raw.get("loss", {})) <= set(hyperparameter_names(LOSSES.get(name))), path.name
     assert set(raw.get("optim", {})) <= {"weight_decay"} and set(raw.get("trainer", {})) <= {"l1"}, path.name
     loss, _, _ = _settings_of(dataset, name)
-    LOSSES.get(name)(**{k: v for k, v in loss.items() if k != "_target_"},
+    LOSSES.get(name)(**{k: v for k, v in loss.items() if k not in ("_target_", "reduction")},
                      **({"num_train": 8} if LOSSES.get(name).needs_index else {}))
 
 

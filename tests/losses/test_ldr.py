@@ -101,6 +101,58 @@ def test_ldr_kl_softplus_scores_make_it_bounded():
     assert (out <= 3 + 0.1 + 1e-5).all()
 
 
+def _code_ldr_kl(z: torch.Tensor, y: torch.Tensor, lam=10.0, margin=0.1) -> torch.Tensor:
+    """LDRLoss_V1 per sample as the official code computes it, in z's dtype: softplus(z) divided by its
+    mean over the classes (no guard), the margins, lam (log mean exp(l / lam))."""
+    s = F.softplus(z)
+    s = s / s.mean(dim=1, keepdim=True)
+    l = s - s.gather(1, y[:, None]) + margin * (1 - F.one_hot(y, z.shape[1]).to(z.dtype))
+    return lam * ((l / lam).logsumexp(dim=1) - math.log(z.shape[1]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_softplus_scores_equal_the_code_s_when_every_logit_is_far_below_zero(dtype):
+    """Every logit below about -28: softplus(z) ~ e^z, so mean softplus falls under 1e-12, where an earlier
+    guard (the mean clamped at 1e-12) shrank the scores and moved the loss by about 1.1 from the code's.
+    The scores are now the code's unguarded ratio, for LDR-KL and ALDR-KL alike."""
+    z = torch.tensor([[-30.0, -31.0, -35.0, -33.5], [-40.0, -41.0, -45.0, -29.0]], dtype=dtype)
+    y = torch.tensor([2, 0])
+    ours = _loss("ldr_kl")(z, y)
+    code = _code_ldr_kl(z, y)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(ours, code, rtol=tol, atol=tol)
+    s = F.softplus(z.double())
+    guarded = s / s.mean(dim=1, keepdim=True).clamp_min(1e-12)
+    l = guarded - guarded.gather(1, y[:, None]) + 0.1 * (1 - F.one_hot(y, 4).double())
+    old = 10 * ((l / 10).logsumexp(dim=1) - math.log(4))
+    assert (old - code.double()).abs().max() > 1.0  # what the guard cost
+    aldr = LOSSES.get("aldr_kl")(num_train=2, score_transform="softplus_mean")
+    value, _ = _aldr_reference(z[0].double().numpy(), 2, 10.0, transform="softplus_mean")
+    assert aldr(z.double(), y, index=torch.arange(2))[0].item() == pytest.approx(value, rel=1e-9)
+
+
+def test_softplus_scores_stay_finite_where_the_code_s_softplus_underflows():
+    """Below about -104 softplus(z) is 0 in float32 and the code's ratio 0 / 0; lossbench's scores are
+    C softmax(log softplus z), whose log softplus(z) = z there: the ratio's limit, e^(z_k) / mean e^z."""
+    z = torch.tensor([[-110.0, -111.0, -120.0]])
+    assert torch.isnan(_code_ldr_kl(z, torch.tensor([0]))).all()
+    out = _loss("ldr_kl")(z, torch.tensor([0]))
+    assert torch.isfinite(out).all()
+    limit = 3 * torch.softmax(z.double(), dim=1)
+    l = limit - limit[:, :1] + 0.1 * torch.tensor([[0.0, 1.0, 1.0]], dtype=torch.float64)
+    expected = 10 * ((l / 10).logsumexp(dim=1) - math.log(3))
+    assert out.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_abs_mean_scores_are_unguarded_and_zero_for_a_zero_row():
+    z = torch.tensor([[1e-14, -3e-14, 2e-14], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    from lossbench.losses.ldr import ldr_scores
+
+    scores = ldr_scores(z, "abs_mean")
+    torch.testing.assert_close(scores[0], z[0] / z[0].abs().mean(), rtol=1e-12, atol=0)
+    assert torch.equal(scores[1], torch.zeros(3, dtype=torch.float64))
+
+
 def test_ldr_kl_default_lambda_is_the_authors_10():
     assert _loss("ldr_kl").lam == 10.0
 

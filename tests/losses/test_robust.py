@@ -55,6 +55,20 @@ def test_gce_limits():
     torch.testing.assert_close(_loss("gce", q=1.0)(z, y), 1 - _p_true(z, y))
 
 
+def test_gce_min_prob_is_the_apl_code_s_clamp():
+    """APL / ANL loss.py: p = clamp(softmax(z), 1e-7, 1), then (1 - p_y^q)/q: a constant with no gradient
+    where p_y < 1e-7, the formula elsewhere (hand-worked: p_y = e^-20 / (1 + e^-20) ~ 2.1e-9)."""
+    z = torch.tensor([[0.0, -20.0], [0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([1, 1])
+    out = _loss("gce", q=0.7, min_prob=1e-7)(z, y)
+    torch.testing.assert_close(out, torch.tensor([(1 - 1e-7**0.7) / 0.7, (1 - 0.5**0.7) / 0.7],
+                                                 dtype=torch.float64))
+    out.sum().backward()
+    assert z.grad[0].abs().max() == 0 and z.grad[1].abs().min() > 0
+    plain = _loss("gce", q=0.7)(z.detach(), y)
+    assert plain[0].item() == pytest.approx((1 - (math.exp(-20) / (1 + math.exp(-20))) ** 0.7) / 0.7)
+
+
 def test_tgce_truncates_below_k_after_warmup():
     loss = _loss("tgce", q=0.7, k=0.5, warmup_fraction=0.25)
     lq_floor = (1 - 0.5**0.7) / 0.7

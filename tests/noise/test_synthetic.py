@@ -149,6 +149,22 @@ def test_exact_count_hits_floor_rate_n_per_class(model, gen, nt):
         assert int(noisy.is_noisy[members].sum()) == want
 
 
+def test_exact_per_target_moves_int_t_n_labels_to_each_class(gen):
+    """The ANL code's create_noisy_labels (Virusdoll/Active-Negative-Loss dataset.py): int(T[c, j] n_c)
+    labels of class c go to each j != c. CIFAR-10-sized classes of 5,000 at sym 0.4: 222 to each of the
+    9 others (1,998 per class, not 2,000), and asym 0.4: exactly 2,000 cats to dog (realized 0.400)."""
+    y = torch.arange(50_000) % 10
+    noisy = Symmetric(0.4, count="exact_per_target")(y, 10, None, gen())
+    counts = torch.zeros(10, 10, dtype=torch.long)
+    counts.index_put_((y, noisy.y_noisy), torch.tensor(1), accumulate=True)
+    off = ~torch.eye(10, dtype=torch.bool)
+    assert (counts[off] == int(0.4 / 9 * 5000)).all() and (counts.diagonal() == 5000 - 9 * 222).all()
+    asym40 = asym(0.4, "cifar10", count="exact_per_target")(y, 10, None, gen())
+    cats = y == 3
+    assert int((asym40.y_noisy[cats] == 5).sum()) == 2000 and asym40.realized_T[3, 5] == pytest.approx(0.4)
+    assert torch.equal(asym40.is_noisy, asym(0.4, "cifar10", count="exact")(y, 10, None, gen()).is_noisy)
+
+
 def test_exact_count_asymmetric():
     y = torch.arange(1000) % 10
     noisy = asym(0.3, "cifar10", count="exact")(y, 10)
@@ -219,7 +235,8 @@ def test_asymmetric_auto_needs_check():
         (lambda: Asymmetric(0.4, grouping="alphabet"), "unknown CIFAR-100 grouping 'alphabet'; known"),
         (lambda: Asymmetric(0.4, flip_map="svhn"), "unknown flip map 'svhn'; known: auto, cifar10"),
         (lambda: Symmetric(0.4, convention="other"), "must be 'flip' or 'uniform'"),
-        (lambda: Symmetric(0.4, count="some"), "unknown noise count 'some'; known: binomial, exact"),
+        (lambda: Symmetric(0.4, count="some"),
+         "unknown noise count 'some'; known: binomial, exact, exact_per_target"),
         (lambda: Custom([[0.5, 0.4], [0.3, 0.7]]), r"must sum to 1 \(within 1e-6\); row 0 sums to 0.9"),
         (lambda: Custom([[1.2, -0.2], [0.3, 0.7]]), "row 0, column 1 is -0.2"),
         (lambda: Custom([[0.5, 0.5, 0.0], [0.3, 0.7, 0.0]]), r"square C x C matrix .* shape \(2, 3\)"),

@@ -94,6 +94,7 @@ CASES = [
     (["noise=custom", "noise.matrix=[[0.5,0.4],[0.5,0.5]]"],
      ["noise.matrix", "row 0 sums to 0.9"]),
     (["loss=gce", "loss.q=5"], ["gce needs q in (0, 1], got 5"]),
+    (["loss=gce", "loss.reduction=total"], ["loss.reduction must be one of mean, sum, got 'total'"]),
     (["loss=logit_clip", "loss.inner=logit_clip"], ["logit_clip cannot wrap itself"]),
     (["loss=logit_clip", "loss.delta=0"], ["logit_clip needs delta > 0, got 0"]),
     # sweeps: every combination is checked before any job starts

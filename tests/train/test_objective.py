@@ -10,7 +10,7 @@ from torch import nn
 
 from lossbench.losses import LOSSES
 from lossbench.losses.comp_sum import CrossEntropy
-from lossbench.reweight.base import Reweighter
+from lossbench.reweight.base import NoReweighting, Reweighter
 from lossbench.train.objective import Objective, l1_penalty
 
 
@@ -138,3 +138,73 @@ def test_trainer_l1_shrinks_the_weights():
     steps = 2 * math.ceil(len(split.y_train) / 64)
     predicted = steps * 0.1 * 1e-3 * n_params
     assert 0.8 * predicted < norms[0.0] - norms[1e-3] < 1.2 * predicted
+
+
+def _built(name: str, reduction: str, **kwargs):
+    from omegaconf import OmegaConf
+
+    from lossbench.conf import CONF_DIR
+    from lossbench.run import build_loss
+
+    cfg = OmegaConf.merge(OmegaConf.load(CONF_DIR / "loss" / f"{name}.yaml"),
+                          {"reduction": reduction, **kwargs})
+    return build_loss(cfg, num_classes=3, num_train=8)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES.names()))
+def test_every_loss_takes_loss_reduction_and_the_step_sums_it(name):
+    """loss.reduction reaches every loss through build_loss (no loss's constructor sees it) and the step
+    reads it from the instance, so the sum is one mechanism for the whole registry."""
+    assert _built(name, "sum").reduction == "sum"
+    assert _built(name, "mean").reduction == "mean"
+    with pytest.raises(ValueError, match="unknown loss.reduction 'total'; known: mean, sum"):
+        _built(name, "total")
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("ce", {}), ("focal", {"gamma": 3.0}),
+                                              ("anyloss", {"average": "macro"})])
+def test_summed_step_is_batch_size_times_the_mean(name, kwargs):
+    """Per-sample (ce, focal) and batch-level (anyloss) values: the summed step is B times the mean one;
+    the L1 penalty is added unscaled."""
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(1)).double()
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    steps = {}
+    for reduction in ("mean", "sum"):
+        objective = Objective(_built(name, reduction, **kwargs), NoReweighting(), Identity(), l1=0.01)
+        steps[reduction] = objective(_model(), x, y, torch.arange(6))
+    penalty = 0.01 * 6.8
+    assert steps["sum"].loss.item() == pytest.approx(6 * (steps["mean"].loss.item() - penalty) + penalty,
+                                                     rel=1e-12)
+    torch.testing.assert_close(steps["sum"].per_sample, steps["mean"].per_sample)
+
+
+def test_sgd_on_the_sum_equals_sgd_on_the_mean_with_lr_and_decay_scaled_on_full_batches():
+    """Mukhoti et al.'s step (SGD lr 0.1, momentum 0.9, weight decay 5e-4, clip 2 on the summed loss) is
+    SGD on the mean with lr 0.1 B, weight decay 5e-4 / B and clip 2 / B, batch after batch of B; a last,
+    smaller batch of b < B is where they part (the sum weighs it b / B)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(20, 2, generator=g).double(), torch.randint(3, (20,), generator=g)
+    batch = 8
+
+    def train(reduction, lr, decay, clip, batches):
+        model = _model()
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=decay)
+        objective = Objective(_built("focal", reduction, gamma=3.0), NoReweighting(), Identity())
+        for index in batches:
+            opt.zero_grad()
+            objective(model, x[index], y[index], index).loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+        return model.weight.detach().clone()
+
+    full = [torch.arange(i, i + batch) for i in (0, 8, 0, 8, 4)]
+    summed = train("sum", 0.1, 5e-4, math.inf, full)
+    meaned = train("mean", 0.1 * batch, 5e-4 / batch, math.inf, full)
+    torch.testing.assert_close(summed, meaned, rtol=1e-12, atol=1e-12)
+    # clipping the sum at 2 is clipping the mean at 2 / B, up to the 1e-6 torch adds to the norm it divides by
+    summed = train("sum", 0.1, 5e-4, 2.0, full)
+    meaned = train("mean", 0.1 * batch, 5e-4 / batch, 2.0 / batch, full)
+    torch.testing.assert_close(summed, meaned, rtol=1e-4, atol=0)
+    ragged = [*full, torch.arange(16, 20)]
+    gap = train("sum", 0.1, 5e-4, 2.0, ragged) - train("mean", 0.1 * batch, 5e-4 / batch, 2.0 / batch, ragged)
+    assert gap.abs().max() > 1e-6

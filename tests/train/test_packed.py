@@ -84,7 +84,10 @@ def _build(spec: Spec, base, make_model, epochs: int, checkpoint=None, sinks=())
     split = _flip(base, spec.seed, spec.rate)
     torch.manual_seed(spec.seed)
     model = make_model(split)
-    loss = LOSSES.get(spec.loss)(**dict(spec.loss_kwargs))
+    kwargs = dict(spec.loss_kwargs)
+    reduction = kwargs.pop("reduction", "mean")
+    loss = LOSSES.get(spec.loss)(**kwargs)
+    loss.reduction = reduction
     reweight = REWEIGHTS.get(spec.reweight)()
     reweight.setup(ReweightContext(split=split, loss=loss, true_T=None, device=torch.device("cpu"),
                                    seed=spec.seed))
@@ -312,6 +315,25 @@ def test_clip_gradients_matches_torch_per_member():
             torch.testing.assert_close(g[k], e)
     total = math.sqrt(sum(float(g[0].pow(2).sum()) for g in grads))
     assert total == pytest.approx(0.5, rel=1e-5)  # member 0 clipped to its bound
+
+
+def test_summed_members_equal_their_unpacked_runs():
+    """loss.reduction=sum in a pack: two summed gce members fused in one call, a summed ce beside a
+    mean one."""
+    specs = [Spec("gce", lr=0.002, seed=0, rate=0.2, loss_kwargs=(("reduction", "sum"),)),
+             Spec("gce", lr=0.003, seed=1, rate=0.2, loss_kwargs=(("reduction", "sum"),)),
+             Spec("ce", lr=0.003, seed=2, loss_kwargs=(("reduction", "sum"),)),
+             Spec("ce", lr=0.1, seed=3)]
+    base, make = _digits(), lambda s: MLP(s.input_shape, s.num_classes, hidden=(16,))
+    alone = [_build(spec, base, make, epochs=1) for spec in specs]
+    for m in alone:
+        _unpacked(m)
+    members = [_build(spec, base, make, epochs=1) for spec in specs]
+    assert [r.status for r in fit_pack(members)] == ["completed"] * len(specs)
+    for solo, member in zip(alone, members, strict=True):
+        _assert_states_close(solo.model, member.model)
+    none = members[0].reweight
+    assert _fuse_key(members[0].loss_fn, none) != _fuse_key(LOSSES.get("gce")(), none)
 
 
 def test_fuse_keys_follow_loss_hyperparameters_and_strategy():
