@@ -13,7 +13,7 @@ NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None, "verbose"
 
 # Settings added after runs were recorded without them, at the default that computes what their
 # absence did: left out of the key at that value, so those runs stay the same experiment.
-LATER_DEFAULTS = {"loss": {"reduction": "mean", "min_prob": 0.0}}
+LATER_DEFAULTS = {"loss": {"reduction": "mean", "min_prob": 0.0, "eps": 0.0}}
 
 
 def experiment_key(config: dict) -> dict:

@@ -43,7 +43,10 @@ class GeneralizedCrossEntropy(Loss):
     ``min_prob`` = 0 (the default) is the formula; ``min_prob: 1.0e-7`` clamps
     p_y to [min_prob, 1] first, as the APL and ANL code do (HanxunH/Active-
     Passive-Losses and Virusdoll/Active-Negative-Loss ``loss.py``): below the
-    floor the value is (1 - min_prob^q)/q and the gradient 0.
+    floor the value is (1 - min_prob^q)/q and the gradient 0. ``eps`` > 0 adds
+    eps to p_y before the power, (1 - (p_y + eps)^q)/q, as the [Re] code of
+    Menon et al. 2020 does with 1e-9 (dmizr/phuber ``phuber/loss.py``); 0 (the
+    default) is the formula.
 
     Zhilu Zhang, Mert R. Sabuncu 2018, "Generalized Cross Entropy Loss for
     Training Deep Neural Networks with Noisy Labels", NeurIPS.
@@ -52,16 +55,20 @@ class GeneralizedCrossEntropy(Loss):
     family = "robust"
     paper = "Zhang and Sabuncu 2018"
 
-    def __init__(self, q: float = 0.7, min_prob: float = 0.0) -> None:
+    def __init__(self, q: float = 0.7, min_prob: float = 0.0, eps: float = 0.0) -> None:
         super().__init__()
         if not 0.0 < q <= 1.0:
             raise ValueError(f"gce needs q in (0, 1], got {q}")
         if not 0.0 <= min_prob < 1.0:
             raise ValueError(f"gce needs min_prob in [0, 1) (0 = no clamp), got {min_prob}")
-        self.q, self.min_prob = float(q), float(min_prob)
+        if not 0.0 <= eps < 1.0:
+            raise ValueError(f"gce needs eps in [0, 1) (0 = the formula), got {eps}")
+        self.q, self.min_prob, self.eps = float(q), float(min_prob), float(eps)
 
     def compute(self, logits: Tensor, target: Tensor) -> Tensor:
         _, logp_y = _logp(logits, target)
+        if self.eps > 0:  # log(p_y + eps)
+            logp_y = torch.logaddexp(logp_y, torch.tensor(math.log(self.eps), dtype=logp_y.dtype))
         if self.min_prob > 0:
             logp_y = logp_y.clamp_min(math.log(self.min_prob))
         return -torch.expm1(self.q * logp_y) / self.q

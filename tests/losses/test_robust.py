@@ -44,6 +44,20 @@ def test_gce_hand_worked():
     _close(_loss("gce")(Z, Y), [(1 - p**0.7) / 0.7 for p in PY])
 
 
+def test_gce_eps_is_the_re_code_s_offset():
+    """eps adds to p_y before the power, (1 - (p_y + eps)^q)/q: the [Re] code of Menon et al. 2020 with
+    1e-9 (phuber/loss.py: p += epsilon, then (1 - p ** q) / q), on concrete numbers and near p_y = 0."""
+    _close(_loss("gce", q=0.5, eps=0.01)(Z, Y), [2 * (1 - math.sqrt(p + 0.01)) for p in PY])
+    z = torch.tensor([[0.0, 40.0], [0.0, 0.0]], dtype=torch.float64)  # p_y = e^-40 ~ 4e-18, and 1/2
+    y = torch.tensor([0, 0])
+    p = z.softmax(1)[:, 0]
+    code = (1 - (p + 1e-9) ** 0.7) / 0.7
+    torch.testing.assert_close(_loss("gce", eps=1e-9)(z, y), code, rtol=1e-12, atol=0)
+    assert _loss("gce", eps=1e-9)(z, y)[0] != _loss("gce")(z, y)[0]
+    with pytest.raises(ValueError, match=r"gce needs eps in \[0, 1\)"):
+        _loss("gce", eps=-1e-9)
+
+
 def test_gce_limits():
     z, y = _random()
     ce = F.cross_entropy(z, y, reduction="none")

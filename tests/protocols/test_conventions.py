@@ -41,7 +41,7 @@ WD, L1 = "optim.weight_decay", "trainer.l1"
 # config/mnist_anl_ce.json.
 APL_MNIST = {
     "ce": {},
-    "gce": {"q": 0.7, "min_prob": P},
+    "gce": {"q": 0.7, "min_prob": P, "eps": 0.0},
     "sce": {"alpha": 0.01, "beta": 1.0, "A": A},
     "nce_rce": {"alpha": 1.0, "beta": 10.0, "A": A},
     "nce_mae": {"alpha": 1.0, "beta": 10.0, "mae_scale": 1.0},
@@ -65,7 +65,7 @@ APL_MNIST = {
 APL_CIFAR10 = {
     "ce": {},
     "focal": {"gamma": 0.5, "detach_weight": True},
-    "gce": {"q": 0.7, "min_prob": P},
+    "gce": {"q": 0.7, "min_prob": P, "eps": 0.0},
     "sce": {"alpha": 0.1, "beta": 1.0, "A": A},
     "mae": {"scale": 1.0},
     "rce": {"A": A},
@@ -86,7 +86,7 @@ APL_CIFAR10 = {
 APL_CIFAR100 = {
     "ce": {},
     "focal": {"gamma": 0.5, "detach_weight": True},
-    "gce": {"q": 0.7, "min_prob": P},
+    "gce": {"q": 0.7, "min_prob": P, "eps": 0.0},
     "sce": {"alpha": 6.0, "beta": 0.1, "A": A},
     "mae": {"scale": 1.0},
     "rce": {"A": A},
@@ -106,7 +106,7 @@ APL_CIFAR100 = {
 ANL_CIFAR10 = {
     "ce": {},
     "focal": {"gamma": 0.5, "detach_weight": True},
-    "gce": {"q": 0.7, "min_prob": P},
+    "gce": {"q": 0.7, "min_prob": P, "eps": 0.0},
     "sce": {"alpha": 0.1, "beta": 1.0, "A": A},
     "nce_rce": {"alpha": 1.0, "beta": 1.0, "A": A},
     "nfl_rce": {"alpha": 1.0, "beta": 1.0, "gamma": 0.5, "A": A, "detach_weight": True},
@@ -120,7 +120,7 @@ ANL_CIFAR10 = {
 ANL_CIFAR100 = {
     "ce": {},
     "focal": {"gamma": 0.5, "detach_weight": True},
-    "gce": {"q": 0.7, "min_prob": P},
+    "gce": {"q": 0.7, "min_prob": P, "eps": 0.0},
     "sce": {"alpha": 6.0, "beta": 0.1, "A": A},
     "nce_rce": {"alpha": 10.0, "beta": 0.1, "A": A},
     "nfl_rce": {"alpha": 10.0, "beta": 0.1, "gamma": 0.5, "A": A, "detach_weight": True},
@@ -154,6 +154,12 @@ CONVENTIONS = {
     # cifar-10-100n main.py: F.cross_entropy (mean), SGD weight decay 5e-4
     "cifar10n": {"ce": {WD: 5e-4}},
     "cifar100n": {"ce": {WD: 5e-4}},
+    # dmizr/phuber phuber/loss.py (GCE adds 1e-9 to p; PHuber thresholds from tau), conf/loss/*.yaml (tau 10,
+    # q 0.7), conf/hparams/mnist_lenet.yaml (Adam weight decay 1e-3); "CE + clipping": the README's max norm
+    "menon_mnist": {name: {**v, WD: 1e-3} for name, v in {
+        "ce": {}, "ce_clip": {"max_norm": 0.1}, "linear": {},
+        "gce": {"q": 0.7, "min_prob": 0.0, "eps": 1e-9},
+        "phuber_ce": {"tau": 10.0}, "phuber_gce": {"tau": 10.0, "q": 0.7}}.items()},
 }
 TRAINING = (WD, L1)
 
@@ -210,6 +216,7 @@ def test_the_conventions_follow_the_code_not_lossbench_s_defaults():
     assert defaults["mae"]["scale"] == 2.0 and defaults["nce_mae"]["mae_scale"] == 2.0
     assert defaults["nfl_rce"]["detach_weight"] is False
     assert defaults["gce"]["min_prob"] == 0.0 and defaults["ngce"]["min_prob"] == 0.0
+    assert defaults["gce"]["eps"] == 0.0
     assert defaults["nmae"]["scale"] == 1.0
 
 
