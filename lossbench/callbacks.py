@@ -32,14 +32,17 @@ SHOWN = 5  # failure pointers spelled out in the closing line
 
 
 def launcher_kind(config: DictConfig) -> str:
-    """'inprocess' (basic), 'children' (joblib, submitit_local: jobs are our child processes),
+    """'inprocess' (basic), 'children' (joblib, submitit_local, packed with workers > 1: jobs are our
+    child processes),
     or 'remote' (SLURM and other cluster launchers)."""
     target = str(config.hydra.launcher.get("_target_", ""))
     if target.endswith("BasicLauncher"):
         return "inprocess"
     if target.endswith("PackedLauncher"):  # lossbench's: its executor says where the jobs run
-        executor = config.hydra.launcher.get("executor", "local")
-        return {"local": "inprocess", "submitit_local": "children"}.get(str(executor), "remote")
+        executor = str(config.hydra.launcher.get("executor", "local"))
+        if executor == "local" and int(config.hydra.launcher.get("workers", 1) or 1) > 1:
+            return "children"  # packs in forked processes
+        return {"local": "inprocess", "submitit_local": "children"}.get(executor, "remote")
     if "joblib" in target.lower() or target.endswith("LocalLauncher"):
         return "children"
     return "remote"

@@ -7,9 +7,11 @@ Jobs that share dataset, model and the pack's trainer settings are grouped
 (``lossbench.packs.plan``), at most ``pack_size`` to a pack; the others run as
 usual, one Hydra job each, and the plan says why (among them every job with
 adversarial training, a robust evaluation or a detector: ``lossbench.packs.NOT_PACKED``).
-Packs go wide through submitit: ``executor=slurm`` submits one SLURM array task per
-pack, ``executor=submitit_local`` starts every pack as a process of this machine
-(``devices`` hands them GPUs round-robin).
+``executor=local`` trains the packs on this machine, ``workers`` of them at once (each
+in a process forked from this one when ``workers`` > 1: two packs side by side use a
+2-core CPU's second core). Packs go wide through submitit: ``executor=slurm`` submits
+one SLURM array task per pack, ``executor=submitit_local`` starts every pack as a
+process of this machine (``devices`` hands them GPUs round-robin).
 This module is imported by Hydra's plugin scan on every start, so it imports
 neither torch nor lossbench at the top.
 """
@@ -35,12 +37,16 @@ log = logging.getLogger(__name__)
 EXECUTORS = ("local", "submitit_local", "slurm")
 
 
-def check_settings(pack_size: Any, executor: Any, devices: Any) -> str | None:
+def check_settings(pack_size: Any, executor: Any, devices: Any, workers: Any = 1) -> str | None:
     """None if the launcher's settings can work, else one line: the key, the value, what is allowed."""
     if isinstance(pack_size, bool) or not isinstance(pack_size, int) or pack_size < 1:
         return f"hydra.launcher.pack_size must be an integer >= 1, got {pack_size!r}"
     if executor not in EXECUTORS:
         return f"hydra.launcher.executor must be one of {', '.join(EXECUTORS)}, got {executor!r}"
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        return f"hydra.launcher.workers must be an integer >= 1 (packs at once here), got {workers!r}"
+    if workers > 1 and executor != "local":
+        return f"hydra.launcher.workers is for executor=local, got executor={executor}"
     if devices is not None:
         if executor != "submitit_local":
             return f"hydra.launcher.devices is for executor=submitit_local, got executor={executor}"
@@ -70,9 +76,9 @@ class PackedLauncher(Launcher):
     """Hydra launcher that trains the compatible jobs of a sweep as packs (see the module doc)."""
 
     def __init__(self, pack_size: int = 32, dry_run: bool = False, executor: str = "local",
-                 devices: Any = None, submitit: Any = None, slurm: Any = None) -> None:
+                 devices: Any = None, submitit: Any = None, slurm: Any = None, workers: int = 1) -> None:
         devices = OmegaConf.to_container(devices) if OmegaConf.is_config(devices) else devices
-        problem = check_settings(pack_size, executor, devices)
+        problem = check_settings(pack_size, executor, devices, workers)
         if problem:  # a traceback would bury the one line
             _remove_ledger()
             print(f"lossbench: error: {problem}", file=sys.stderr)
@@ -80,6 +86,7 @@ class PackedLauncher(Launcher):
         self.pack_size = int(pack_size)
         self.dry_run = bool(dry_run)
         self.executor = executor
+        self.workers = int(workers)
         self.devices = list(devices) if devices is not None else None
         self.submitit = OmegaConf.to_container(submitit, resolve=True) if OmegaConf.is_config(submitit) \
             else dict(submitit or {})
@@ -146,7 +153,9 @@ class PackedLauncher(Launcher):
             log.info("dry run: nothing trained (the plan is in %s)", sweep_dir / name)
             return [JobReturn(overrides=o, status=JobStatus.COMPLETED, _return_value=None) for o in overrides]
         work = [[(overrides[i], initial_job_idx + i) for i in u.jobs] for u in units]
-        if self.executor == "local":
+        if self.executor == "local" and self.workers > 1 and len(work) > 1:
+            results = forked(self.run_unit, work, self.workers, sweep_dir)
+        elif self.executor == "local":
             results = [self.run_unit(unit) for unit in work]
         else:
             results = self._submit(work)
@@ -202,3 +211,56 @@ class PackedLauncher(Launcher):
         jobs = executor.map_array(self, work, [state] * len(work), devices)
         log.info("submitted %d units through submitit (%s); waiting for them", len(jobs), cluster)
         return [job.results()[0] for job in jobs]
+
+
+def forked(run: Any, units: list, workers: int, folder: Path) -> list:
+    """``[run(unit) for unit in units]``, ``workers`` units at once, each in a process forked from this one.
+
+    A child writes its result (pickled) to a file of its own in ``folder`` and leaves with ``os._exit``;
+    the parent reads it once the child is done. A stop request reaches the children as it reaches any
+    sweep's (the signal itself, and the ledger's STOP file they poll): units not started yet still
+    start, and their jobs end at once as not started.
+    """
+    import pickle
+    import tempfile
+
+    results: list = [None] * len(units)
+    running: dict[int, tuple[int, str]] = {}
+    pending = list(enumerate(units))
+    while pending or running:
+        while pending and len(running) < workers:
+            index, unit = pending.pop(0)
+            handle, path = tempfile.mkstemp(prefix=".lossbench-pack-", suffix=".pkl", dir=folder)
+            os.close(handle)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:  # the child: run the unit, leave its result, never return into Hydra
+                code = 0
+                try:
+                    payload: Any = ("ok", run(unit))
+                except BaseException as exc:  # noqa: BLE001 -- a SystemExit too: the parent reports it
+                    payload, code = ("error", f"{type(exc).__name__}: {exc}"), 1
+                try:
+                    with open(path, "wb") as f:
+                        pickle.dump(payload, f)
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
+            running[pid] = (index, path)
+        pid, _ = os.wait()
+        if pid not in running:
+            continue
+        index, path = running.pop(pid)
+        try:
+            with open(path, "rb") as f:
+                kind, value = pickle.load(f)
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+            kind, value = "error", f"the pack's process left no result ({type(exc).__name__})"
+        finally:
+            Path(path).unlink(missing_ok=True)
+        if kind != "ok":
+            raise RuntimeError(f"a pack failed in its process: {value}")
+        results[index] = value
+    return results

@@ -63,7 +63,8 @@ def joblib_workers(n_jobs: int, cores: int) -> int:
 def parallel_jobs(cores: int) -> tuple[int, str]:
     """How many jobs of the current Hydra sweep share this machine's cores, and which launcher says so.
 
-    joblib runs ``hydra.launcher.n_jobs`` jobs at once; submitit's local launcher
+    joblib runs ``hydra.launcher.n_jobs`` jobs at once, the packed launcher ``workers`` packs
+    (``executor=local``); submitit's local launcher
     starts every job of the sweep at once (unless ``cpus_per_task`` says how many
     cores each may use); anything else (one run, the basic launcher, a SLURM job
     with its own allocation) runs alone.
@@ -81,6 +82,9 @@ def parallel_jobs(cores: int) -> tuple[int, str]:
     if "joblib" in target.lower():
         workers = joblib_workers(int(launcher.get("n_jobs", -1)), cores)
         return min(workers, cores), f"joblib n_jobs={launcher.get('n_jobs')}"
+    if target.endswith("PackedLauncher") and str(launcher.get("executor", "local")) == "local":
+        workers = int(launcher.get("workers", 1) or 1)
+        return min(max(1, workers), cores), f"packed workers={workers}"
     if target.endswith("LocalLauncher"):
         per_task = launcher.get("cpus_per_task")
         if per_task:

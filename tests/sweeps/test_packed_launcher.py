@@ -327,3 +327,28 @@ def test_stop_request_checkpoints_every_member_and_the_sweep_resumes(tmp_path, m
         for key in a[num]:
             if key not in timing and "seconds" not in key and key != "throughput":
                 assert a[num][key] == b[num][key], (num, key)
+
+
+@pytest.mark.slow
+def test_packs_side_by_side_in_forked_workers_equal_packs_one_after_another(tmp_path, monkeypatch):
+    """hydra.launcher.workers=2: two packs of two train at once, each in a process forked from the command;
+    every job's figures are the same, to the bit, as when the packs train one after another."""
+    monkeypatch.chdir(tmp_path)
+    sweep(tmp_path / "seq", *SWEEP, *FAST, "hydra.launcher.pack_size=2")
+    sweep(tmp_path / "par", *SWEEP, *FAST, "hydra.launcher.pack_size=2", "hydra.launcher.workers=2")
+    a, b = summaries(tmp_path / "seq"), summaries(tmp_path / "par")
+    assert sorted(a) == sorted(b) == [0, 1, 2, 3]
+    for num in a:
+        assert b[num]["status"] == "completed" and b[num]["provenance"]["pack_size"] == 2
+        for key in ("test_acc", "test_nll", "final_train_clean_acc", "realized_noise_rate"):
+            assert a[num][key] == b[num][key], (num, key)
+        assert b[num]["provenance"]["num_threads"] == 1
+    assert not list((tmp_path / "par").glob(".lossbench-pack-*"))  # the children's result files are gone
+
+
+def test_workers_are_checked():
+    assert check_settings(4, "local", None, 0) == (
+        "hydra.launcher.workers must be an integer >= 1 (packs at once here), got 0")
+    assert check_settings(4, "slurm", None, 2) == (
+        "hydra.launcher.workers is for executor=local, got executor=slurm")
+    assert check_settings(4, "local", None, 2) is None

@@ -121,3 +121,13 @@ def test_counting_flops_does_not_load_dynamo():
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_packed_workers_share_the_cores(hydra_job):
+    """hydra/launcher=packed with workers=2 runs two packs at once: each gets half of the cores."""
+    from lossbench.train.threads import parallel_jobs
+
+    hydra_job("hydra/launcher=packed", "hydra.launcher.workers=2")
+    assert parallel_jobs(8) == (2, "packed workers=2")
+    hydra_job("hydra/launcher=packed")
+    assert parallel_jobs(8) == (1, "packed workers=1")
