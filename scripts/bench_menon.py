@@ -1,4 +1,4 @@
-"""What a run of the menon_mnist table costs on this CPU, and what makes it cheaper (issue 30, goal 1).
+"""What a run of the menon_mnist table costs on this CPU, and what makes it cheaper (issue 30, goals 1, 4).
 
 The same MNIST LeNet-5 runs (Adam 1e-3, weight decay 1e-3, per-step exponential decay, batch 32, the
 first ``--images`` training images, test set evaluated after each epoch) are trained several ways in
@@ -10,7 +10,11 @@ one process, one thread, alternating over the repeats so that machine noise hits
 - ``lb_fused``: with ``optim.fused=true`` (torch's fused Adam kernel, on CPU since torch 2.4);
 - ``lb_cl_fused``: both;
 - ``pack8``: ``fit_pack`` of 8 runs (seeds 0..7), per run; ``pack8_cl``, ``pack8_cl_fused`` likewise;
-  ``pack18_cl`` and ``pack36_cl``: packs of 18 and 36 runs (the table's 72 runs in 4 or 2 packs).
+  ``pack18_cl`` and ``pack36_cl``: packs of 18 and 36 runs (the table's 72 runs in 4 or 2 packs);
+- ``lb_bf16_cl``: ``trainer.precision=bf16`` with channels_last (autocast of the forward pass).
+
+``--model cnn4 --batch 128`` measures apl_mnist's model the same way (the optimizer stays Adam: the
+cost of a step does not depend on it to speak of).
 
 Each mode trains ``--runs`` runs (seeds 0..runs-1; ``pack8`` always 8) and the time per run is printed:
 wall and CPU seconds (one thread: CPU time is the work done). Then the FLOP count of the table and its
@@ -36,6 +40,7 @@ from lossbench.data.split import Split
 from lossbench.data.transforms import BatchTransform
 from lossbench.data.vision import mnist
 from lossbench.losses.comp_sum import CrossEntropy
+from lossbench.models.cnn import CNN4
 from lossbench.models.lenet import LeNet5
 from lossbench.noise.synthetic import Symmetric
 from lossbench.reweight.base import Reweighter
@@ -44,6 +49,7 @@ from lossbench.train.schedulers import ExponentialDecay
 from lossbench.train.trainer import Trainer
 
 BATCH = 32
+MODEL = LeNet5
 
 
 def lenet_flops(batch: int = 1) -> tuple[int, int]:
@@ -77,11 +83,12 @@ def data(data_dir: str, images: int, rate: float) -> Split:
     return noise_lib.apply(Symmetric(rate=rate), split, 0)[0]
 
 
-def member(split: Split, seed: int, channels_last: bool = False, fused: bool = False) -> PackMember:
+def member(split: Split, seed: int, channels_last: bool = False, fused: bool = False,
+           precision: str = "32") -> PackMember:
     torch.manual_seed(seed)
-    model = LeNet5(split.input_shape, split.num_classes)
+    model = MODEL(split.input_shape, split.num_classes)
     trainer = Trainer(epochs=1, batch_size=BATCH, device="cpu", progress="none", checkpoint_every=0,
-                      channels_last=channels_last)
+                      channels_last=channels_last, precision=precision)
     model = trainer.prepare_model(model)
     extra = {"fused": True} if fused else {}
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-3, **extra)
@@ -136,6 +143,7 @@ MODES = {
     "pack8_cl_fused": lambda s, r: pack(s, 8, channels_last=True, fused=True),
     "pack18_cl": lambda s, r: pack(s, 18, channels_last=True),
     "pack36_cl": lambda s, r: pack(s, 36, channels_last=True),
+    "lb_bf16_cl": lambda s, r: lb(s, r, channels_last=True, precision="bf16"),
 }
 
 
@@ -147,11 +155,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--model", choices=("lenet5", "cnn4"), default="lenet5")
+    parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
+    global BATCH, MODEL
+    BATCH, MODEL = args.batch, {"lenet5": LeNet5, "cnn4": CNN4}[args.model]
     modes = {name: MODES[name] for name in args.modes.split(",")}
     split = data(args.data_dir, args.images, 0.6)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, load {os.getloadavg()}, {args.images} images, batch {BATCH}")
+          f"threads {torch.get_num_threads()}, load {os.getloadavg()}, {args.model}, {args.images} images, "
+          f"batch {BATCH}")
     for fn in modes.values():  # one-time costs (allocator, kernels' first calls), not timed
         fn(data(args.data_dir, 512, 0.6), 1)
     wall: dict[str, list[float]] = {n: [] for n in modes}
@@ -172,8 +185,9 @@ def main() -> None:
         ratio = f"  lb/{name} {base / c:.2f}x" if base else ""
         print(f"{name:12s} median per run: cpu {c:6.2f} s, wall {statistics.median(wall[name]):6.2f} s, "
               f"{c / steps * 1e3:.2f} ms cpu per step (eval included){ratio}")
-    _, train = lenet_flops()
-    forward, _ = lenet_flops()
+    if args.model != "lenet5":
+        return
+    forward, train = lenet_flops()
     table = 72 * 20 * (60_000 * train + 10_000 * forward)
     peak = matmul_peak()
     print(f"menon_mnist table: {table / 1e12:.0f} TFLOP (72 runs x 20 epochs, test evaluated each epoch); "
