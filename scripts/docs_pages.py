@@ -76,7 +76,8 @@ GROUP_INTRO = {
                     "match the file name `<dataset>_<loss>` ([per-dataset settings]"
                     "(../../concepts/losses.md#per-dataset-loss-settings)).",
     "protocol_loss": "What a protocol pins for one loss, applied by itself as `<protocol>_<loss>`.",
-    "protocol_noise": "What a protocol pins for one noise setting, applied by itself as `<protocol>_<noise>`.",
+    "protocol_noise": "What a protocol pins for one noise setting, applied by itself as "
+                      "`<protocol>_<noise>`.",
     "hydra/launcher": "Where a sweep's jobs run: lossbench's own launchers (Hydra's basic, joblib, "
                       "submitit_local and submitit_slurm come from their plugins; "
                       "[sweeps](../../guides/sweeps.md), [SLURM](../../guides/slurm.md), "
@@ -215,7 +216,7 @@ def group_page(group: str) -> str:
     root = conf_dir() / group
     options = sorted(p.stem for p in root.glob("*.yaml"))
     default = group_defaults().get(group)
-    how = f"`+experiment=NAME`" if group == "experiment" else f"`{group}=OPTION`"
+    how = "`+experiment=NAME`" if group == "experiment" else f"`{group}=OPTION`"
     out = [f"# `{group}`", "", GROUP_INTRO.get(group, ""), ""]
     line = f"Pick with {how}" + (f"; the default is `{default}`." if default else ".")
     if not group.startswith("hydra") and "_" not in group.replace("dataset_loss", "x"):
@@ -258,7 +259,8 @@ def group_schema(group: str) -> list[str]:
         shown = node.get(key, default)
         if shown is inspect.Parameter.empty or "dataclasses._MISSING" in repr(shown):
             shown = ""
-        out.append(f"| `{group}.{key}` | {_cell(allowed(key))} | {_code(shown)} | {_cell(comments.get(key, ''))} |")
+        out.append(f"| `{group}.{key}` | {_cell(allowed(key))} | {_code(shown)} "
+                   f"| {_cell(comments.get(key, ''))} |")
     return [*out, ""]
 
 
@@ -486,9 +488,10 @@ def presets_page() -> str:
     for r in rows:
         p, g = r["protocol"], r["grid"]
         out += [f"## `{r['name']}` {{ #{r['name']} }}", "", f"**{_md(p.paper)}** ({p.dataset})", "",
-                f"- run it: `lossbench reproduce {r['name']}` (or `lossbench run -m +experiment={r['name']}`)",
-                f"- dataset `{r['dataset']}`, model `{r['model']}`, {r['epochs']} epochs; reports `{p.metric}` "
-                f"({p.kind})",
+                f"- run it: `lossbench reproduce {r['name']}` "
+                f"(or `lossbench run -m +experiment={r['name']}`)",
+                f"- dataset `{r['dataset']}`, model `{r['model']}`, {r['epochs']} epochs; "
+                f"reports `{p.metric}` ({p.kind})",
                 f"- losses: {', '.join(f'`{x}`' for x in g['loss'])}",
                 f"- noise: {', '.join(f'`{x}`' for x in g['noise'])}; seeds: {', '.join(g['seed'])}",
                 f"- settings read from: {_md(p.source)}", ""]
@@ -578,9 +581,11 @@ def architecture_parts() -> dict[str, str]:
     found = import_layers.crossings(imports)
     lines = [f"{len(found)} imports go against the layering today (generated from the code):", "",
              "| import | from layer | to layer | direction | when |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| `{i.source}` (line {i.line}) imports `{i.target}` | {import_layers.layer_of(i.source).title} "
-              f"| {import_layers.layer_of(i.target).title} | {kind} | {'inside a function' if i.lazy else 'at import'} |"
-              for i, kind in found]
+    def title(module: str) -> str:
+        return import_layers.layer_of(module).title
+
+    lines += [f"| `{i.source}` (line {i.line}) imports `{i.target}` | {title(i.source)} | {title(i.target)} "
+              f"| {kind} | {'inside a function' if i.lazy else 'at import'} |" for i, kind in found]
     pairs = import_layers.cycles(imports, 0) + [p for p in import_layers.cycles(imports, 2)
                                                   if p not in import_layers.cycles(imports, 0)]
     lines += ["", "Modules or subpackages that import each other: " +
