@@ -125,3 +125,15 @@ def test_an_import_against_the_layering_is_found(tmp_path):
     assert found == {("lossbench.metrics.summary", "lossbench.train.trainer", "upward", False),
                      ("lossbench.run", "lossbench.report.collect", "sideways", False)}
     assert ("lossbench.train.trainer", "lossbench.metrics.summary") in {(i.source, i.target) for i in imports}
+
+
+def test_the_readme_links_to_files_that_exist():
+    """The README's relative links work on GitHub: each names a file or folder of the checkout."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    links = [t for t in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text) if "://" not in t]
+    assert len(links) >= 15
+    for target in links:
+        assert (REPO / target).exists(), target
+    assert len(text.splitlines()) <= 250
