@@ -221,18 +221,18 @@ def layer_rank(key: str) -> int:
     return next(layer.rank for layer in LAYERS if layer.key == key)
 
 
-def first_line(path: Path) -> str:
-    """A module's docstring's first sentence-line (empty when it has none)."""
-    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-    return doc.strip().splitlines()[0].strip() if doc.strip() else ""
+def first_paragraph(path: Path) -> str:
+    """A module's docstring's first paragraph, as one line (empty when it has none)."""
+    doc = (ast.get_docstring(ast.parse(path.read_text())) or "").strip()
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 def layout(root: Path = REPO) -> list[tuple[Layer, list[tuple[str, str]]]]:
-    """Each layer with its modules and their docstrings' first lines (what the architecture page lists)."""
+    """Each layer with its modules and their docstrings' first paragraphs (the architecture page)."""
     files = module_files(root)
     out = []
     for layer in LAYERS:
-        modules = [(m, first_line(p)) for m, p in files.items() if layer_of(m) is layer]
+        modules = [(m, first_paragraph(p)) for m, p in files.items() if layer_of(m) is layer]
         out.append((layer, modules))
     return out
 
