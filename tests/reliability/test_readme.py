@@ -1,5 +1,5 @@
-"""The README's "Interrupting, resuming" section: every promise names the tests that check it,
-and every named test exists."""
+"""The "Interrupting, resuming" section of the documentation (docs/concepts/lifecycle.md, moved there
+from the README): every promise names the tests that check it, and every named test exists."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).parent
-README = HERE.parents[1] / "README.md"
+PAGE = HERE.parents[1] / "docs" / "concepts" / "lifecycle.md"
 
 
 def _section() -> str:
-    text = README.read_text()
+    text = PAGE.read_text()
     start = text.index("## Interrupting, resuming")
     return text[start:text.index("\n## ", start + 1)]
 
