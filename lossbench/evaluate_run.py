@@ -42,6 +42,8 @@ def load_config(run_dir: Path, overrides: list[str]):
         if not isinstance(recorded, dict):
             raise ConfigError(f"{run_dir} holds no run config ({CONFIG} or summary.json): not a run folder")
         cfg = OmegaConf.create(recorded)
+    if "smooth_ece" not in cfg:  # runs made before the setting: smooth_ece=true still asks for SmoothECE
+        cfg.smooth_ece = False
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except Exception as exc:
@@ -153,7 +155,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
     except (ValueError, TypeError, KeyError, OSError, RuntimeError) as exc:
         raise ConfigError(f"cannot rebuild the run from {run_dir}: {str(exc).splitlines()[0]}") from exc
     choice = apply_threads(trainer.threads, model, None, trainer.batch_size, trainer.torch_device)
-    metrics = evaluate_model(trainer, model, split, loss=loss)
+    metrics = evaluate_model(trainer, model, split, loss=loss, smoothed=bool(cfg.get("smooth_ece", False)))
     if weights == "final":
         reference = summary if summary.get("weights_final") else {}
     else:

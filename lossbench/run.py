@@ -104,7 +104,7 @@ def finished_summary(out_dir: Path) -> dict | None:
 
 # Settings that do not change what a run computes: a finished run or a checkpoint
 # made with other values of these is still the same experiment.
-NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None, "verbose": None,
+NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None, "verbose": None, "smooth_ece": None,
                   "trainer": ("progress", "force", "checkpoint_every", "threads", "save_weights"),
                   "dataset": ("data_dir", "download")}
 
@@ -581,7 +581,7 @@ class _Job:
             summary["diverged_epoch"] = diverged_epoch
         else:
             summary.update(evaluate_model(trainer, parts.model, split, parts.calibrators, parts.robust,
-                                          parts.loss_fn))
+                                          parts.loss_fn, smoothed=bool(cfg.get("smooth_ece", False))))
         summary.update(_history_figures(history))
         summary.update({f"reweight_{k}": v for k, v in parts.reweight.summary().items()})
         summary.update(weights_summary(trainer.save_weights, out_dir, parts.model, best,
