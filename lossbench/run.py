@@ -43,6 +43,7 @@ from lossbench import noise as noise_lib
 from lossbench.calibrate import Calibrator, build_calibrators
 from lossbench.callbacks import record_outcome
 from lossbench.data.split import Split
+from lossbench.data.subset import builder_config, describe_cut, take_subset
 from lossbench.data.transforms import BatchTransform
 from lossbench.detect import detection_scores
 from lossbench.detect.base import Detection
@@ -64,6 +65,7 @@ from lossbench.metrics import selection_figures
 from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint
+from lossbench.train.early_stopping import EarlyStopping
 from lossbench.train.objective import check_training, parameter_groups
 from lossbench.train.sinks import build_sinks
 from lossbench.train.threads import apply_threads
@@ -109,14 +111,32 @@ NOT_EXPERIMENT = {"logger": None, "objective": None, "data_dir": None, "verbose"
                   "dataset": ("data_dir", "download")}
 
 
+# Settings added later whose value here means "as before": left out of the key, so that the runs and
+# checkpoints made before them are still the same experiment.
+AS_BEFORE = {("dataset", "subset"): None, ("trainer", "limit_train_batches"): None,
+             ("trainer", "early_stopping"): lambda v: not v or v.get("patience") is None,
+             ("dataset", "subset_seed"): lambda v, node: node.get("subset") is None}
+
+
+def _as_before(group: str, key: str, value, node: dict) -> bool:
+    if (group, key) not in AS_BEFORE:
+        return False
+    rule = AS_BEFORE[(group, key)]
+    if callable(rule):
+        return rule(value, node) if rule.__code__.co_argcount == 2 else rule(value)
+    return value == rule
+
+
 def experiment_key(config: dict) -> dict:
-    """The resolved config less the settings listed in NOT_EXPERIMENT."""
+    """The resolved config less the settings listed in NOT_EXPERIMENT (and AS_BEFORE's at their old value)."""
     key = {}
     for name, value in config.items():
         drop = NOT_EXPERIMENT.get(name, ())
         if drop is None:
             continue
-        key[name] = {k: v for k, v in value.items() if k not in drop} if isinstance(value, dict) else value
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in drop and not _as_before(name, k, v, value)}
+        key[name] = value
     return key
 
 
@@ -594,6 +614,11 @@ class _Job:
             summary.update({f"detect_{k}": v for k, v in scores.items()})
         if checkpoint_error:
             summary["checkpoint_error"] = checkpoint_error
+        if describe_cut(config):  # a smoke test: not a result, and `report --against` says so
+            summary["cut_down"] = describe_cut(config)
+        stopping = EarlyStopping.from_settings(trainer.early_stopping)
+        if stopping is not None:
+            summary["early_stopping"] = stopping.record(history, trainer.epochs)
         summary["wall_time_s"] = time.perf_counter() - started
         summary["overrides"] = list(self.hc.overrides.task)
         summary["provenance"] = {**provenance(trainer.torch_device), **parts.threads.provenance(),
@@ -672,8 +697,14 @@ def build_data(cfg: DictConfig, split: Split | None = None) -> tuple[NoiseModel,
     ``split``: the clean dataset, already built (the runs of a pack share it).
     """
     noise_model = instantiate(cfg.noise)
-    split = instantiate(cfg.dataset) if split is None else split
+    split = instantiate(builder_config(cfg.dataset)) if split is None else split
     split, noisy = noise_lib.apply(noise_model, split, int(cfg.noise_seed))
+    subset = cfg.dataset.get("subset")
+    if subset is not None:  # after the noise: each kept sample keeps the full run's noisy label
+        try:
+            split, noisy = take_subset(split, noisy, subset, int(cfg.dataset.get("subset_seed", 0)))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return noise_model, split, noisy
 
 

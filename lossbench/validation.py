@@ -130,6 +130,15 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "trainer.grad_clip": (lambda v: v is None or (_number(v) and v > 0), "a number > 0 or null"),
     "trainer.l1": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "dataset.val_size": (_size(zero_ok=True), _SIZE),
+    "dataset.subset": (lambda v: v is None or (_integer(v) and v >= 1)
+                       or (isinstance(v, float) and 0 < v <= 1),
+                       "a fraction in (0, 1] or a whole number of training samples >= 1, or null "
+                       "(write 2, not 2.0, for 2)"),
+    "dataset.subset_seed": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "trainer.limit_train_batches": (lambda v: v is None or (_integer(v) and v >= 1)
+                                    or (isinstance(v, float) and 0 < v <= 1),
+                                    "a number of batches >= 1, a fraction in (0, 1] of each epoch's, "
+                                    "or null"),
     "dataset.test_size": (_size(zero_ok=False), "a fraction of the dataset in (0, 1) or a whole number of "
                           "samples >= 1 (write 2, not 2.0, for 2)"),
     "trainer.progress": _choices(_progress_modes),
@@ -503,11 +512,21 @@ def check_extras(config: dict) -> None:
         require("calibration", "smooth_ece=true (SmoothECE)")
 
 
+def check_early_stopping(config: dict) -> None:
+    """``trainer.early_stopping``: its keys, their types and ranges."""
+    settings = (config.get("trainer") or {}).get("early_stopping")
+    if settings is not None:
+        from lossbench.train.early_stopping import check_settings
+
+        check_settings(settings)
+
+
 def check_early(config: dict, data: bool = True) -> None:
     """The checks that need neither torch nor any plug-in: RULES, the device, the dataset's files
     (unless ``data`` is false: a plan that lists runs without the data), the optional packages a
     setting needs."""
     check_rules(config)
+    check_early_stopping(config)
     check_device(config)
     if data:
         check_dataset_files(config)

@@ -109,9 +109,10 @@ def machine() -> str:
             f"torch {torch.__version__}")
 
 
-def timed(command: list[str], cwd: Path) -> tuple[float, float]:
-    """(wall, CPU) seconds of ``command`` run to its end, one thread; CPU is user + system of the child."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "1"}
+def timed(command: list[str], cwd: Path, repo: Path = REPO) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``command`` run to its end, one thread; CPU is user + system of the child.
+    ``repo``: the checkout whose lossbench runs."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo), "HYDRA_FULL_ERROR": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
@@ -134,25 +135,33 @@ def _report(times: dict[str, list[tuple[float, float]]], base: str, other: str) 
               f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
 
 
-def command_mode(repeats: int, extra: list[str]) -> None:
-    """The default `lossbench run` against the hand-written script, alternating."""
+def command_mode(repeats: int, extra: list[str], against: Path | None = None) -> None:
+    """The default `lossbench run` against the hand-written script (and ``against``'s lossbench, another
+    checkout), rotating the order."""
     print(machine())
     times: dict[str, list[tuple[float, float]]] = {"handwritten": [], "lossbench": []}
+    if against is not None:
+        times["other"] = []
+    modes = list(times)
     with tempfile.TemporaryDirectory(prefix="lossbench-overhead-") as tmp:
         for r in range(repeats + 1):  # the first round warms the page cache and is not counted
-            order = ("handwritten", "lossbench") if r % 2 else ("lossbench", "handwritten")
+            order = modes[r % len(modes):] + modes[:r % len(modes)]
             for mode in order:
                 if mode == "handwritten":
                     t = timed([sys.executable, str(HANDWRITTEN)], Path(tmp))
                 else:
-                    t = timed([sys.executable, "-m", "lossbench", "run", f"hydra.run.dir={tmp}/run{r}",
-                               "trainer.progress=none", *extra], Path(tmp))
+                    t = timed([sys.executable, "-m", "lossbench", "run", f"hydra.run.dir={tmp}/{mode}{r}",
+                               "trainer.progress=none", *extra], Path(tmp),
+                              REPO if mode == "lossbench" else against)
                 if r:
                     times[mode].append(t)
-        summary = json.loads(Path(tmp, f"run{repeats}", "summary.json").read_text())
+        summary = json.loads(Path(tmp, f"lossbench{repeats}", "summary.json").read_text())
     print(f"lossbench run {' '.join(extra)}: {summary['epochs']} epochs, training "
           f"{summary['train_seconds']:.2f} s, test acc {summary['test_acc']:.4f}; {repeats} repeats")
-    _report(times, "handwritten", "lossbench")
+    if against is not None:
+        print(f"other: the lossbench of {against}")
+    for mode in modes[1:]:
+        _report({k: times[k] for k in ("handwritten", mode)}, "handwritten", mode)
 
 
 def sweep_mode(runs: int, repeats: int, extra: list[str]) -> None:
@@ -245,9 +254,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--runs", type=int, default=16, help="sweep: the number of runs")
     parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--against", type=Path, help="command: also time this checkout's lossbench (e.g. "
+                        "an older commit, from git archive)")
     args = parser.parse_args()
     if args.mode == "command":
-        return command_mode(args.repeats, args.overrides)
+        return command_mode(args.repeats, args.overrides, args.against)
     if args.mode == "sweep":
         return sweep_mode(args.runs, args.repeats, args.overrides)
     if args.mode == "fsync":

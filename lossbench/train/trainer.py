@@ -18,6 +18,7 @@ from lossbench import lifecycle
 from lossbench.adversarial.evaluation import RobustEvaluation
 from lossbench.adversarial.training import AdversarialMethod
 from lossbench.data.split import Split
+from lossbench.data.subset import batch_limit
 from lossbench.data.transforms import BatchTransform
 from lossbench.errors import ConfigError, config_differences
 from lossbench.losses.base import Loss
@@ -31,6 +32,7 @@ from lossbench.train.checkpoint import (
     rng_states,
     save_checkpoint,
 )
+from lossbench.train.early_stopping import EarlyStopping
 from lossbench.train.objective import Objective, check_training
 from lossbench.train.threads import check_threads
 from lossbench.train.weights import check_save_weights
@@ -109,6 +111,8 @@ class Trainer:
     l1: float = 0.0
     threads: int | str = "auto"
     save_weights: str = "final"
+    limit_train_batches: int | float | None = None
+    early_stopping: dict | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs <= 0:
@@ -266,7 +270,13 @@ class Trainer:
         for sink in sinks:
             sink.start(self.epochs, start_epoch)
         model.train()
+        stopper = EarlyStopping.from_settings(self.early_stopping)
         for epoch in range(start_epoch, self.epochs):
+            if stopper is not None and stopper.should_stop(history):  # decided by the records: resumes alike
+                best_epoch, best = stopper.best(history)
+                log.info("early stopping after epoch %d: %s has not improved on epoch %d's %.4f for %d "
+                         "epochs", epoch, stopper.monitor, best_epoch, best, epoch - best_epoch)
+                break
             started = time.perf_counter()
             # progress hooks are functions of the epoch, so calling them again on a mid-epoch resume is safe
             loss_fn.on_epoch_start(epoch, self.epochs)
@@ -281,6 +291,7 @@ class Trainer:
                 partial = None
             else:
                 batches = objective.epoch_batches(y_noisy, self.batch_size, generator, device)
+                batches = batches[:batch_limit(self.limit_train_batches, len(batches))]
                 order = torch.cat(batches)
                 first, carried = 0, 0.0
             end = 0
