@@ -64,6 +64,7 @@ from lossbench.losses.base import Loss
 from lossbench.metrics import selection_figures
 from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
+from lossbench.summary_table import end_of_run_table
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint
 from lossbench.train.early_stopping import EarlyStopping
 from lossbench.train.objective import check_training, parameter_groups
@@ -633,6 +634,9 @@ class _Job:
         (out_dir / CHECKPOINT).unlink(missing_ok=True)
         log.info("%s: %s, test acc %.4f, realized noise %.3f -> %s", out_dir.name, status,
                  summary.get("test_acc", float("nan")), noisy.rate, out_dir / "summary.json")
+        progress = trainer.progress if self.progress is None else self.progress
+        if not self.multirun and progress != "none":  # a sweep's jobs keep to their one line
+            print(end_of_run_table(summary, out_dir), flush=True)
         return summary
 
     # -------------------------------------------------------------- endings

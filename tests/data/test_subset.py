@@ -126,7 +126,9 @@ def test_runs_made_before_the_cut_down_settings_are_still_the_same_experiment():
     old = {"dataset": {"_target_": "x", "val_size": 0.1}, "trainer": {"epochs": 3}}
     new = {"dataset": {"_target_": "x", "val_size": 0.1, "subset": None, "subset_seed": 0},
            "trainer": {"epochs": 3, "limit_train_batches": None,
-                       "early_stopping": {"patience": None, "metric": "acc", "view": "noisy", "min_delta": 0.0}}}
+                       "early_stopping": {"patience": None, "metric": "acc", "view": "noisy",
+                                          "min_delta": 0.0}}}
     assert experiment_key(old) == experiment_key(new)
     cut = {**new, "dataset": {**new["dataset"], "subset": 100}}
-    assert experiment_key(cut)["dataset"] == {"_target_": "x", "val_size": 0.1, "subset": 100, "subset_seed": 0}
+    assert experiment_key(cut)["dataset"] == {"_target_": "x", "val_size": 0.1, "subset": 100,
+                                              "subset_seed": 0}
