@@ -81,7 +81,7 @@ FINISHED = ("completed", "diverged")
 SPECIALIZATIONS = ("dataset_loss", "protocol_loss", "protocol_noise")
 CHECKPOINT = "checkpoint.pt"
 # what a run writes as its result (trainer.force=true removes them all before it starts again)
-RESULTS = ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz",
+RESULTS = ("summary.json", CHECKPOINT, "metrics.jsonl", "metrics.csv", "noise.npz", "detect.npz",
            *WEIGHT_FILES.values(), *LOSS_FILES.values())
 # the files of a run directory that are written atomically (through a temporary file beside them)
 RECORDS = (*RESULTS, "failure.json")
@@ -370,6 +370,8 @@ class _Job:
         if force:
             for name in RESULTS:
                 (out_dir / name).unlink(missing_ok=True)
+            for events in (out_dir / "tensorboard").glob("events.out.tfevents.*"):  # logger=tensorboard's
+                events.unlink(missing_ok=True)
         elif checkpoint_error:
             log.warning("checkpoint unusable, starting over from scratch: %s", checkpoint_error)
             (out_dir / CHECKPOINT).unlink(missing_ok=True)

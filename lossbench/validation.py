@@ -51,6 +51,8 @@ class LoggerSettings:
     """conf/logger/*.yaml: local files only, or W&B as well (see lossbench.tracking.wandb)."""
 
     wandb: bool = False
+    tensorboard: bool = False
+    csv: bool = False
     mode: str = "online"
     project: str | None = None
     entity: str | None = None
@@ -506,10 +508,12 @@ def check_dataset_files(config: dict) -> None:
 
 def check_extras(config: dict) -> None:
     """A setting that needs an optional package that is not installed: the one-line pip hint."""
-    if config.get("smooth_ece") is True:
-        from lossbench.extras import require
+    from lossbench.extras import require
 
+    if config.get("smooth_ece") is True:
         require("calibration", "smooth_ece=true (SmoothECE)")
+    if (config.get("logger") or {}).get("tensorboard") is True:
+        require("tensorboard", "logger.tensorboard=true")
 
 
 def check_early_stopping(config: dict) -> None:

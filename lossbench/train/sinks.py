@@ -243,9 +243,17 @@ def _display_name(out_dir: Path, choices: dict) -> str:
 
 
 def build_sinks(cfg, out_dir: Path, choices: dict, progress: str) -> list[Sink]:
-    """metrics.jsonl always; the log lines and progress display; W&B when ``logger.wandb`` is set."""
+    """metrics.jsonl always; the log lines and progress display; metrics.csv, TensorBoard and W&B when
+    ``logger.csv``, ``logger.tensorboard``, ``logger.wandb`` are set."""
     sinks: list[Sink] = [JsonlSink(Path(out_dir) / "metrics.jsonl")]
     sinks.extend(progress_sinks(str(progress), name=_display_name(out_dir, choices)))
+    if cfg.logger.get("csv", False) or cfg.logger.get("tensorboard", False):
+        from lossbench.tracking.files import CSV_NAME, TENSORBOARD_DIR, CsvSink, TensorBoardSink
+
+        if cfg.logger.get("csv", False):
+            sinks.append(CsvSink(Path(out_dir) / CSV_NAME))
+        if cfg.logger.get("tensorboard", False):
+            sinks.append(TensorBoardSink(Path(out_dir) / TENSORBOARD_DIR))
     if cfg.logger.get("wandb", False):
         from lossbench.tracking.wandb import WandbSink
 
