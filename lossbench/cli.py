@@ -100,6 +100,11 @@ def _run(argv: list[str]) -> None:
         output_dir = result.output_dir
     existing = _nearest_existing(output_dir) if output_dir is not None else None
     quiet_libraries(overrides)
+    from lossbench.naming import exclude_override, register_resolvers
+
+    register_resolvers()
+    if multirun:  # the run folders are named by what the sweep varies: the constant settings stay out
+        argv = [*argv, *exclude_override(overrides)]
 
     from lossbench import callbacks
     from lossbench.run import run

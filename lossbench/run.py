@@ -62,6 +62,7 @@ from lossbench.io import (
 )
 from lossbench.losses.base import Loss
 from lossbench.metrics import selection_figures
+from lossbench.naming import register_resolvers
 from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
 from lossbench.summary_table import end_of_run_table
@@ -75,6 +76,7 @@ from lossbench.train.weights import LOSS_FILES, WEIGHT_FILES, BestWeights, kept,
 from lossbench.validation import check_config, describe_error
 
 log = logging.getLogger("lossbench")
+register_resolvers()  # a sweep's job folder name, resolved wherever the job runs (a joblib or SLURM worker)
 
 FINISHED = ("completed", "diverged")
 # Defaults-list entries that specialize a combination (dataset x loss, protocol x loss or noise); not choices.

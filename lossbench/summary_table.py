@@ -55,7 +55,7 @@ def end_of_run_table(summary: dict, out_dir: Path) -> str:
                          f"({stopping['monitor']} best at epoch {stopping['best_epoch']})")
         if summary.get("cut_down"):
             cut = ", ".join(f"{k}={v}" for k, v in summary["cut_down"].items())
-            lines.append(f"  {'cut down (a smoke test, not a result)':{width}}{cut}")
+            lines.append(f"  {'cut down':{width}}{cut} (a smoke test, not a result)")
     files = [name for name in FILES if (out_dir / name).exists()]
     lines.append(f"  {out_dir}: {', '.join(files)}")
     return "\n".join(lines)

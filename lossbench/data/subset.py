@@ -25,10 +25,11 @@ SUBSET_KEYS = ("subset", "subset_seed")
 
 
 def builder_config(node):
-    """The dataset node without SUBSET_KEYS: what its builder is called with."""
+    """The dataset node without SUBSET_KEYS (resolved: ``data_dir: ${data_dir}`` points outside it): what
+    its builder is called with."""
     from omegaconf import OmegaConf, open_dict
 
-    node = OmegaConf.create(OmegaConf.to_container(node, resolve=False))
+    node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
     with open_dict(node):
         for key in SUBSET_KEYS:
             node.pop(key, None)

@@ -275,8 +275,10 @@ def _launch(argv: list[str]) -> None:
     """The Hydra multirun of `lossbench run -m`, its overrides already checked by ``plan``."""
     import hydra
 
+    from lossbench.naming import register_resolvers
     from lossbench.run import run
 
+    register_resolvers()
     main = hydra.main(config_path="pkg://lossbench.conf", config_name="config", version_base="1.3")(run)
     saved, sys.argv = sys.argv, ["lossbench reproduce", *argv]
     try:

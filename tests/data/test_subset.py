@@ -132,3 +132,14 @@ def test_runs_made_before_the_cut_down_settings_are_still_the_same_experiment():
     cut = {**new, "dataset": {**new["dataset"], "subset": 100}}
     assert experiment_key(cut)["dataset"] == {"_target_": "x", "val_size": 0.1, "subset": 100,
                                               "subset_seed": 0}
+
+
+def test_the_builder_gets_the_dataset_node_resolved_without_the_subset_keys():
+    from hydra import compose, initialize_config_module
+
+    from lossbench.data.subset import builder_config
+
+    with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["dataset=mnist", "data_dir=/somewhere", "dataset.subset=0.1"])
+    node = builder_config(cfg.dataset)
+    assert node.data_dir == "/somewhere" and "subset" not in node and "subset_seed" not in node
