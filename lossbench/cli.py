@@ -84,6 +84,9 @@ def _run(argv: list[str]) -> None:
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]
     output_dir = None
+    if any(a in ("--help", "-h") for a in argv):
+        print(run_help(overrides))
+        return
     from lossbench.extras import missing_extra
 
     missing = missing_extra(overrides)  # first: composing a missing plugin's config fails less clearly
@@ -139,6 +142,46 @@ def _run(argv: list[str]) -> None:
         sys.exit(code)
 
 
+def visible_groups() -> list[str]:
+    """The config groups a user picks from (not Hydra's, not the internal specialisations)."""
+    from importlib import resources
+
+    from lossbench.precheck import CONFIG_MODULE, INTERNAL_GROUPS, group_options
+
+    root = resources.files(CONFIG_MODULE)
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and group_options(p.name)
+                  and p.name != "hydra" and p.name not in INTERNAL_GROUPS)
+
+
+def run_help(overrides: list[str]) -> str:
+    """`lossbench run --help`: conf/hydra/help/lossbench.yaml's template with the groups a user picks
+    from and the config composed with ``overrides`` (Hydra's own help lists the internal groups too)."""
+    from importlib import resources
+
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from lossbench.precheck import CONFIG_MODULE, _one_line, group_options
+
+    text = resources.files(CONFIG_MODULE).joinpath("hydra", "help", "lossbench.yaml").read_text()
+    help_cfg = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
+    groups = "\n".join(f"{g}: {', '.join(group_options(g))}" for g in visible_groups())
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            config = OmegaConf.to_yaml(compose(config_name="config", overrides=overrides))
+    except Exception as exc:  # a bad override: say so in one line, as `run` would
+        print(f"lossbench: error: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        GlobalHydra.instance().clear()
+    return (str(help_cfg["template"])
+            .replace("${hydra.help.header}", str(help_cfg["header"]).rstrip())
+            .replace("${hydra.help.footer}", str(help_cfg["footer"]).rstrip())
+            .replace("$APP_CONFIG_GROUPS", groups).replace("$CONFIG", config.rstrip()))
+
+
 def _losses(argv: list[str]) -> None:
     from omegaconf import OmegaConf
     from rich.console import Console
@@ -176,9 +219,7 @@ def _list(argv: list[str]) -> None:
     from lossbench.precheck import CONFIG_MODULE, group_options
 
     root = resources.files(CONFIG_MODULE)
-    groups = argv or sorted(
-        p.name for p in root.iterdir() if p.is_dir() and group_options(p.name) and p.name != "hydra"
-    )
+    groups = argv or visible_groups()
     for group in groups:
         if group_options(group) is None:
             print(f"lossbench: error: unknown config group '{group}'", file=sys.stderr)
@@ -189,13 +230,45 @@ def _list(argv: list[str]) -> None:
     table.add_column("option", no_wrap=True)
     table.add_column("description", overflow="fold")
     for group in groups:
-        for option in group_options(group):
-            text = root.joinpath(group, f"{option}.yaml").read_text()
-            table.add_row(group, option, describe(text))
+        for option, description in option_rows(group, root):
+            table.add_row(group, option, description)
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)  # piped: wide lines, every description whole
     console.print(table)
+
+
+def option_rows(group: str, root) -> list[tuple[str, str]]:
+    """(option, description) rows of a group; the presets of one option at set rates (asym10, asym20 of
+    asym) share one row that names the rates, rather than repeating the option's paragraph."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    from lossbench.precheck import group_options
+
+    options = group_options(group)
+    rates: dict[str, list[tuple[str, object]]] = {}
+    for option in options:
+        match = re.fullmatch(r"([a-z_]+?)(\d+)", option)
+        if match and match.group(1) in options:
+            try:
+                rate = OmegaConf.create(root.joinpath(group, f"{option}.yaml").read_text()).get("rate")
+            except Exception:
+                rate = None
+            if rate is not None:
+                rates.setdefault(match.group(1), []).append((option, rate))
+    preset = {name for members in rates.values() for name, _ in members}
+    rows = []
+    for option in options:
+        if option in preset:
+            continue
+        rows.append((option, describe(root.joinpath(group, f"{option}.yaml").read_text())))
+        if option in rates:
+            names = ", ".join(name for name, _ in rates[option])
+            values = ", ".join(str(rate) for _, rate in rates[option])
+            rows.append((names, f"{option} at {group}.rate {values}"))
+    return rows
 
 
 def describe(yaml_text: str) -> str:

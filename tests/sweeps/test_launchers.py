@@ -76,7 +76,7 @@ def test_report_tabulates_sweeps_of_both_launchers(launched, cli_session, tmp_pa
 def test_optuna_sweep_tunes_gce_q(cli_session, tmp_path):
     sweep = tmp_path / "optuna"
     proc = cli_session("run", "-m", "+experiment=optuna_gce", "hydra.sweeper.n_trials=3", *FAST,
-                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+                       f"hydra.sweep.dir={sweep}", NUMBERED, cwd=tmp_path)
     console = proc.stdout + proc.stderr
     assert "alembic" not in console and "A new study created" not in console  # quiet unless verbose=true
     assert "Best value" in console  # Hydra's own result lines stay
