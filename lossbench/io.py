@@ -52,14 +52,15 @@ def current_umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+def atomic_file(path: Path, mode: str = "w", sync: bool = True) -> Iterator[IO]:
     """Write ``path`` all at once or not at all.
 
     The content goes to a uniquely named temporary file beside ``path`` (so
-    concurrent writers never share one), is flushed and fsynced, gets the mode
+    concurrent writers never share one), is flushed and (``sync``) fsynced, gets the mode
     an ordinary ``open`` would give (0666 less the umask; mkstemp alone gives
     0600), and is renamed over ``path``. On any error the temporary file is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was. Without ``sync`` the write survives the
+    process (a kill, a crash) but not the machine's (a power cut may leave it empty).
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -68,7 +69,8 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
