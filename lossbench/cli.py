@@ -113,7 +113,9 @@ def _run(argv: list[str]) -> None:
     from lossbench.run import run
 
     main = hydra.main(config_path="pkg://lossbench.conf", config_name="config", version_base="1.3")(run)
-    sys.argv = ["lossbench run", *argv]
+    # -m first: Hydra's argument parser takes no override after a flag (`run a=1 -m b=1,2`)
+    flags = [a for a in argv if a in ("-m", "--multirun")]
+    sys.argv = ["lossbench run", *flags, *(a for a in argv if a not in flags)]
     lifecycle.reset()
     callbacks.LAST_SWEEP.clear()
     code: int | str | None = 0

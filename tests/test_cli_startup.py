@@ -160,3 +160,9 @@ def test_the_torch_free_tables_match_what_they_stand_for():
         assert FILES[name] == [f"{cls.base_folder}/{f}" for f in names]
     assert FILES["svhn"] == [tvd.SVHN.split_list[s][1] for s in ("train", "test")]
     assert FILES["mnist"][0] == "MNIST/raw/train-images-idx3-ubyte"
+
+
+def test_m_may_come_after_an_override(cli, tmp_path):
+    cli("run", "trainer.epochs=1", "model.hidden=[8]", "trainer.progress=none", "-m", "seed=0,1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["seed=0", "seed=1"]
