@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import difflib
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -148,6 +149,16 @@ class Precheck:
     output_dir: Path | None = None
 
 
+# The task overrides whose every combination the last successful check of this process composed and
+# validated (lossbench's sweeper then skips Hydra's own composition of each job before launching it).
+_VALIDATED: tuple[str, ...] | None = None
+
+
+def validated(overrides: Sequence[str]) -> bool:
+    """Whether the last check of this process composed and validated every combination of ``overrides``."""
+    return _VALIDATED is not None and _VALIDATED == tuple(o for o in overrides if not o.startswith("hydra"))
+
+
 def check_overrides(overrides: list[str], multirun: bool = False, data: bool = True) -> str | None:
     """None if every override parses and every combination composes and validates, else one line."""
     return check(overrides, multirun, data).problem
@@ -156,6 +167,9 @@ def check_overrides(overrides: list[str], multirun: bool = False, data: bool = T
 def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Precheck:
     """Parse, compose and validate every combination of ``overrides``; find the output folder.
     ``data``: whether the dataset's files are checked too (a plan that only lists runs skips them)."""
+    global _VALIDATED
+    _VALIDATED = None
+    expanded = True  # every sweep's values enumerated (a range or an interval is the sweeper's)
     for line in overrides:
         key, sep, _ = line.partition("=")
         if sep and not key.lstrip("+~"):
@@ -191,6 +205,7 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
             try:
                 values = list(o.sweep_string_iterator())
             except Exception:  # range/interval searches are for the sweeper
+                expanded = False
                 continue
         for value in values if values is not None else [o.value()]:
             for name in _choice_names(value):  # a group takes one option or a list: calibrator=[a,b]
@@ -251,6 +266,8 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
             except ConfigError as exc:
                 where = _combination(job, choices, group_dims, value_dims) if len(composed) > 1 else ""
                 return Precheck(f"{exc}{where}", len(composed), output_dir)
+    if expanded and data:
+        _VALIDATED = tuple(o for o in overrides if not o.startswith("hydra"))
     return Precheck(None, len(composed), output_dir)
 
 

@@ -44,3 +44,29 @@ def test_a_sweep_names_its_folders_by_what_varies_and_the_numbers_are_one_settin
     cli("run", "-m", "loss=ce,gce", *common, "hydra.sweep.subdir=${hydra.job.num}",
         f"hydra.sweep.dir={tmp_path / 'numbered'}", cwd=tmp_path)
     assert sorted(p.name for p in (tmp_path / "numbered").iterdir() if p.is_dir()) == ["0", "1"]
+
+
+def test_the_default_sweeper_composes_each_job_once_when_lossbench_checked_them_all(monkeypatch, tmp_path):
+    """Hydra's basic sweeper composes every job before launching it (its launcher composes it again);
+    the precheck has composed and validated the same combinations already (issue 30)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.plugins.sweeper import Sweeper
+
+    from lossbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    validated = []
+    monkeypatch.setattr(Sweeper, "validate_batch_is_legal", lambda self, batch: validated.append(len(batch)))
+    common = ["trainer.epochs=1", "model.hidden=[8]", "trainer.progress=none"]
+
+    def sweep(*args):
+        try:
+            main(["run", "-m", *common, *args])
+        finally:
+            GlobalHydra.instance().clear()
+
+    sweep("seed=0,1", f"hydra.sweep.dir={tmp_path / 'a'}")
+    assert validated == [] and len(list((tmp_path / "a").glob("*/summary.json"))) == 2
+    # a grid the check did not enumerate (the sweeper's own params): validated as Hydra does
+    sweep("+hydra.sweeper.params={seed:'0,1'}", f"hydra.sweep.dir={tmp_path / 'b'}")
+    assert validated == [2] and len(list((tmp_path / "b").glob("*/summary.json"))) == 2
