@@ -147,6 +147,7 @@ class Precheck:
     problem: str | None
     combinations: int = 0
     output_dir: Path | None = None
+    mode: object = None  # the composed config's hydra.mode (None unless a config or override sets it)
 
 
 # The task overrides whose every combination the last successful check of this process composed and
@@ -225,7 +226,7 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
 
     parser = OverridesParser.create()
     composed: list[tuple[DictConfig, dict]] = []
-    output_dir = None
+    output_dir = mode = None
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
@@ -234,6 +235,7 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
                               overrides=base_groups + list(groups) + hydra_lines + base_values)
                 if output_dir is None:
                     output_dir = _output_dir(cfg, multirun)
+                    mode = OmegaConf.select(cfg, "hydra.mode", default=None)
                 choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
                            if not str(k).startswith("hydra")}
                 with open_dict(cfg):
@@ -268,7 +270,7 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
                 return Precheck(f"{exc}{where}", len(composed), output_dir)
     if expanded and data:
         _VALIDATED = tuple(o for o in overrides if not o.startswith("hydra"))
-    return Precheck(None, len(composed), output_dir)
+    return Precheck(None, len(composed), output_dir, mode)
 
 
 def _combination(job: DictConfig, choices: dict, group_dims: list, value_dims: list) -> str:

@@ -166,3 +166,26 @@ def test_m_may_come_after_an_override(cli, tmp_path):
     cli("run", "trainer.epochs=1", "model.hidden=[8]", "trainer.progress=none", "-m", "seed=0,1",
         f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["seed=0", "seed=1"]
+
+
+def test_a_run_composes_its_config_twice_not_three_times(monkeypatch, tmp_path):
+    """The precheck composes the config, Hydra composes it for the run; Hydra's own first composition
+    (only to read hydra.mode, which the precheck has read) is skipped (issue 30)."""
+    from hydra._internal.hydra import Hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    calls = []
+    original = Hydra.compose_config
+
+    def counted(self, *args, **kwargs):
+        calls.append(kwargs.get("run_mode"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Hydra, "compose_config", counted)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["lossbench"])
+    try:
+        main(["run", f"hydra.run.dir={tmp_path / 'run'}", "trainer.epochs=1", "trainer.progress=none"])
+    finally:
+        GlobalHydra.instance().clear()
+    assert len(calls) == 2 and (tmp_path / "run" / "summary.json").is_file()
