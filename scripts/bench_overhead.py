@@ -18,6 +18,10 @@ this process between the commands.
 
 ``imports``: which heavy modules a default run imports (python -X importtime's cumulative times).
 
+``dynamo``: whether torch.optim imports torch._dynamo, and what it costs, at each step of a fresh
+process (import torch, build the optimizer, zero_grad, step) for SGD and Adam with foreach and
+fused set either way.
+
 Repeats alternate between the modes so that machine noise hits both alike. Prints each time
 and the median ratio, with the machine's load and CPU model.
 
@@ -234,6 +238,46 @@ def fsync_mode(repeats: int) -> None:
               f"max {1e3 * max(ts):7.2f}")
 
 
+DYNAMO_PROBE = """
+import sys, time, json
+t = time.process_time()
+import torch
+out = {"import torch": [time.process_time() - t, "torch._dynamo" in sys.modules]}
+model = torch.nn.Linear(64, 10)
+t = time.process_time()
+opt = getattr(torch.optim, sys.argv[1])(model.parameters(), lr=0.1, **json.loads(sys.argv[2]))
+out["build the optimizer"] = [time.process_time() - t, "torch._dynamo" in sys.modules]
+model(torch.randn(8, 64)).sum().backward()
+t = time.process_time()
+opt.zero_grad(set_to_none=False)
+out["zero_grad"] = [time.process_time() - t, "torch._dynamo" in sys.modules]
+t = time.process_time()
+opt.step()
+out["step"] = [time.process_time() - t, "torch._dynamo" in sys.modules]
+print(json.dumps(out))
+"""
+
+
+def dynamo_mode() -> None:
+    """When torch.optim imports torch._dynamo (each variant in a fresh process)."""
+    print(machine())
+    variants = [("SGD", {}), ("SGD", {"foreach": False}), ("SGD", {"foreach": True}),
+                ("SGD", {"fused": True}),
+                ("Adam", {}), ("Adam", {"foreach": False}), ("Adam", {"fused": True})]
+    for name, kwargs in variants:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, "-c", DYNAMO_PROBE, name, json.dumps(kwargs)], env=env,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"{name} {kwargs}: failed: {proc.stderr.strip().splitlines()[-1]}")
+            continue
+        steps = json.loads(proc.stdout)
+        first = next((k for k, (_, imported) in steps.items() if imported), "never")
+        cost = "; ".join(f"{k} {v[0]:.2f} s" for k, v in steps.items())
+        settings = ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "defaults"
+        print(f"{name}({settings}): torch._dynamo imported at: {first}   (CPU: {cost})")
+
+
 def imports_mode(extra: list[str]) -> None:
     """The heaviest imports of a default run (cumulative microseconds, python -X importtime)."""
     print(machine())
@@ -256,8 +300,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", nargs="?", default="trainer", choices=["trainer", "command", "sweep", "fsync",
-                                                                       "imports"])
+    parser.add_argument("mode", nargs="?", default="trainer",
+                        choices=["trainer", "command", "sweep", "fsync", "imports", "dynamo"])
     parser.add_argument("overrides", nargs="*", help="command, sweep, imports: overrides for every run")
     parser.add_argument("--dataset", default="mnist", choices=["digits", "mnist"])
     parser.add_argument("--data-dir", default="../shared/data")
@@ -277,6 +321,8 @@ def main() -> None:
         return fsync_mode(max(args.repeats, 20))
     if args.mode == "imports":
         return imports_mode(args.overrides)
+    if args.mode == "dynamo":
+        return dynamo_mode()
 
     builder = DATASETS.get(args.dataset)
     split = builder(data_dir=args.data_dir) if args.dataset != "digits" else builder()
