@@ -85,21 +85,21 @@ def write_json_atomic(path: Path, data: dict) -> None:
         f.write("\n")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_file(path) as f:
+def write_text_atomic(path: Path, text: str, sync: bool = True) -> None:
+    with atomic_file(path, sync=sync) as f:
         f.write(text)
 
 
-def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
+def write_jsonl_atomic(path: Path, records: list[dict], sync: bool = True) -> None:
     """Replace ``path`` by exactly these records, one JSON object per line, atomically."""
-    with atomic_file(path) as f:
+    with atomic_file(path, sync=sync) as f:
         for record in records:
             f.write(json.dumps(jsonable(record)) + "\n")
 
 
-def write_with_atomic(path: Path, write: Callable[[IO], None]) -> None:
+def write_with_atomic(path: Path, write: Callable[[IO], None], sync: bool = True) -> None:
     """Let ``write(binary_file)`` fill ``path`` atomically (e.g. ``np.savez_compressed``)."""
-    with atomic_file(path, "wb") as f:
+    with atomic_file(path, "wb", sync=sync) as f:
         write(f)
 
 

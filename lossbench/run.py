@@ -495,15 +495,16 @@ class _Job:
     # -------------------------------------------------------------- writing
 
     def _write_hydra(self) -> None:
-        """``.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them (config.yaml tells it not to)."""
+        """``.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them (config.yaml tells it not to); not
+        fsynced: every start of the run writes them again, and the summary holds the config too."""
         folder = self.out_dir / ".hydra"
         folder.mkdir(exist_ok=True)
-        write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(self.cfg))
+        write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(self.cfg), sync=False)
         hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
         with read_write(hydra_cfg.hydra), open_dict(hydra_cfg.hydra):
             hydra_cfg.hydra.output_subdir = ".hydra"
-        write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg))
-        write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(self.hc.overrides.task))
+        write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg), sync=False)
+        write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(self.hc.overrides.task), sync=False)
 
     def _write_failure(self, phase: str, message: str) -> Path:
         path = self.out_dir / "failure.json"
@@ -558,7 +559,7 @@ class _Job:
             realized_T=noisy.realized_T,
             train_idx=split.train_idx.cpu().numpy(),
             val_idx=split.val_idx.cpu().numpy(),
-        ))
+        ), sync=False)  # every start writes it again: a machine's crash before the summary loses nothing
         save_detection(out_dir, parts.detection)
         progress = trainer.progress if self.progress is None else self.progress
         training.sinks = build_sinks(self.cfg, out_dir, self.choices, progress)

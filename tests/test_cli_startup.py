@@ -189,3 +189,28 @@ def test_a_run_composes_its_config_twice_not_three_times(monkeypatch, tmp_path):
     finally:
         GlobalHydra.instance().clear()
     assert len(calls) == 2 and (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_a_short_run_fsyncs_only_its_results(monkeypatch, tmp_path):
+    """summary.json and the weights are fsynced; what every start writes again (.hydra/, noise.npz, the
+    metrics file rebuilt from the checkpoint) and the checkpoints of short epochs are not (issue 30)."""
+    import os
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["lossbench"])
+    try:
+        main(["run", f"hydra.run.dir={tmp_path / 'run'}", "trainer.epochs=2", "trainer.progress=none"])
+    finally:
+        GlobalHydra.instance().clear()
+    names = sorted(Path(p).name.split(".tmp")[0].lstrip(".").rsplit(".", 1)[0] for p in synced)
+    assert names == ["model_final.pt", "summary.json"], synced

@@ -32,9 +32,10 @@ class JsonlSink(Sink):
         The checkpoint, not the file, is the truth: a killed run may have logged
         an epoch after its last checkpoint, and the file may have been truncated
         or damaged. At every moment the file holds either the old records or
-        exactly the checkpoint's, so a second interruption loses nothing.
+        exactly the checkpoint's, so a second interruption loses nothing. Not fsynced: the
+        checkpoint is the truth, and the next start rewrites the file from it again.
         """
-        write_jsonl_atomic(self.path, history)
+        write_jsonl_atomic(self.path, history, sync=False)
 
     def epoch(self, record: dict) -> None:
         append_jsonl(self.path, record)
