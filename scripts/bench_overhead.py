@@ -142,7 +142,8 @@ def _report(times: dict[str, list[tuple[float, float]]], base: str, other: str) 
               f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
 
 
-def command_mode(repeats: int, extra: list[str], against: Path | None = None) -> None:
+def command_mode(repeats: int, extra: list[str], against: Path | None = None,
+                 temperature: bool = False) -> None:
     """The default `lossbench run` against the hand-written script (and ``against``'s lossbench, another
     checkout), rotating the order."""
     print(machine())
@@ -155,7 +156,8 @@ def command_mode(repeats: int, extra: list[str], against: Path | None = None) ->
             order = modes[r % len(modes):] + modes[:r % len(modes)]
             for mode in order:
                 if mode == "handwritten":
-                    t = timed([sys.executable, str(HANDWRITTEN)], Path(tmp))
+                    t = timed([sys.executable, str(HANDWRITTEN), *(["--temperature"] if temperature else [])],
+                              Path(tmp))
                 else:
                     t = timed([sys.executable, "-m", "lossbench", "run", f"hydra.run.dir={tmp}/{mode}{r}",
                                "trainer.progress=none", *extra], Path(tmp),
@@ -167,6 +169,8 @@ def command_mode(repeats: int, extra: list[str], against: Path | None = None) ->
           f"{summary['train_seconds']:.2f} s, test acc {summary['test_acc']:.4f}; {repeats} repeats")
     if against is not None:
         print(f"other: the lossbench of {against}")
+    if temperature:
+        print("handwritten: with temperature scaling (scipy), as the default run calibrates")
     for mode in modes[1:]:
         _report({k: times[k] for k in ("handwritten", mode)}, "handwritten", mode)
 
@@ -312,9 +316,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--against", type=Path, help="command: also time this checkout's lossbench (e.g. "
                         "an older commit, from git archive)")
+    parser.add_argument("--temperature", action="store_true",
+                        help="command: the hand-written script fits a temperature (scipy), as the run does")
     args = parser.parse_args()
     if args.mode == "command":
-        return command_mode(args.repeats, args.overrides, args.against)
+        return command_mode(args.repeats, args.overrides, args.against, args.temperature)
     if args.mode == "sweep":
         return sweep_mode(args.runs, args.repeats, args.overrides)
     if args.mode == "fsync":
