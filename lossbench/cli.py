@@ -132,6 +132,10 @@ def _run(argv: list[str]) -> None:
     register_resolvers()
     if multirun:  # the run folders are named by what the sweep varies: the constant settings stay out
         argv = [*argv, *exclude_override(overrides)]
+        from lossbench.extras import chosen_options
+
+        if not any(group == "hydra/sweeper" for group, _ in chosen_options(overrides)):
+            argv.append("hydra/sweeper=lossbench")  # Hydra's basic sweeper, each job composed once
 
     from lossbench import callbacks
     from lossbench.run import run

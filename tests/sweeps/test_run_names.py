@@ -67,6 +67,20 @@ def test_the_default_sweeper_composes_each_job_once_when_lossbench_checked_them_
 
     sweep("seed=0,1", f"hydra.sweep.dir={tmp_path / 'a'}")
     assert validated == [] and len(list((tmp_path / "a").glob("*/summary.json"))) == 2
-    # a grid the check did not enumerate (the sweeper's own params): validated as Hydra does
-    sweep("+hydra.sweeper.params={seed:'0,1'}", f"hydra.sweep.dir={tmp_path / 'b'}")
-    assert validated == [2] and len(list((tmp_path / "b").glob("*/summary.json"))) == 2
+
+
+def test_the_sweeper_validates_what_the_check_did_not_enumerate(monkeypatch):
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    from hydra_plugins.lossbench_sweeper.sweeper import CheckedBasicSweeper
+    from lossbench import precheck
+
+    monkeypatch.setattr(BasicSweeper, "sweep", lambda self, arguments: self._checked)
+    assert precheck.check(["seed=0,1", "trainer.epochs=1"], multirun=True).problem is None
+    checked = CheckedBasicSweeper(max_batch_size=None, params=None)
+    assert checked.sweep(["seed=0,1", "trainer.epochs=1"]) is True
+    assert checked.sweep(["seed=0,1,2", "trainer.epochs=1"]) is False  # not what was checked
+    with_params = CheckedBasicSweeper(max_batch_size=None, params={"loss": "ce,gce"})  # a preset's grid
+    assert with_params.sweep(["seed=0,1", "trainer.epochs=1"]) is False
+    assert precheck.check(["seed=range(0,2)"], multirun=True).problem is None
+    assert checked.sweep(["seed=range(0,2)"]) is (precheck._VALIDATED is not None)
