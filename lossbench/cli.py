@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 USAGE = """\
@@ -73,6 +75,27 @@ def _remove_created(folder: Path, existing: Path) -> None:
                 return
 
 
+UNKNOWN = object()
+
+
+@contextlib.contextmanager
+def _mode_known(mode: object) -> Iterator[None]:
+    """Hydra composes the whole config once only to read its ``hydra.mode`` before composing it again
+    for the run (``Hydra.get_mode``); the precheck has read it already: Hydra is told, not asked
+    (0.2 to 0.3 s of CPU a command). ``UNKNOWN``: Hydra asks itself."""
+    if mode is UNKNOWN:
+        yield
+        return
+    from hydra._internal.hydra import Hydra
+
+    original = Hydra.get_mode
+    Hydra.get_mode = lambda self, config_name, overrides: mode
+    try:
+        yield
+    finally:
+        Hydra.get_mode = original
+
+
 def _run(argv: list[str]) -> None:
     """`lossbench run`: check every combination, run (Hydra), then exit with a status that says
     what happened: 0 done (completed or diverged), 1 a run or a sweep's job failed, 2 refused
@@ -84,12 +107,16 @@ def _run(argv: list[str]) -> None:
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]
     output_dir = None
+    if any(a in ("--help", "-h") for a in argv):
+        print(run_help(overrides))
+        return
     from lossbench.extras import missing_extra
 
     missing = missing_extra(overrides)  # first: composing a missing plugin's config fails less clearly
     if missing:
         print(f"lossbench: error: {missing}", file=sys.stderr)
         sys.exit(2)
+    mode = UNKNOWN
     if not any(a in HYDRA_INFO_FLAGS for a in argv):
         from lossbench.precheck import check
 
@@ -97,19 +124,30 @@ def _run(argv: list[str]) -> None:
         if result.problem:
             print(f"lossbench: error: {result.problem}", file=sys.stderr)
             sys.exit(2)
-        output_dir = result.output_dir
+        output_dir, mode = result.output_dir, result.mode
     existing = _nearest_existing(output_dir) if output_dir is not None else None
     quiet_libraries(overrides)
+    from lossbench.naming import exclude_override, register_resolvers
+
+    register_resolvers()
+    if multirun:  # the run folders are named by what the sweep varies: the constant settings stay out
+        argv = [*argv, *exclude_override(overrides)]
+        from lossbench.extras import chosen_options
+
+        if not any(group == "hydra/sweeper" for group, _ in chosen_options(overrides)):
+            argv.append("hydra/sweeper=lossbench")  # Hydra's basic sweeper, each job composed once
 
     from lossbench import callbacks
     from lossbench.run import run
 
     main = hydra.main(config_path="pkg://lossbench.conf", config_name="config", version_base="1.3")(run)
-    sys.argv = ["lossbench run", *argv]
+    # -m first: Hydra's argument parser takes no override after a flag (`run a=1 -m b=1,2`)
+    flags = [a for a in argv if a in ("-m", "--multirun")]
+    sys.argv = ["lossbench run", *flags, *(a for a in argv if a not in flags)]
     lifecycle.reset()
     callbacks.LAST_SWEEP.clear()
     code: int | str | None = 0
-    with lifecycle.handle_signals(command=True):
+    with lifecycle.handle_signals(command=True), _mode_known(mode):
         try:
             main()
         except SystemExit as exc:
@@ -132,6 +170,46 @@ def _run(argv: list[str]) -> None:
             code = 128 + int(signum)  # the sweep itself gave up after a signal (a worker died)
     if code:
         sys.exit(code)
+
+
+def visible_groups() -> list[str]:
+    """The config groups a user picks from (not Hydra's, not the internal specialisations)."""
+    from importlib import resources
+
+    from lossbench.precheck import CONFIG_MODULE, INTERNAL_GROUPS, group_options
+
+    root = resources.files(CONFIG_MODULE)
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and group_options(p.name)
+                  and p.name != "hydra" and p.name not in INTERNAL_GROUPS)
+
+
+def run_help(overrides: list[str]) -> str:
+    """`lossbench run --help`: conf/hydra/help/lossbench.yaml's template with the groups a user picks
+    from and the config composed with ``overrides`` (Hydra's own help lists the internal groups too)."""
+    from importlib import resources
+
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from lossbench.precheck import CONFIG_MODULE, _one_line, group_options
+
+    text = resources.files(CONFIG_MODULE).joinpath("hydra", "help", "lossbench.yaml").read_text()
+    help_cfg = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
+    groups = "\n".join(f"{g}: {', '.join(group_options(g))}" for g in visible_groups())
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            config = OmegaConf.to_yaml(compose(config_name="config", overrides=overrides))
+    except Exception as exc:  # a bad override: say so in one line, as `run` would
+        print(f"lossbench: error: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        GlobalHydra.instance().clear()
+    return (str(help_cfg["template"])
+            .replace("${hydra.help.header}", str(help_cfg["header"]).rstrip())
+            .replace("${hydra.help.footer}", str(help_cfg["footer"]).rstrip())
+            .replace("$APP_CONFIG_GROUPS", groups).replace("$CONFIG", config.rstrip()))
 
 
 def _losses(argv: list[str]) -> None:
@@ -171,9 +249,7 @@ def _list(argv: list[str]) -> None:
     from lossbench.precheck import CONFIG_MODULE, group_options
 
     root = resources.files(CONFIG_MODULE)
-    groups = argv or sorted(
-        p.name for p in root.iterdir() if p.is_dir() and group_options(p.name) and p.name != "hydra"
-    )
+    groups = argv or visible_groups()
     for group in groups:
         if group_options(group) is None:
             print(f"lossbench: error: unknown config group '{group}'", file=sys.stderr)
@@ -184,10 +260,42 @@ def _list(argv: list[str]) -> None:
     table.add_column("option", no_wrap=True)
     table.add_column("description", overflow="fold")
     for group in groups:
-        for option in group_options(group):
-            text = root.joinpath(group, f"{option}.yaml").read_text()
-            table.add_row(group, option, describe(text))
+        for option, description in option_rows(group, root):
+            table.add_row(group, option, description)
     table_console().print(table)  # piped: every description whole
+
+
+def option_rows(group: str, root) -> list[tuple[str, str]]:
+    """(option, description) rows of a group; the presets of one option at set rates (asym10, asym20 of
+    asym) share one row that names the rates, rather than repeating the option's paragraph."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    from lossbench.precheck import group_options
+
+    options = group_options(group)
+    rates: dict[str, list[tuple[str, object]]] = {}
+    for option in options:
+        match = re.fullmatch(r"([a-z_]+?)(\d+)", option)
+        if match and match.group(1) in options:
+            try:
+                rate = OmegaConf.create(root.joinpath(group, f"{option}.yaml").read_text()).get("rate")
+            except Exception:
+                rate = None
+            if rate is not None:
+                rates.setdefault(match.group(1), []).append((option, rate))
+    preset = {name for members in rates.values() for name, _ in members}
+    rows = []
+    for option in options:
+        if option in preset:
+            continue
+        rows.append((option, describe(root.joinpath(group, f"{option}.yaml").read_text())))
+        if option in rates:
+            names = ", ".join(name for name, _ in rates[option])
+            values = ", ".join(str(rate) for _, rate in rates[option])
+            rows.append((names, f"{option} at {group}.rate {values}"))
+    return rows
 
 
 def describe(yaml_text: str) -> str:

@@ -23,7 +23,8 @@ from lossbench.train.trainer import Trainer
 
 def evaluate_model(trainer: Trainer, model: nn.Module, split: Split,
                    calibrators: Sequence[Calibrator] | None = None,
-                   robust: RobustEvaluation | None = None, loss: Loss | None = None) -> dict:
+                   robust: RobustEvaluation | None = None, loss: Loss | None = None,
+                   smoothed: bool = False) -> dict:
     """Test accuracy and calibration, before and after each post-hoc calibrator (default: temperature
     scaling), each fitted on validation once on its noisy labels and once on its clean ones; and the
     robust test accuracy when ``robust`` (the ``attack`` config group) is given.
@@ -33,7 +34,8 @@ def evaluate_model(trainer: Trainer, model: nn.Module, split: Split,
     (``needs_views``) get the model's logits on their transformed copies of the
     validation and test inputs; the time those forward passes take is recorded
     as <key>_views_seconds. With the run's ``loss``, the logits scored are
-    ``loss.prediction_logits`` of the model's (a learned link, LegendreTron's).
+    ``loss.prediction_logits`` of the model's (a learned link, LegendreTron's). ``smoothed``: SmoothECE
+    too (the run's ``smooth_ece``).
     """
     transform = BatchTransform(split, trainer.channels_last)
     val_logits = trainer.predict(model, split.x_val, transform, loss)
@@ -52,7 +54,7 @@ def evaluate_model(trainer: Trainer, model: nn.Module, split: Split,
                                                  calibrator.seed, feature_std, loss)
         seconds[f"{calibrator.key}_views_seconds"] = time.perf_counter() - started
     out = summarize(val_logits, split.y_val_noisy, test_logits, split.y_test, split.y_val, calibrators,
-                    val_views, test_views)
+                    val_views, test_views, smoothed)
     out.update(seconds)
     out["class_names"] = split.class_names
     if robust is not None:

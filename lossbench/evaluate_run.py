@@ -42,6 +42,8 @@ def load_config(run_dir: Path, overrides: list[str]):
         if not isinstance(recorded, dict):
             raise ConfigError(f"{run_dir} holds no run config ({CONFIG} or summary.json): not a run folder")
         cfg = OmegaConf.create(recorded)
+    if "smooth_ece" not in cfg:  # runs made before the setting: smooth_ece=true still asks for SmoothECE
+        cfg.smooth_ece = False
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except Exception as exc:
@@ -73,6 +75,31 @@ def load_config(run_dir: Path, overrides: list[str]):
         with open_dict(cfg):
             OmegaConf.update(cfg, bare, o.value(), merge=True)
     return cfg
+
+
+SHOWN = 8  # runs of a sweep folder named in its one line
+
+
+def sweep_runs(folder: Path) -> list[Path]:
+    """The run folders of a sweep folder (below it, each with a recorded config); [] when ``folder``
+    is itself a run."""
+    if (folder / CONFIG).is_file() or (folder / "summary.json").is_file():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_dir() and ((p / CONFIG).is_file() or (p / "summary.json").is_file()))
+
+
+def missing_weights_advice(summary: dict, weights: str) -> str:
+    """Why a run has no ``weights`` file, and the setting that would have kept it."""
+    if not summary:
+        return ("the run has not finished (its weights are saved at its end): resume it with the same "
+                "command, or read its metrics.jsonl")
+    kept = ((summary.get("config") or {}).get("trainer") or {}).get("save_weights", "?")
+    if summary.get("status") != "completed":
+        return (f"the run ended {summary.get('status', '?')} (ran with trainer.save_weights={kept}); "
+                f"only a completed run keeps its final weights")
+    return (f"the run kept no {weights} weights (ran with trainer.save_weights={kept}); rerun it with "
+            f"trainer.save_weights={weights} (or both) to keep them")
 
 
 def _same(a, b) -> bool:
@@ -110,14 +137,16 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
         raise ConfigError(f"unknown --weights '{weights}'; known: {', '.join(WEIGHT_FILES)}")
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {run_dir} does not exist")
+    sweep = sweep_runs(run_dir)
+    if sweep:
+        shown = ", ".join(p.name for p in sweep[:SHOWN]) + (f" and {len(sweep) - SHOWN} more"
+                                                              if len(sweep) > SHOWN else "")
+        raise ConfigError(f"{run_dir} is a sweep folder of {len(sweep)} runs, not a run: evaluate one at a "
+                          f"time, e.g. lossbench evaluate {sweep[0]}; its runs: {shown}")
     path = run_dir / WEIGHT_FILES[weights]
     summary = read_json(run_dir / "summary.json") or {}
     if not path.is_file():
-        raise ConfigError(
-            f"{path} not found: the run kept no {weights} weights (trainer.save_weights="
-            f"{(summary.get('config') or {}).get('trainer', {}).get('save_weights', '?')}, "
-            f"status {summary.get('status', 'unfinished')}); rerun it with trainer.save_weights=both"
-        )
+        raise ConfigError(f"{path} not found: {missing_weights_advice(summary, weights)}")
     cfg = load_config(run_dir, list(overrides))
     loss_class = get_class(str(cfg.loss._target_)) if "_target_" in cfg.loss else Loss
     linked = loss_class.prediction_logits is not Loss.prediction_logits  # a learned link: LegendreTron's
@@ -153,7 +182,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
     except (ValueError, TypeError, KeyError, OSError, RuntimeError) as exc:
         raise ConfigError(f"cannot rebuild the run from {run_dir}: {str(exc).splitlines()[0]}") from exc
     choice = apply_threads(trainer.threads, model, None, trainer.batch_size, trainer.torch_device)
-    metrics = evaluate_model(trainer, model, split, loss=loss)
+    metrics = evaluate_model(trainer, model, split, loss=loss, smoothed=bool(cfg.get("smooth_ece", False)))
     if weights == "final":
         reference = summary if summary.get("weights_final") else {}
     else:
@@ -224,8 +253,10 @@ def main(argv: list[str]) -> None:
     for key, value, recorded, verdict in rows:
         table.add_row(key, _short(value), "" if recorded is None else _short(recorded), verdict)
     Console(width=None if sys.stdout.isatty() else 160).print(table)
+    timings = sum(r[3] == "timing" for r in rows)
     print(f"{same} of {compared} figures identical to the run's own; "
-          f"{len(rows) - compared} not in the run's record", file=sys.stderr)
+          f"{sum(r[3] == 'new' for r in rows)} not in the run's record; "
+          f"{timings} timings (measured, not compared)", file=sys.stderr)
     if args.out:
         from lossbench.io import write_json_atomic
 

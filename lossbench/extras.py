@@ -23,6 +23,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "attacks": ("torchattacks", "torchattacks==3.5.1"),
     "calibration": ("relplot", "relplot==1.0.3"),
     "cce": ("cut_cross_entropy", "cut-cross-entropy==25.1.1"),
+    "tensorboard": ("tensorboard", "tensorboard>=2.10"),
 }
 
 # (config group, option) -> the extra it needs
@@ -35,6 +36,7 @@ NEEDS: dict[tuple[str, str], str] = {
     ("model", "timm"): "timm",
     ("detect", "confident_learning"): "detect",
     ("attack", "autoattack"): "attacks",
+    ("logger", "tensorboard"): "tensorboard",
 }
 
 

@@ -52,14 +52,15 @@ def current_umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+def atomic_file(path: Path, mode: str = "w", sync: bool = True) -> Iterator[IO]:
     """Write ``path`` all at once or not at all.
 
     The content goes to a uniquely named temporary file beside ``path`` (so
-    concurrent writers never share one), is flushed and fsynced, gets the mode
+    concurrent writers never share one), is flushed and (``sync``) fsynced, gets the mode
     an ordinary ``open`` would give (0666 less the umask; mkstemp alone gives
     0600), and is renamed over ``path``. On any error the temporary file is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was. Without ``sync`` the write survives the
+    process (a kill, a crash) but not the machine's (a power cut may leave it empty).
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -68,7 +69,8 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -83,21 +85,21 @@ def write_json_atomic(path: Path, data: dict) -> None:
         f.write("\n")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_file(path) as f:
+def write_text_atomic(path: Path, text: str, sync: bool = True) -> None:
+    with atomic_file(path, sync=sync) as f:
         f.write(text)
 
 
-def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
+def write_jsonl_atomic(path: Path, records: list[dict], sync: bool = True) -> None:
     """Replace ``path`` by exactly these records, one JSON object per line, atomically."""
-    with atomic_file(path) as f:
+    with atomic_file(path, sync=sync) as f:
         for record in records:
             f.write(json.dumps(jsonable(record)) + "\n")
 
 
-def write_with_atomic(path: Path, write: Callable[[IO], None]) -> None:
+def write_with_atomic(path: Path, write: Callable[[IO], None], sync: bool = True) -> None:
     """Let ``write(binary_file)`` fill ``path`` atomically (e.g. ``np.savez_compressed``)."""
-    with atomic_file(path, "wb") as f:
+    with atomic_file(path, "wb", sync=sync) as f:
         write(f)
 
 

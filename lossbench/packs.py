@@ -73,6 +73,10 @@ def unpackable(config: dict) -> str | None:
         target = (config.get(group) or {}).get("_target_")
         if target and str(target) != plain:
             return f"{group} {str(target).rsplit('.', 1)[-1]}: {WHY_NOT_PACKED[group]}"
+    if (trainer.get("early_stopping") or {}).get("patience") is not None:
+        return "trainer.early_stopping: early stopping ends each run at its own epoch"
+    if trainer.get("limit_train_batches") is not None:
+        return "trainer.limit_train_batches caps one run's batches; packs train whole epochs"
     if str(trainer.get("precision")) == "16-mixed":
         return "trainer.precision=16-mixed keeps one loss scale per run"
     if trainer.get("compile"):
@@ -227,11 +231,12 @@ class SharedData:
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
 
+        from lossbench.data.subset import builder_config
         from lossbench.run import build_data
 
         key = json.dumps(OmegaConf.to_container(cfg.dataset, resolve=True), sort_keys=True, default=str)
         if key not in self.clean:
-            self.clean[key] = instantiate(cfg.dataset)
+            self.clean[key] = instantiate(builder_config(cfg.dataset))
         return build_data(cfg, split=self.clean[key])
 
     def to_device(self, split, device):

@@ -10,7 +10,9 @@ copy with Hydra's own override code.
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,6 +23,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONFIG_MODULE = "lossbench.conf"
+# Config groups that specialise a combination (chosen by the defaults list, never by a user):
+# hidden from `run --help`, `lossbench list` and the suggestions for a misspelt key.
+INTERNAL_GROUPS = ("dataset_loss", "protocol_loss", "protocol_noise")
 
 
 def search_roots(searchpath: list[str]) -> list:
@@ -49,14 +54,69 @@ def group_options(group: str, searchpath: list[str] = ()) -> list[str] | None:
     return None if found is None else sorted(found)
 
 
-def _one_line(exc: BaseException) -> str:
+def closest(name: str, known: list[str], n: int = 3) -> list[str]:
+    """The names of ``known`` nearest to ``name``, nearest first (a different case counts as nearest)."""
+    lowered = name.lower()
+
+    def score(candidate: str) -> tuple[float, bool]:
+        c = candidate.lower()  # a transposition (sym06 for sym60) ranks above another one-letter change
+        return difflib.SequenceMatcher(None, lowered, c).ratio(), sorted(c) == sorted(lowered)
+
+    scored = sorted(((score(k), k) for k in known), key=lambda sk: (-(sk[0][0] == 1.0), -sk[0][1], -sk[0][0]))
+    return [k for (ratio, _), k in scored if ratio >= 0.6][:n]
+
+
+def unknown_option(group: str, name: object, options: list[str]) -> str:
+    """The one line for an option that group ``group`` does not have: the closest names, then all."""
+    near = closest(str(name), options)
+    hint = f"; closest: {', '.join(near)}" if near else ""
+    return f"unknown {group} '{name}'{hint}; known: {', '.join(options)}"
+
+
+def unknown_key(key: str, known: list[str]) -> str:
+    """The one line for a key the config does not have: "did you mean ...?" when one is close.
+
+    Never "+key=VALUE": that would add a stray key and train a default run. A key inside a
+    node (``loss.gama``) with nothing close may be a new argument of the node's target."""
+    parent, _, last = key.rpartition(".")
+    known = [k for k in known if not k.startswith("_")]
+    near = closest(last, known, n=1)
+    if near:
+        return f"unknown config key '{key}'; did you mean {f'{parent}.' if parent else ''}{near[0]}?"
+    if parent:
+        return (f"unknown config key '{key}'; {parent} sets {', '.join(known) or 'no keys'} (an argument "
+                f"of {parent}'s target that the config does not set is added with +{key}=VALUE)")
+    return f"unknown config key '{key}'; the top level has {', '.join(known)}"
+
+
+def _known_keys(key: str, groups: list[str]) -> list[str]:
+    """The keys beside ``key`` in the config composed with the command line's ``groups``
+    (for a top-level key, the config groups too)."""
+    parent = key.rpartition(".")[0]
+    try:
+        cfg = compose(config_name="config", overrides=groups)
+    except Exception:
+        cfg = compose(config_name="config")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    known = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+    if not parent:
+        groups_here = [p.name for p in resources.files(CONFIG_MODULE).iterdir() if p.is_dir()
+                       and p.name not in INTERNAL_GROUPS and not p.name.startswith(("_", "hydra"))]
+        known = list(dict.fromkeys([*known, *sorted(groups_here)]))
+    return known
+
+
+def _one_line(exc: BaseException, groups: list[str] = ()) -> str:
     cause = exc
     while cause.__cause__ is not None and not str(cause).strip():
         cause = cause.__cause__
     text = str(cause)
     if "is not in struct" in text or "Could not override" in text:
         key = text.split("'")[1] if "'" in text else "?"
-        return f"unknown config key '{key}' (to add a new key, write +{key}=VALUE)"
+        try:
+            return unknown_key(key, _known_keys(key, list(groups)))
+        except Exception:  # the composition itself fails: say what we know
+            return f"unknown config key '{key}'"
     if "Could not find '" in text and "Available options" in text:
         missing = text.split("Could not find '", 1)[1].split("'", 1)[0]
         group, _, name = missing.rpartition("/")
@@ -65,7 +125,7 @@ def _one_line(exc: BaseException) -> str:
             if not ln.startswith(("\t", " ")) or not ln.strip():  # the options are the indented lines
                 break
             options.append(ln.strip())
-        return f"unknown {group} '{name}'; known: {', '.join(options)}"
+        return unknown_option(group, name, options)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("See https")]
     return " ".join(lines[:3])
 
@@ -87,15 +147,30 @@ class Precheck:
     problem: str | None
     combinations: int = 0
     output_dir: Path | None = None
+    mode: object = None  # the composed config's hydra.mode (None unless a config or override sets it)
 
 
-def check_overrides(overrides: list[str], multirun: bool = False) -> str | None:
+# The task overrides whose every combination the last successful check of this process composed and
+# validated (lossbench's sweeper then skips Hydra's own composition of each job before launching it).
+_VALIDATED: tuple[str, ...] | None = None
+
+
+def validated(overrides: Sequence[str]) -> bool:
+    """Whether the last check of this process composed and validated every combination of ``overrides``."""
+    return _VALIDATED is not None and _VALIDATED == tuple(o for o in overrides if not o.startswith("hydra"))
+
+
+def check_overrides(overrides: list[str], multirun: bool = False, data: bool = True) -> str | None:
     """None if every override parses and every combination composes and validates, else one line."""
-    return check(overrides, multirun).problem
+    return check(overrides, multirun, data).problem
 
 
-def check(overrides: list[str], multirun: bool = False) -> Precheck:
-    """Parse, compose and validate every combination of ``overrides``; find the output folder."""
+def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Precheck:
+    """Parse, compose and validate every combination of ``overrides``; find the output folder.
+    ``data``: whether the dataset's files are checked too (a plan that only lists runs skips them)."""
+    global _VALIDATED
+    _VALIDATED = None
+    expanded = True  # every sweep's values enumerated (a range or an interval is the sweeper's)
     for line in overrides:
         key, sep, _ = line.partition("=")
         if sep and not key.lstrip("+~"):
@@ -121,15 +196,22 @@ def check(overrides: list[str], multirun: bool = False) -> Precheck:
             continue
         options = group_options(bare, roots) if "." not in bare and "@" not in bare else None
         values = None
+        if o.is_sweep_override() and not multirun:
+            return Precheck(f"{o.input_line} gives several values, which is a sweep: add -m "
+                            f"(lossbench run -m {o.input_line} ...); for a list value write "
+                            f"{bare}=[{','.join(str(v) for v in o.sweep_string_iterator())}]"
+                            if type(o.value()).__name__ == "ChoiceSweep" else
+                            f"{o.input_line} is a sweep: add -m (lossbench run -m {o.input_line} ...)")
         if o.is_sweep_override():
             try:
                 values = list(o.sweep_string_iterator())
             except Exception:  # range/interval searches are for the sweeper
+                expanded = False
                 continue
         for value in values if values is not None else [o.value()]:
             for name in _choice_names(value):  # a group takes one option or a list: calibrator=[a,b]
                 if options is not None and isinstance(name, str) and name not in options:
-                    return Precheck(f"unknown {bare} '{name}'; known: {', '.join(options)}")
+                    return Precheck(unknown_option(bare, name, options))
             if bare == "objective" and isinstance(value, str):
                 from lossbench.metrics.views import renamed_hint  # only then: it imports torch
 
@@ -144,7 +226,7 @@ def check(overrides: list[str], multirun: bool = False) -> Precheck:
 
     parser = OverridesParser.create()
     composed: list[tuple[DictConfig, dict]] = []
-    output_dir = None
+    output_dir = mode = None
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
@@ -153,6 +235,7 @@ def check(overrides: list[str], multirun: bool = False) -> Precheck:
                               overrides=base_groups + list(groups) + hydra_lines + base_values)
                 if output_dir is None:
                     output_dir = _output_dir(cfg, multirun)
+                    mode = OmegaConf.select(cfg, "hydra.mode", default=None)
                 choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
                            if not str(k).startswith("hydra")}
                 with open_dict(cfg):
@@ -163,25 +246,31 @@ def check(overrides: list[str], multirun: bool = False) -> Precheck:
                         ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides(list(values)), job)
                     composed.append((job, choices))
     except Exception as exc:
-        return Precheck(_one_line(exc))
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            return Precheck(_one_line(exc, [g for g in base_groups if not g.startswith(("+", "~"))]))
     finally:
         GlobalHydra.instance().clear()
 
     from lossbench.errors import ConfigError
     from lossbench.io import unwritable_reason
-    from lossbench.validation import check_config
+    from lossbench.validation import check_config, check_early, check_resolved
 
     if output_dir is not None:
         reason = unwritable_reason(output_dir)
         if reason:
             return Precheck(f"output directory {output_dir} cannot be written: {reason}")
-    for job, choices in composed:
-        try:
-            check_config(job, choices)
-        except ConfigError as exc:
-            where = _combination(job, choices, group_dims, value_dims) if len(composed) > 1 else ""
-            return Precheck(f"{exc}{where}", len(composed), output_dir)
-    return Precheck(None, len(composed), output_dir)
+    # every combination's cheap checks (no torch, no plug-in) first, then each one's whole check
+    for check_one in (lambda job, choices: check_early(check_resolved(job, choices), data),
+                      lambda job, choices: check_config(job, choices, data)):
+        for job, choices in composed:
+            try:
+                check_one(job, choices)
+            except ConfigError as exc:
+                where = _combination(job, choices, group_dims, value_dims) if len(composed) > 1 else ""
+                return Precheck(f"{exc}{where}", len(composed), output_dir)
+    if expanded and data:
+        _VALIDATED = tuple(o for o in overrides if not o.startswith("hydra"))
+    return Precheck(None, len(composed), output_dir, mode)
 
 
 def _combination(job: DictConfig, choices: dict, group_dims: list, value_dims: list) -> str:

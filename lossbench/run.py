@@ -43,6 +43,7 @@ from lossbench import noise as noise_lib
 from lossbench.calibrate import Calibrator, build_calibrators
 from lossbench.callbacks import record_outcome
 from lossbench.data.split import Split
+from lossbench.data.subset import builder_config, describe_cut, take_subset
 from lossbench.data.transforms import BatchTransform
 from lossbench.detect import detection_scores
 from lossbench.detect.base import Detection
@@ -62,9 +63,12 @@ from lossbench.io import (
 )
 from lossbench.losses.base import Loss, check_reduction
 from lossbench.metrics import selection_figures
+from lossbench.naming import register_resolvers
 from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
+from lossbench.summary_table import end_of_run_table
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint
+from lossbench.train.early_stopping import EarlyStopping
 from lossbench.train.objective import check_training, parameter_groups
 from lossbench.train.sinks import build_sinks
 from lossbench.train.threads import apply_threads
@@ -73,13 +77,14 @@ from lossbench.train.weights import LOSS_FILES, WEIGHT_FILES, BestWeights, kept,
 from lossbench.validation import check_config, describe_error
 
 log = logging.getLogger("lossbench")
+register_resolvers()  # a sweep's job folder name, resolved wherever the job runs (a joblib or SLURM worker)
 
 FINISHED = ("completed", "diverged")
 # Defaults-list entries that specialize a combination (dataset x loss, protocol x loss or noise); not choices.
 SPECIALIZATIONS = ("dataset_loss", "protocol_loss", "protocol_noise")
 CHECKPOINT = "checkpoint.pt"
 # what a run writes as its result (trainer.force=true removes them all before it starts again)
-RESULTS = ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz",
+RESULTS = ("summary.json", CHECKPOINT, "metrics.jsonl", "metrics.csv", "noise.npz", "detect.npz",
            *WEIGHT_FILES.values(), *LOSS_FILES.values())
 # the files of a run directory that are written atomically (through a temporary file beside them)
 RECORDS = (*RESULTS, "failure.json")
@@ -337,6 +342,8 @@ class _Job:
         if force:
             for name in RESULTS:
                 (out_dir / name).unlink(missing_ok=True)
+            for events in (out_dir / "tensorboard").glob("events.out.tfevents.*"):  # logger=tensorboard's
+                events.unlink(missing_ok=True)
         elif checkpoint_error:
             log.warning("checkpoint unusable, starting over from scratch: %s", checkpoint_error)
             (out_dir / CHECKPOINT).unlink(missing_ok=True)
@@ -458,15 +465,16 @@ class _Job:
     # -------------------------------------------------------------- writing
 
     def _write_hydra(self) -> None:
-        """``.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them (config.yaml tells it not to)."""
+        """``.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them (config.yaml tells it not to); not
+        fsynced: every start of the run writes them again, and the summary holds the config too."""
         folder = self.out_dir / ".hydra"
         folder.mkdir(exist_ok=True)
-        write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(self.cfg))
+        write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(self.cfg), sync=False)
         hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
         with read_write(hydra_cfg.hydra), open_dict(hydra_cfg.hydra):
             hydra_cfg.hydra.output_subdir = ".hydra"
-        write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg))
-        write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(self.hc.overrides.task))
+        write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg), sync=False)
+        write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(self.hc.overrides.task), sync=False)
 
     def _write_failure(self, phase: str, message: str) -> Path:
         path = self.out_dir / "failure.json"
@@ -521,7 +529,7 @@ class _Job:
             realized_T=noisy.realized_T,
             train_idx=split.train_idx.cpu().numpy(),
             val_idx=split.val_idx.cpu().numpy(),
-        ))
+        ), sync=False)  # every start writes it again: a machine's crash before the summary loses nothing
         save_detection(out_dir, parts.detection)
         progress = trainer.progress if self.progress is None else self.progress
         training.sinks = build_sinks(self.cfg, out_dir, self.choices, progress)
@@ -569,7 +577,7 @@ class _Job:
             summary["diverged_epoch"] = diverged_epoch
         else:
             summary.update(evaluate_model(trainer, parts.model, split, parts.calibrators, parts.robust,
-                                          parts.loss_fn))
+                                          parts.loss_fn, smoothed=bool(cfg.get("smooth_ece", False))))
         summary.update(_history_figures(history))
         summary.update({f"reweight_{k}": v for k, v in parts.reweight.summary().items()})
         summary.update(weights_summary(trainer.save_weights, out_dir, parts.model, best,
@@ -582,6 +590,11 @@ class _Job:
             summary.update({f"detect_{k}": v for k, v in scores.items()})
         if checkpoint_error:
             summary["checkpoint_error"] = checkpoint_error
+        if describe_cut(config):  # a smoke test: not a result, and `report --against` says so
+            summary["cut_down"] = describe_cut(config)
+        stopping = EarlyStopping.from_settings(trainer.early_stopping)
+        if stopping is not None:
+            summary["early_stopping"] = stopping.record(history, trainer.epochs)
         summary["wall_time_s"] = time.perf_counter() - started
         summary["overrides"] = list(self.hc.overrides.task)
         summary["provenance"] = {**provenance(trainer.torch_device), **parts.threads.provenance(),
@@ -596,6 +609,9 @@ class _Job:
         (out_dir / CHECKPOINT).unlink(missing_ok=True)
         log.info("%s: %s, test acc %.4f, realized noise %.3f -> %s", out_dir.name, status,
                  summary.get("test_acc", float("nan")), noisy.rate, out_dir / "summary.json")
+        progress = trainer.progress if self.progress is None else self.progress
+        if not self.multirun and progress != "none":  # a sweep's jobs keep to their one line
+            print(end_of_run_table(summary, out_dir), flush=True)
         return summary
 
     # -------------------------------------------------------------- endings
@@ -660,8 +676,14 @@ def build_data(cfg: DictConfig, split: Split | None = None) -> tuple[NoiseModel,
     ``split``: the clean dataset, already built (the runs of a pack share it).
     """
     noise_model = instantiate(cfg.noise)
-    split = instantiate(cfg.dataset) if split is None else split
+    split = instantiate(builder_config(cfg.dataset)) if split is None else split
     split, noisy = noise_lib.apply(noise_model, split, int(cfg.noise_seed))
+    subset = cfg.dataset.get("subset")
+    if subset is not None:  # after the noise: each kept sample keeps the full run's noisy label
+        try:
+            split, noisy = take_subset(split, noisy, subset, int(cfg.dataset.get("subset_seed", 0)))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return noise_model, split, noisy
 
 

@@ -22,6 +22,8 @@ import collections.abc
 import dataclasses
 import inspect
 import math
+import os
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -41,6 +43,7 @@ class TopLevel:
     noise_seed: int = 0
     data_dir: str = "data"
     objective: str = "best_val_acc_noisy"
+    smooth_ece: bool = False
 
 
 @dataclass
@@ -48,6 +51,8 @@ class LoggerSettings:
     """conf/logger/*.yaml: local files only, or W&B as well (see lossbench.tracking.wandb)."""
 
     wandb: bool = False
+    tensorboard: bool = False
+    csv: bool = False
     mode: str = "online"
     project: str | None = None
     entity: str | None = None
@@ -94,10 +99,12 @@ def _progress_modes() -> tuple[str, ...]:
     return PROGRESS_MODES
 
 
-def _precisions() -> tuple[str, ...]:
-    from lossbench.train.trainer import PRECISIONS
+# trainer.precision's names, known without torch (lossbench.train.trainer.PRECISIONS maps them to dtypes)
+PRECISION_NAMES = ("32", "bf16", "16-mixed")
 
-    return tuple(PRECISIONS)
+
+def _precisions() -> tuple[str, ...]:
+    return PRECISION_NAMES
 
 
 def _wandb_modes() -> tuple[str, ...]:
@@ -122,7 +129,24 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "scheduler.eta_min": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "scheduler.factor": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "scheduler.total_iters": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "noise.rate": (lambda v: _number(v) and 0 <= v < 1,
+                   "a number in [0, 1) (the probability that a label is corrupted)"),
+    "trainer.epochs": (lambda v: _integer(v) and v > 0, "a positive integer"),
+    "trainer.batch_size": (lambda v: _integer(v) and v > 0, "a positive integer"),
+    "trainer.eval_batch_size": (lambda v: _integer(v) and v > 0, "a positive integer"),
+    "trainer.checkpoint_every": (lambda v: _integer(v) and v >= 0, "an integer >= 0 (0: never)"),
+    "trainer.grad_clip": (lambda v: v is None or (_number(v) and v > 0), "a number > 0 or null"),
+    "trainer.l1": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "dataset.val_size": (_size(zero_ok=True), _SIZE),
+    "dataset.subset": (lambda v: v is None or (_integer(v) and v >= 1)
+                       or (isinstance(v, float) and 0 < v <= 1),
+                       "a fraction in (0, 1] or a whole number of training samples >= 1, or null "
+                       "(write 2, not 2.0, for 2)"),
+    "dataset.subset_seed": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "trainer.limit_train_batches": (lambda v: v is None or (_integer(v) and v >= 1)
+                                    or (isinstance(v, float) and 0 < v <= 1),
+                                    "a number of batches >= 1, a fraction in (0, 1] of each epoch's, "
+                                    "or null"),
     "dataset.test_size": (_size(zero_ok=False), "a fraction of the dataset in (0, 1) or a whole number of "
                           "samples >= 1 (write 2, not 2.0, for 2)"),
     "loss.reduction": _choices(_reductions),
@@ -420,11 +444,111 @@ def check_objective(config: dict) -> None:
         raise ConfigError(f"objective={config.get('objective')}: {hint}")
 
 
-def check_config(cfg: DictConfig, choices: dict | None = None) -> dict:
-    """Refuse a composed config in one line (ConfigError), or return it resolved."""
+def check_resolved(cfg: DictConfig, choices: dict | None = None) -> dict:
+    """No missing value, every interpolation resolves, a known objective: the config, resolved."""
     check_missing(cfg, choices)
     config = resolved(cfg)
     check_objective(config)
+    return config
+
+
+def check_rules(config: dict) -> None:
+    """Every key that RULES names, wherever it is in the config (no imports: the first checks of a run).
+
+    The top level, ``trainer`` and ``logger`` first: other groups interpolate them
+    (``scheduler.T_max: ${trainer.epochs}``), and the key the user set is the one to name."""
+    first = [k for k, v in config.items() if not isinstance(v, dict) or k in ("trainer", "logger")]
+    for key in [*first, *(k for k in config if k not in first)]:
+        value = config[key]
+        if key == "hydra":
+            continue
+        nodes = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, v in nodes:
+            dotted = key if sub is None else f"{key}.{sub}"
+            rule = RULES.get(dotted)
+            if rule is not None and not rule[0](v):
+                allowed = rule[1]() if callable(rule[1]) else rule[1]
+                raise ConfigError(f"{dotted} must be {allowed}, got {_show(v)}")
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# What a machine with a GPU that torch could use has (NVIDIA's driver, ROCm, WSL's GPU bridge).
+GPU_NODES = ("/proc/driver/nvidia/gpus", "/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def no_gpu() -> bool:
+    """True when this machine certainly has no GPU that torch could use, told without importing torch
+    (False: maybe one; torch.cuda.is_available() decides when the trainer is built)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return True
+    return not any(os.path.exists(p) for p in GPU_NODES)
+
+
+def check_device(config: dict) -> None:
+    """``trainer.device``: a known name, and ``cuda`` only where a GPU may be (no torch needed)."""
+    device = (config.get("trainer") or {}).get("device")
+    if not isinstance(device, str):
+        return  # the trainer's schema names the type
+    if not DEVICE.fullmatch(device):
+        raise ConfigError(f"unknown trainer.device '{device}'; known: auto, cpu, cuda, cuda:N")
+    if device.startswith("cuda") and no_gpu():
+        raise ConfigError(f"trainer.device={device} but no CUDA device is available; use auto or cpu")
+
+
+def check_dataset_files(config: dict) -> None:
+    """An image dataset's files below ``data_dir`` (lossbench.dataset_files), before anything is imported."""
+    from lossbench.dataset_files import FILES, missing_message
+
+    node = config.get("dataset")
+    if not isinstance(node, dict):
+        return
+    module, _, name = str(node.get("_target_", "")).rpartition(".")
+    data_dir = node.get("data_dir")
+    if module != "lossbench.data.vision" or name not in FILES or node.get("download") is not False:
+        return
+    if isinstance(data_dir, str):
+        message = missing_message(name, data_dir)
+        if message:
+            raise ConfigError(f"dataset: {message}")
+
+
+def check_extras(config: dict) -> None:
+    """A setting that needs an optional package that is not installed: the one-line pip hint."""
+    from lossbench.extras import require
+
+    if config.get("smooth_ece") is True:
+        require("calibration", "smooth_ece=true (SmoothECE)")
+    if (config.get("logger") or {}).get("tensorboard") is True:
+        require("tensorboard", "logger.tensorboard=true")
+
+
+def check_early_stopping(config: dict) -> None:
+    """``trainer.early_stopping``: its keys, their types and ranges."""
+    settings = (config.get("trainer") or {}).get("early_stopping")
+    if settings is not None:
+        from lossbench.train.early_stopping import check_settings
+
+        check_settings(settings)
+
+
+def check_early(config: dict, data: bool = True) -> None:
+    """The checks that need neither torch nor any plug-in: RULES, the device, the dataset's files
+    (unless ``data`` is false: a plan that lists runs without the data), the optional packages a
+    setting needs."""
+    check_rules(config)
+    check_early_stopping(config)
+    check_device(config)
+    if data:
+        check_dataset_files(config)
+    check_extras(config)
+
+
+def check_config(cfg: DictConfig, choices: dict | None = None, data: bool = True) -> dict:
+    """Refuse a composed config in one line (ConfigError), or return it resolved (``data``: whether
+    the dataset's files are checked)."""
+    config = check_resolved(cfg, choices)
+    check_early(config, data)
     check_types(config, "own")
     check_trainer(config)
     check_types(config, "plugins")

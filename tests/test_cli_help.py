@@ -51,3 +51,44 @@ def test_usage_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("run", "evaluate", "report", "losses", "list", "--version", "+experiment=NAME"):
         assert command in out
+
+
+INTERNAL = ("dataset_loss", "protocol_loss", "protocol_noise")
+
+
+def _run_help(capsys, monkeypatch, *args) -> str:
+    from hydra.core.global_hydra import GlobalHydra
+
+    monkeypatch.setattr("sys.argv", ["lossbench"])
+    try:
+        main(["run", *args, "--help"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    finally:
+        GlobalHydra.instance().clear()
+    return capsys.readouterr().out
+
+
+def test_run_help_hides_the_internal_groups(capsys, monkeypatch):
+    out = _run_help(capsys, monkeypatch)
+    for group in ("dataset:", "loss:", "noise:", "model:", "trainer:", "experiment:"):
+        assert f"\n{group} " in out, group
+    for group in INTERNAL:
+        assert f"{group}:" not in out and "cifar100_nce_rce" not in out
+    assert "== Config ==" in out and "subset: null" in out  # the composed config, as Hydra shows it
+    focal = _run_help(capsys, monkeypatch, "loss=focal")
+    assert "gamma:" in focal  # the config composed with the command's overrides
+
+
+def test_list_hides_the_internal_groups_and_says_each_paragraph_once(capsys):
+    main(["list"])
+    out = capsys.readouterr().out
+    for group in INTERNAL:
+        assert f" {group} " not in out
+    assert " noise " in out and " loss " in out
+    main(["list", "noise"])
+    flat = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert flat.count("Patrini et al. 2017") == 1  # asym's paragraph, not once more per rate
+    assert "asym10, asym20, asym30, asym40" in flat and "asym at noise.rate 0.1, 0.2, 0.3, 0.4" in flat
+    main(["list", "dataset_loss"])  # still listed when asked for by name
+    assert "cifar100_nce_rce" in capsys.readouterr().out

@@ -120,3 +120,64 @@ def test_a_learned_link_is_saved_and_evaluated_with_its_loss(cli, tmp_path):
     (out / "loss_final.pt").unlink()  # the model alone predicts differently: refused, not guessed
     with pytest.raises(Exception, match="loss_final.pt not found"):
         evaluate_run(out)
+
+
+def test_a_sweep_folder_is_named_as_one_and_its_runs_listed(trained, tmp_path, capsys):
+    import shutil
+
+    out, _, _ = trained
+    for name in ("loss=ce", "loss=gce"):
+        shutil.copytree(out, tmp_path / "sweep" / name)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "sweep")])
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert "is a sweep folder of 2 runs" in line and "loss=ce, loss=gce" in line
+    assert f"lossbench evaluate {tmp_path / 'sweep' / 'loss=ce'}" in line
+
+
+@pytest.mark.parametrize(("kept", "asked", "advice"), [
+    ("final", "best", "trainer.save_weights=best (or both)"),
+    ("best", "final", "trainer.save_weights=final (or both)"),
+    ("none", "final", "trainer.save_weights=final (or both)"),
+])
+def test_missing_weights_name_the_setting_that_would_have_kept_them(trained, tmp_path, capsys, kept, asked,
+                                                                    advice):
+    import shutil
+
+    out, _, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    (run / f"model_{asked}.pt").unlink()
+    summary = json.loads((run / "summary.json").read_text())
+    summary["config"]["trainer"]["save_weights"] = kept
+    (run / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(SystemExit):
+        main([str(run), "--weights", asked])
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"ran with trainer.save_weights={kept}" in line and advice in line
+
+
+def test_an_unfinished_run_says_its_weights_come_at_its_end(trained, tmp_path, capsys):
+    import shutil
+
+    out, _, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    (run / "model_final.pt").unlink()
+    (run / "summary.json").unlink()
+    with pytest.raises(SystemExit):
+        main([str(run)])
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "has not finished" in line and "resume it" in line
+
+
+def test_timing_rows_are_not_counted_as_missing_from_the_record(trained, capsys):
+    out, summary, _ = trained
+    main([str(out)])
+    said = capsys.readouterr().err
+    rows, same, compared = comparison(evaluate_run(out)["metrics"], summary)
+    timings = sum(r[3] == "timing" for r in rows)
+    assert timings > 0
+    assert f"{same} of {compared} figures identical to the run's own; 0 not in the run's record; " \
+           f"{timings} timings (measured, not compared)" in said

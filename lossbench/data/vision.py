@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from urllib.error import URLError
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 from lossbench.data.registry import register_dataset
 from lossbench.data.split import Split, split_from_pool
 from lossbench.data.transforms import check_augment
+from lossbench.dataset_files import expected_files, missing_message
 
 # Per-channel mean and std of the training images scaled to [0, 1].
 STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -37,20 +37,18 @@ class DatasetNotFoundError(FileNotFoundError):
 def _open(
     name: str,
     factory: Callable[..., object],
-    expected: list[Path],
+    data_dir: str | os.PathLike,
     download: bool,
     **kwargs,
 ) -> object:
-    """``factory(download=..., **kwargs)``, or an error naming the files and their folder."""
+    """``factory(download=..., **kwargs)``, or an error naming the files and their folder
+    (lossbench.dataset_files: the same line the config checks give before the run starts)."""
+    expected = expected_files(name, data_dir)
     missing = [p for p in expected if not p.is_file()]
-    folder = expected[0].parent
-    where = f"{name} reads {', '.join(p.name for p in expected)} in {folder}"
+    where = f"{name} reads {', '.join(p.name for p in expected)} in {expected[0].parent}"
     hint = "Put the files there, or point data_dir at the folder that holds them"
     if missing and not download:
-        raise DatasetNotFoundError(
-            f"{where}; missing: {', '.join(p.name for p in missing)}. "
-            f"{hint}, or set dataset.download=true on a machine with network."
-        )
+        raise DatasetNotFoundError(missing_message(name, data_dir))
     try:
         return factory(download=download, **kwargs)
     except (RuntimeError, OSError, URLError, ValueError) as exc:
@@ -73,12 +71,7 @@ def _mnist_like(
 
     _check_val(val_size)
     cls = getattr(tvd, cls_name)
-    raw = Path(data_dir) / cls_name / "raw"
-    expected = [
-        raw / f"{prefix}-{kind}-ubyte"
-        for prefix in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
-    ]
-    sets = [_open(name, cls, expected, download, root=str(data_dir), train=t) for t in (True, False)]
+    sets = [_open(name, cls, data_dir, download, root=str(data_dir), train=t) for t in (True, False)]
     (x_pool, y_pool), (x_test, y_test) = ((s.data.unsqueeze(1).contiguous(), s.targets.long()) for s in sets)
     mean, std = STATS[name]
     return split_from_pool(
@@ -121,10 +114,7 @@ def _cifar(
 
     _check_val(val_size)
     cls = getattr(tvd, cls_name)
-    folder = Path(data_dir) / cls.base_folder
-    files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
-    expected = [folder / f for f in files]
-    sets = [_open(name, cls, expected, download, root=str(data_dir), train=t) for t in (True, False)]
+    sets = [_open(name, cls, data_dir, download, root=str(data_dir), train=t) for t in (True, False)]
     (x_pool, y_pool), (x_test, y_test) = (
         (torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(), torch.as_tensor(s.targets).long())
         for s in sets
@@ -177,9 +167,8 @@ def svhn(
     import torchvision.datasets as tvd
 
     _check_val(val_size)
-    expected = [Path(data_dir) / tvd.SVHN.split_list[s][1] for s in ("train", "test")]
     sets = [
-        _open("svhn", tvd.SVHN, expected, download, root=str(data_dir), split=s) for s in ("train", "test")
+        _open("svhn", tvd.SVHN, data_dir, download, root=str(data_dir), split=s) for s in ("train", "test")
     ]
     (x_pool, y_pool), (x_test, y_test) = (
         (torch.from_numpy(np.ascontiguousarray(s.data)), torch.from_numpy(s.labels).long()) for s in sets

@@ -1,55 +1,35 @@
-"""Metrics over a whole split: functions of (logits, labels), and what a run records."""
+"""Metrics over a whole split: functions of (logits, labels), and what a run records.
 
-from lossbench.metrics.calibration import (
-    N_BINS,
-    adaptive_ece,
-    classwise_ece,
-    confidence_gap,
-    ece,
-    mce,
-    mean_confidence,
-    reliability,
-)
-from lossbench.metrics.classification import accuracy, brier, class_accuracy, nll, top_k_accuracy
-from lossbench.metrics.summary import epoch_metrics, selection_figures, summarize
-from lossbench.metrics.temperature import fit_temperature
-from lossbench.metrics.views import (
-    CALIBRATION_KEYS,
-    CALIBRATOR_TITLES,
-    RENAMED,
-    SCORE_KEYS,
-    VIEWS,
-    calibrator_of,
-    metric_view,
-    renamed_hint,
-    view_text,
-)
+The names below are loaded on first use, so that ``lossbench.metrics.views`` (plain
+definitions, which the config checks and the report read) imports without torch.
+"""
 
-__all__ = [
-    "CALIBRATION_KEYS",
-    "CALIBRATOR_TITLES",
-    "N_BINS",
-    "RENAMED",
-    "SCORE_KEYS",
-    "VIEWS",
-    "accuracy",
-    "adaptive_ece",
-    "brier",
-    "calibrator_of",
-    "class_accuracy",
-    "classwise_ece",
-    "confidence_gap",
-    "ece",
-    "epoch_metrics",
-    "fit_temperature",
-    "mce",
-    "mean_confidence",
-    "metric_view",
-    "nll",
-    "reliability",
-    "renamed_hint",
-    "selection_figures",
-    "summarize",
-    "top_k_accuracy",
-    "view_text",
-]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "lossbench.metrics.calibration": ("N_BINS", "adaptive_ece", "classwise_ece", "confidence_gap", "ece",
+                                      "mce", "mean_confidence", "reliability"),
+    "lossbench.metrics.classification": ("accuracy", "brier", "class_accuracy", "nll", "top_k_accuracy"),
+    "lossbench.metrics.summary": ("epoch_metrics", "selection_figures", "summarize"),
+    "lossbench.metrics.temperature": ("fit_temperature",),
+    "lossbench.metrics.views": ("CALIBRATION_KEYS", "CALIBRATOR_TITLES", "RENAMED", "SCORE_KEYS", "VIEWS",
+                                "calibrator_of", "metric_view", "renamed_hint", "view_text"),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lossbench.metrics' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -36,10 +36,10 @@ from lossbench.metrics.classification import (
 from lossbench.metrics.views import SMOOTH_CLASSWISE_MAX, VAL_PREFIX
 
 
-def _scores(logits: Tensor, labels: Tensor) -> dict[str, float]:
-    """NLL, Brier and every calibration figure of one split (no prefix); SmoothECE when relplot is
-    installed (smece, its bandwidth smooth_sigma, and smece_classwise for at most
-    SMOOTH_CLASSWISE_MAX classes: it costs one bandwidth search per class)."""
+def _scores(logits: Tensor, labels: Tensor, smoothed: bool = False) -> dict[str, float]:
+    """NLL, Brier and every calibration figure of one split (no prefix); with ``smoothed``, SmoothECE
+    (smece, its bandwidth smooth_sigma, and smece_classwise for at most SMOOTH_CLASSWISE_MAX
+    classes: it costs one bandwidth search per class) when relplot is installed."""
     probs = probabilities(logits)
     empty = len(labels) == 0
     out = {
@@ -47,18 +47,18 @@ def _scores(logits: Tensor, labels: Tensor) -> dict[str, float]:
         "brier": float("nan") if empty else _brier(probs, labels),
         **calibration_metrics(probs, labels, N_BINS),
     }
-    if smooth.relplot_available():
+    if smoothed and smooth.relplot_available():
         out["smece"], out["smooth_sigma"] = smooth.smooth_ece(probs, labels)
         if probs.shape[1] <= SMOOTH_CLASSWISE_MAX:
             out["smece_classwise"] = smooth.smooth_ece_classwise(probs, labels)
     return out
 
 
-def _diagram(logits: Tensor, labels: Tensor) -> dict:
-    """Reliability bins (and relplot's smoothed curve, under "smooth", when relplot is installed)."""
+def _diagram(logits: Tensor, labels: Tensor, smoothed: bool = False) -> dict:
+    """Reliability bins (and with ``smoothed``, relplot's smoothed curve under "smooth")."""
     probs = probabilities(logits)
     out = _reliability(probs, labels, N_BINS)
-    if len(labels) and smooth.relplot_available():
+    if smoothed and len(labels) and smooth.relplot_available():
         out["smooth"] = smooth.smooth_reliability(probs, labels)
     return out
 
@@ -70,7 +70,7 @@ def _val_ece(logits: Tensor, labels: Tensor) -> float:
 def summarize(val_logits: Tensor, val_labels: Tensor, test_logits: Tensor, test_labels: Tensor,
               val_clean_labels: Tensor | None = None, calibrators: Sequence | None = None,
               val_views: Mapping[str, Tensor] | None = None,
-              test_views: Mapping[str, Tensor] | None = None) -> dict:
+              test_views: Mapping[str, Tensor] | None = None, smoothed: bool = False) -> dict:
     """End-of-run metrics for summary.json; test labels are clean, ``val_labels`` noisy.
 
     ``val_clean_labels`` are the validation split's true labels (None: the
@@ -91,7 +91,9 @@ def summarize(val_logits: Tensor, val_labels: Tensor, test_logits: Tensor, test_
     (scored on the labels that fitted it); <c>_params (fitted parameters);
     calibrators (the keys, in order); val_acc, val_nll, val_ece on the noisy
     labels and val_clean_acc, val_clean_nll, val_clean_ece on the clean ones.
-    A calibrator whose min_samples exceeds the validation split is skipped.
+    A calibrator whose min_samples exceeds the validation split is skipped. SmoothECE (smece,
+    smooth_sigma, smece_classwise and the smoothed curves) only with ``smoothed`` (the run's
+    ``smooth_ece=true``): relplot's import and bandwidth searches cost seconds.
     """
     if calibrators is None:
         from lossbench.calibrate import default_calibrators
@@ -103,8 +105,8 @@ def summarize(val_logits: Tensor, val_labels: Tensor, test_logits: Tensor, test_
     if num_classes > 10:
         out["test_top5_acc"] = top_k_accuracy(test_logits, test_labels, 5)
     out["test_class_acc"] = class_accuracy(test_logits, test_labels)
-    out.update({f"test_{k}": v for k, v in _scores(test_logits, test_labels).items()})
-    out["test_reliability"] = _diagram(test_logits, test_labels)
+    out.update({f"test_{k}": v for k, v in _scores(test_logits, test_labels, smoothed).items()})
+    out["test_reliability"] = _diagram(test_logits, test_labels, smoothed)
     out["calibrators"] = [c.key for c in calibrators]
     for view, labels in views.items():
         if not len(labels):
@@ -126,8 +128,9 @@ def summarize(val_logits: Tensor, val_labels: Tensor, test_logits: Tensor, test_
             out[f"{key}_params"] = fitted.num_params
             out.update({f"{name}_{view}": value for name, value in fitted.info.items()})
             calibrated = fitted(test_logits, t_views)
-            out.update({f"test_{m}_{key}_{view}": v for m, v in _scores(calibrated, test_labels).items()})
-            out[f"test_reliability_{key}_{view}"] = _diagram(calibrated, test_labels)
+            out.update({f"test_{m}_{key}_{view}": v
+                        for m, v in _scores(calibrated, test_labels, smoothed).items()})
+            out[f"test_reliability_{key}_{view}"] = _diagram(calibrated, test_labels, smoothed)
             if len(labels):
                 val_calibrated, prefix = fitted(val_logits, v_views), VAL_PREFIX[view]
                 out[f"{prefix}_nll_{key}_{view}"] = nll(val_calibrated, labels)

@@ -129,7 +129,7 @@ def plan(name: str, overrides: list[str], losses: str | None = None, noise: str 
     from lossbench.precheck import check_output_dir, check_overrides
 
     load_protocol(name)
-    problem = check_overrides([f"+experiment={name}", *overrides])
+    problem = check_overrides([f"+experiment={name}", *overrides], multirun=True, data=False)
     if problem:
         raise ProtocolError(problem)
     cfg = compose_preset(name, overrides)
@@ -142,7 +142,7 @@ def plan(name: str, overrides: list[str], losses: str | None = None, noise: str 
     # every loss and every noise setting once (their specializations are separate files)
     first = [f"+experiment={name}", *overrides]
     for key, values in (("loss", subset["loss"]), ("noise", subset["noise"])):
-        problem = check_overrides([*first, f"{key}={','.join(values)}"])
+        problem = check_overrides([*first, f"{key}={','.join(values)}"], multirun=True, data=False)
         if problem:
             raise ProtocolError(problem)
     pattern = str(cfg.hydra.sweep._get_node("subdir")._value())
@@ -158,19 +158,41 @@ def plan(name: str, overrides: list[str], losses: str | None = None, noise: str 
     return runs, subset, cfg
 
 
-def probe(name: str, run: PlannedRun, overrides: list[str]) -> dict:
-    """One epoch of ``run`` in a scratch directory: its seconds (epoch with evaluation, and training)."""
+def missing_data(cfg) -> str | None:
+    """One line when the preset's dataset files are not below its ``data_dir`` (None: they are)."""
+    from omegaconf import OmegaConf
+
+    from lossbench.errors import ConfigError
+    from lossbench.validation import check_dataset_files
+
+    try:
+        check_dataset_files({"dataset": OmegaConf.to_container(cfg.dataset, resolve=True)})
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def probe(name: str, run: PlannedRun, overrides: list[str], progress=None) -> dict:
+    """One epoch of ``run`` in a scratch directory: its seconds (epoch with evaluation, and training).
+
+    ``progress(line)`` gets the probe's progress lines as they come (its epoch's log lines)."""
     with tempfile.TemporaryDirectory(prefix="lossbench-probe-") as scratch:
         args = [sys.executable, "-m", "lossbench", "run", f"+experiment={name}", f"loss={run.loss}",
                 f"noise={run.noise}", f"seed={run.seed}", *overrides, "trainer.epochs=1",
-                "trainer.checkpoint_every=0", "trainer.progress=none", "logger=local",
+                "trainer.checkpoint_every=0", "trainer.progress=plain", "logger=local",
                 f"hydra.run.dir={scratch}"]
         started = time.perf_counter()
         env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-        proc = subprocess.run(args, capture_output=True, text=True, env=env)
+        with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env) as proc:  # the log lines go to stdout, the error line to stderr
+            lines = []
+            for line in proc.stdout:
+                lines.append(line.rstrip())
+                if progress is not None and "epoch 1/1" in line:
+                    progress(line.rstrip().split(" - ", 1)[-1])
         wall = time.perf_counter() - started
         if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            tail = ([ln for ln in lines if ln.strip()] or ["(no output)"])[-1]
             raise ProtocolError(f"the one-epoch probe failed: {tail.removeprefix('lossbench: error: ')}")
         lines = Path(scratch, "metrics.jsonl").read_text().splitlines()
         records = [json.loads(line) for line in lines if line]
@@ -186,7 +208,8 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
-def print_plan(name: str, runs: list[PlannedRun], epochs: int, measured: dict | None) -> None:
+def print_plan(name: str, runs: list[PlannedRun], epochs: int, measured: dict | None = None) -> None:
+    """The runs with their states, how many epochs are left, then (``measured``) the estimate."""
     from rich.table import Table
 
     from lossbench.console import table_console
@@ -205,13 +228,23 @@ def print_plan(name: str, runs: list[PlannedRun], epochs: int, measured: dict | 
     remaining = sum(epochs - min(r.epochs_done, epochs) for r in pending)
     console.print(f"epochs to train: {remaining} ({epochs} per run)", highlight=False)
     if measured:
-        total = remaining * measured["epoch_seconds"]
-        console.print(
-            f"probe: one epoch of loss={measured['loss']} noise={measured['noise']} took "
-            f"{measured['epoch_seconds']:.1f} s "
-            f"({measured['train_seconds']:.1f} s training, the rest evaluation) on {measured['device']}; "
-            f"estimate {_hours(total)} one run after another (divide by the launcher's parallel jobs)",
-            highlight=False)
+        print_estimate(runs, epochs, measured)
+
+
+def print_estimate(runs: list[PlannedRun], epochs: int, measured: dict) -> None:
+    """The cost of the epochs left, from the one-epoch probe."""
+    from rich.console import Console
+
+    console = Console(width=160)
+    pending = [r for r in runs if r.state in PENDING]
+    remaining = sum(epochs - min(r.epochs_done, epochs) for r in pending)
+    total = remaining * measured["epoch_seconds"]
+    console.print(
+        f"probe: one epoch of loss={measured['loss']} noise={measured['noise']} took "
+        f"{measured['epoch_seconds']:.1f} s "
+        f"({measured['train_seconds']:.1f} s training, the rest evaluation) on {measured['device']}; "
+        f"estimate {_hours(total)} one run after another (divide by the launcher's parallel jobs)",
+        highlight=False)
 
 
 def list_presets() -> None:
@@ -246,8 +279,10 @@ def _launch(argv: list[str]) -> None:
     """The Hydra multirun of `lossbench run -m`, its overrides already checked by ``plan``."""
     import hydra
 
+    from lossbench.naming import register_resolvers
     from lossbench.run import run
 
+    register_resolvers()
     main = hydra.main(config_path="pkg://lossbench.conf", config_name="config", version_base="1.3")(run)
     saved, sys.argv = sys.argv, ["lossbench reproduce", *argv]
     try:
@@ -271,16 +306,27 @@ def main(argv: list[str]) -> None:
         _fail(str(exc))
     root = runs[0].run_dir.parent
     epochs = int(cfg.trainer.epochs)
+    data_problem = missing_data(cfg)
     if args.dry_run:
-        measured = None
+        print_plan(args.name, runs, epochs)
         pending = [r for r in runs if r.state in PENDING]
-        if pending and not args.no_probe:
-            try:
-                measured = probe(args.name, pending[0], overrides)
-            except ProtocolError as exc:
-                _fail(str(exc))
-        print_plan(args.name, runs, epochs, measured)
+        if not pending or args.no_probe:
+            return
+        if data_problem:
+            print(f"the cost estimate needs the data (it times one epoch): {data_problem}", flush=True)
+            return
+        first = pending[0]
+        print(f"probing the cost: one epoch of loss={first.loss} noise={first.noise} seed={first.seed} "
+              f"in a scratch folder (nothing is kept) ...", flush=True)
+        try:
+            measured = probe(args.name, first, overrides,
+                             progress=lambda line: print(f"  {line}", flush=True))
+        except ProtocolError as exc:
+            _fail(str(exc))
+        print_estimate(runs, epochs, measured)
         return
+    if data_problem and any(r.state in PENDING for r in runs):
+        _fail(data_problem)
     sweep = [f"+experiment={args.name}", *(f"{k}={','.join(subset[k])}" for k in GRID_KEYS),
              f"hydra.sweep.dir={root}", *overrides]
     print(f"lossbench reproduce {args.name}: {len(runs)} runs into {root} "

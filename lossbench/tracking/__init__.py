@@ -1,1 +1,1 @@
-"""Experiment trackers (Weights & Biases)."""
+"""Experiment trackers (Weights & Biases) and the files other tools read (metrics.csv, TensorBoard)."""

@@ -20,8 +20,8 @@ class CorruptCheckpoint(RuntimeError):
     """A checkpoint file that is truncated, altered, or not a checkpoint."""
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Serialize ``state``, prefix its sha256, write it atomically.
+def save_checkpoint(path: Path, state: dict, sync: bool = True) -> None:
+    """Serialize ``state``, prefix its sha256, write it atomically (``sync``: fsynced before the rename).
 
     The temporary file has a unique name (two writers never share one) and is
     removed if the write fails (a full disk leaves no partial file behind).
@@ -30,7 +30,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
     torch.save(state, buffer)
     payload = buffer.getvalue()
     digest = hashlib.sha256(payload).hexdigest().encode()
-    with atomic_file(Path(path), "wb") as f:
+    with atomic_file(Path(path), "wb", sync=sync) as f:
         f.write(MAGIC + digest + b"\n" + payload)
 
 

@@ -32,9 +32,10 @@ class JsonlSink(Sink):
         The checkpoint, not the file, is the truth: a killed run may have logged
         an epoch after its last checkpoint, and the file may have been truncated
         or damaged. At every moment the file holds either the old records or
-        exactly the checkpoint's, so a second interruption loses nothing.
+        exactly the checkpoint's, so a second interruption loses nothing. Not fsynced: the
+        checkpoint is the truth, and the next start rewrites the file from it again.
         """
-        write_jsonl_atomic(self.path, history)
+        write_jsonl_atomic(self.path, history, sync=False)
 
     def epoch(self, record: dict) -> None:
         append_jsonl(self.path, record)
@@ -243,9 +244,17 @@ def _display_name(out_dir: Path, choices: dict) -> str:
 
 
 def build_sinks(cfg, out_dir: Path, choices: dict, progress: str) -> list[Sink]:
-    """metrics.jsonl always; the log lines and progress display; W&B when ``logger.wandb`` is set."""
+    """metrics.jsonl always; the log lines and progress display; metrics.csv, TensorBoard and W&B when
+    ``logger.csv``, ``logger.tensorboard``, ``logger.wandb`` are set."""
     sinks: list[Sink] = [JsonlSink(Path(out_dir) / "metrics.jsonl")]
     sinks.extend(progress_sinks(str(progress), name=_display_name(out_dir, choices)))
+    if cfg.logger.get("csv", False) or cfg.logger.get("tensorboard", False):
+        from lossbench.tracking.files import CSV_NAME, TENSORBOARD_DIR, CsvSink, TensorBoardSink
+
+        if cfg.logger.get("csv", False):
+            sinks.append(CsvSink(Path(out_dir) / CSV_NAME))
+        if cfg.logger.get("tensorboard", False):
+            sinks.append(TensorBoardSink(Path(out_dir) / TENSORBOARD_DIR))
     if cfg.logger.get("wandb", False):
         from lossbench.tracking.wandb import WandbSink
 

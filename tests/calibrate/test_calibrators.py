@@ -158,7 +158,8 @@ def test_unknown_or_repeated_calibrators_are_refused_in_one_line():
     from lossbench.precheck import check_overrides
 
     assert check_overrides(["calibrator=[temperature,vectr]"]) == (
-        "unknown calibrator 'vectr'; known: ca, dirichlet, matrix, none, temperature, vector")
+        "unknown calibrator 'vectr'; closest: vector; "
+        "known: ca, dirichlet, matrix, none, temperature, vector")
     assert check_overrides(["calibrator=dirichlt"]).startswith("unknown calibrator 'dirichlt'")
     assert check_overrides(["calibrator=[temperature,vector,matrix,dirichlet,ca]"]) is None
     with pytest.raises(KeyError, match="unknown calibrator 'vectr'; known: ca, dirichlet"):

@@ -74,8 +74,21 @@ def test_missing_relplot_leaves_smooth_keys_out_with_the_pip_hint(monkeypatch, c
     monkeypatch.setattr(smooth, "_warned", False)
     logits = P.log()
     with caplog.at_level(logging.WARNING, logger="lossbench"):
-        out = summarize(logits, Y, logits, Y)
+        out = summarize(logits, Y, logits, Y, smoothed=True)
     assert "test_ece" in out and "test_smece" not in out and "smooth" not in out["test_reliability"]
     assert "pip install relplot==1.0.3" in caplog.text
     with pytest.raises(ImportError, match="pip install relplot==1.0.3"):
         smooth.smooth_ece(P, Y)
+
+
+def test_summarize_leaves_smooth_ece_out_unless_asked_and_never_touches_relplot(monkeypatch, caplog):
+    from lossbench.metrics import summarize
+
+    def forbidden():
+        raise AssertionError("relplot was consulted")
+
+    monkeypatch.setattr(smooth, "relplot_available", forbidden)
+    with caplog.at_level(logging.WARNING, logger="lossbench"):
+        out = summarize(P.log(), Y, P.log(), Y)
+    assert "test_ece" in out and not any("smece" in k for k in out)
+    assert "smooth" not in out["test_reliability"] and caplog.text == ""

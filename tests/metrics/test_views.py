@@ -83,7 +83,7 @@ def test_a_removed_objective_is_refused_before_any_job():
     from lossbench.precheck import check_overrides
     from lossbench.validation import check_config
 
-    problem = check_overrides(["-m", "objective=best_val_acc_noisy,best_val_acc"][1:])
+    problem = check_overrides(["objective=best_val_acc_noisy,best_val_acc"], multirun=True)
     assert problem.startswith("objective=best_val_acc: 'best_val_acc' is recorded once per validation view: "
                               "best_val_acc_noisy (selected on the noisy validation labels")
     assert check_overrides(["objective=test_ece_ts_clean"]) is None

@@ -78,6 +78,9 @@ def test_dry_run_estimates_the_cost_from_a_one_epoch_probe(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "probe: one epoch of loss=ce noise=sym80 took" in out and "on cpu" in out
     assert "epochs to train: 4 (2 per run)" in out
+    # the runs first, then what is being probed, its progress, then the estimate
+    assert (out.index("ce-sym80-s1") < out.index("probing the cost: one epoch of loss=ce noise=sym80 seed=0")
+            < out.index("  epoch 1/1") < out.index("probe: one epoch"))
     assert not (tmp_path / "runs").exists()
 
 
@@ -104,3 +107,23 @@ def test_smoke_reproduce_end_to_end_then_report_against(tmp_path, cli, capsys):
     text = md.read_text()
     ce = json.loads((tmp_path / "runs" / "ce-sym80-s0" / "summary.json").read_text())["test_acc"] * 100
     assert f"{ce:.2f} (1)" in text and f"{ce - 19.74:+.2f}" in text
+
+
+def test_dry_run_without_the_data_lists_the_runs_then_says_the_estimate_needs_the_data(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    reproduce_main(["apl_mnist", "--losses", "ce", "--noise", "sym80", "--seeds", "0,1", "--dir",
+                    str(tmp_path / "runs"), "--dry-run", f"data_dir={tmp_path / 'empty'}"])
+    out = capsys.readouterr().out
+    assert (out.index("ce-sym80-s0") < out.index("epochs to train: 100")
+            < out.index("the cost estimate needs the data"))
+    assert "train-images-idx3-ubyte" in out and "probe:" not in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_reproduction_without_the_data_is_refused_before_any_run(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        reproduce_main(["apl_mnist", "--losses", "ce", "--noise", "sym80", "--seeds", "0", "--dir",
+                        str(tmp_path / "runs"), f"data_dir={tmp_path / 'empty'}"])
+    assert exc.value.code == 2 and "missing: train-images-idx3-ubyte" in _error(capsys)
+    assert not (tmp_path / "runs").exists()

@@ -21,6 +21,19 @@ ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_T
 KILLABLE = ["noise=sym40", "model.hidden=[16]", "model.dropout=0.2", "optim.lr=0.05", "trainer.batch_size=8",
             "trainer.progress=none"]
 TIMING = {"seconds", "train_seconds", "throughput"}
+# a sweep's run folders numbered 0, 1, ... (the default names them by the settings the sweep varies)
+NUMBERED = "hydra.sweep.subdir=${hydra.job.num}"
+
+
+def unreadable_mnist(data_dir: Path) -> Path:
+    """A data_dir whose MNIST files exist but are empty: the config checks pass (the files are there),
+    and the job fails when it reads them, inside the sweep."""
+    raw = Path(data_dir) / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix in ("train", "t10k"):
+        for kind in ("images-idx3", "labels-idx1"):
+            (raw / f"{prefix}-{kind}-ubyte").write_bytes(b"")
+    return Path(data_dir)
 NOT_COMPARED = {"wall_time_s", "train_seconds", "throughput", "provenance", "overrides", "checkpoint_error"}
 
 

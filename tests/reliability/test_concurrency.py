@@ -32,7 +32,7 @@ def test_a_busy_directory_waits_or_says_who_holds_it(tmp_path):
 def test_two_identical_sweeps_into_one_directory_run_each_job_once(h, tmp_path):
     sweep = tmp_path / "sweep"
     args = ["run", "-m", "seed=0,1,2", "trainer.epochs=3", "model.hidden=[16]", "trainer.progress=none",
-            f"hydra.sweep.dir={sweep}"]
+            f"hydra.sweep.dir={sweep}", h.NUMBERED]
     procs = [h.launch(*args, cwd=tmp_path) for _ in range(2)]
     errs = []
     for p in procs:

@@ -10,10 +10,10 @@ import sys
 
 def test_summary_failure_and_every_other_file_follow_the_umask(h, tmp_path):
     sweep = tmp_path / "sweep"
-    (tmp_path / "no-data").mkdir()
+    h.unreadable_mnist(tmp_path / "no-data")
     proc = subprocess.run(
         [sys.executable, "-m", "lossbench", "run", "-m", "dataset=digits,mnist",
-         f"data_dir={tmp_path / 'no-data'}",
+         f"data_dir={tmp_path / 'no-data'}", h.NUMBERED,
          "trainer.epochs=1", "model.hidden=[16]", "trainer.progress=plain", f"hydra.sweep.dir={sweep}"],
         cwd=tmp_path, env=h.ENV, capture_output=True, text=True, timeout=600,
         preexec_fn=lambda: os.umask(0o002),

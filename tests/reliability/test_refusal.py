@@ -36,7 +36,8 @@ def test_a_sweep_job_refused_for_its_directory_writes_nothing_and_fails_the_swee
     common = ["trainer.epochs=2", "model.hidden=[16]", "trainer.progress=none"]
     cli("run", f"hydra.run.dir={sweep / '1'}", "loss=mae", *common, cwd=tmp_path)
     before = h.snapshot(sweep / "1")
-    proc = cli("run", "-m", "loss=ce,gce", *common, f"hydra.sweep.dir={sweep}", cwd=tmp_path, check=False)
+    proc = cli("run", "-m", "loss=ce,gce", *common, f"hydra.sweep.dir={sweep}", h.NUMBERED, cwd=tmp_path,
+               check=False)
     assert proc.returncode == 1
     assert h.snapshot(sweep / "1") == before
     assert h.summary(sweep / "0")["status"] == "completed"

@@ -48,10 +48,10 @@ def test_corrupt_checkpoint_restarts_from_scratch(h, cli, tmp_path):
     assert h.strip(done) == h.strip(h.summary(ref))
 
 
-def test_rerun_skips_finished_jobs_and_force_reruns_all(cli, tmp_path):
+def test_rerun_skips_finished_jobs_and_force_reruns_all(h, cli, tmp_path):
     sweep = tmp_path / "sweep"
     args = ["run", "-m", "loss=ce,gce", "trainer.epochs=2", "model.hidden=[16]", "trainer.progress=none",
-            f"hydra.sweep.dir={sweep}"]
+            f"hydra.sweep.dir={sweep}", h.NUMBERED]
     cli(*args, cwd=tmp_path)
     first, second = sweep / "0" / "summary.json", sweep / "1" / "summary.json"
     kept = first.stat().st_mtime_ns
@@ -69,7 +69,7 @@ def test_rerun_skips_finished_jobs_and_force_reruns_all(cli, tmp_path):
 def test_divergence_is_a_result_the_sweep_goes_on_and_exits_0(h, cli, tmp_path):
     sweep = tmp_path / "sweep"
     proc = cli("run", "-m", "optim.lr=0.1,1e10", "trainer.epochs=3", "model.hidden=[16]",
-               "trainer.progress=none", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+               "trainer.progress=none", f"hydra.sweep.dir={sweep}", h.NUMBERED, cwd=tmp_path)
     assert proc.returncode == 0
     ok, bad = h.summary(sweep / "0"), h.summary(sweep / "1")
     assert ok["status"] == "completed"
@@ -81,17 +81,17 @@ def test_divergence_is_a_result_the_sweep_goes_on_and_exits_0(h, cli, tmp_path):
 
 
 def test_failed_job_does_not_stop_the_sweep_and_the_sweep_says_so(h, cli, tmp_path):
-    """Missing data files are known only inside the job: the sweep goes on, counts it, points at
-    its failure.json, and exits 1."""
+    """Unreadable data files are known only inside the job (missing ones are refused before the sweep
+    starts): the sweep goes on, counts it, points at its failure.json, and exits 1."""
     sweep = tmp_path / "sweep"
-    (tmp_path / "no-data").mkdir()
+    h.unreadable_mnist(tmp_path / "no-data")
     proc = cli("run", "-m", "dataset=digits,mnist,digits", f"data_dir={tmp_path / 'no-data'}",
                "trainer.epochs=2", "model.hidden=[16]", "trainer.progress=none", f"hydra.sweep.dir={sweep}",
-               cwd=tmp_path, check=False)
+               h.NUMBERED, cwd=tmp_path, check=False)
     assert proc.returncode == 1, proc.stderr
     assert (sweep / "0" / "summary.json").exists() and (sweep / "2" / "summary.json").exists()
     failure = json.loads((sweep / "1" / "failure.json").read_text())
-    assert failure["status"] == "failed" and failure["phase"] == "setup" and "missing" in failure["error"]
+    assert failure["status"] == "failed" and failure["phase"] == "setup" and "unreadable" in failure["error"]
     assert not (sweep / "1" / "summary.json").exists()
     closing = [ln for ln in proc.stderr.splitlines() if ln.startswith("lossbench: sweep ")]
     assert len(closing) == 1

@@ -113,7 +113,7 @@ def _children(pid: int) -> list[int]:
 def _joblib_sweep(h, tmp_path):
     sweep = tmp_path / "sweep"
     proc = h.launch("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3",
-                    f"hydra.sweep.dir={sweep}", *h.KILLABLE, "trainer.epochs=40", cwd=tmp_path)
+                    f"hydra.sweep.dir={sweep}", h.NUMBERED, *h.KILLABLE, "trainer.epochs=40", cwd=tmp_path)
     h.wait_for(lambda: all(len(read_jsonl(sweep / j / "metrics.jsonl")) >= 1 for j in ("0", "1")),
                what="two jobs")
     assert proc.poll() is None
@@ -176,7 +176,7 @@ def test_submitit_preemption_checkpoints_requeues_and_resumes(h, tmp_path):
     the epoch -> submitit requeues -> the new attempt resumes there and completes."""
     sweep = tmp_path / "sweep"
     proc = h.launch("run", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-                    f"hydra.sweep.dir={sweep}", *h.KILLABLE, "trainer.epochs=6", cwd=tmp_path)
+                    f"hydra.sweep.dir={sweep}", h.NUMBERED, *h.KILLABLE, "trainer.epochs=6", cwd=tmp_path)
     h.wait_for(h.logged(sweep / "0", 1), what="a first epoch")
 
     def job_pid():

@@ -27,9 +27,14 @@ FAST = ["trainer.epochs=3", "trainer.progress=none"]
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, cli_session) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("report_sweep")
-    cli_session("run", "-m", *SWEEP, *FAST, f"hydra.sweep.dir={root / 'sweep'}", cwd=root)
-    # missing data files are known only inside the job: a job that fails inside a multirun (exit 1)
-    (root / "no-data").mkdir()
+    cli_session("run", "-m", *SWEEP, *FAST, f"hydra.sweep.dir={root / 'sweep'}",
+                "hydra.sweep.subdir=${hydra.job.num}", cwd=root)
+    # unreadable data files are known only inside the job: a job that fails inside a multirun (exit 1)
+    raw = root / "no-data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"")
     cli_session("run", "-m", "loss=gce", "noise=sym20", "seed=3", "dataset=mnist",
                 f"data_dir={root / 'no-data'}", *FAST, f"hydra.sweep.dir={root / 'more'}",
                 "hydra.sweep.subdir=gce_q5", cwd=root, check=False)
@@ -94,7 +99,7 @@ def test_sweep_report_prints_writes_and_matches_the_summaries(sweep, cli, tmp_pa
 
 def test_failed_and_unfinished_runs_are_reported(sweep, tmp_path, capsys):
     failure = json.loads((sweep["failed"] / "failure.json").read_text())
-    assert failure["status"] == "failed" and "missing" in failure["error"]
+    assert failure["status"] == "failed" and "unreadable" in failure["error"]
     assert not (sweep["failed"] / "summary.json").exists()
 
     copy = tmp_path / "sweep"

@@ -1,11 +1,14 @@
 """`python -m lossbench ARGS` as a fork of a process that has already imported lossbench's dependencies.
 
-A fresh interpreter spends about 10 s of CPU importing torch, torch._dynamo (which the first
-optimizer pulls in), relplot (scikit-learn, matplotlib) and Hydra before lossbench does
-anything. A multiprocessing forkserver imports them once per test worker (``PRELOAD``), never
-runs a torch op, and forks a child per command. The child is a process of its own, as a subprocess
-would be: its working directory, environment, stdout and stderr (fds 1 and 2, redirected to
-files), signal handlers and exit status are its own, and it ends like an interpreter does
+A fresh interpreter spends seconds of CPU importing torch, torch._dynamo (which the first
+optimizer pulls in), scipy.optimize (temperature scaling) and Hydra before lossbench does
+anything; relplot (scikit-learn, matplotlib: SmoothECE with smooth_ece=true, the report's
+plots) only when asked for. lossbench imports most of these lazily, where they are used, so
+that a run pays only for what it uses; a multiprocessing forkserver imports them all once per
+test worker (``PRELOAD``), never runs a torch op, and forks a child per command. The child is
+a process of its own, as a subprocess would be: its working directory, environment, stdout and
+stderr (fds 1 and 2, redirected to files), signal handlers and exit status are its own, and it
+ends like an interpreter does
 (threading's exit hooks, atexit handlers, then the exit status of ``SystemExit`` or 1 after a
 traceback). wandb is not preloaded: it is imported afresh in each child that logs to it.
 """
@@ -22,7 +25,8 @@ import threading
 import traceback
 from pathlib import Path
 
-PRELOAD = ["torch", "torch._dynamo", "relplot", "hydra", "lossbench.cli", "lossbench.run", "forked_cli"]
+PRELOAD = ["torch", "torch._dynamo", "scipy.optimize", "relplot", "hydra", "lossbench.cli",
+           "lossbench.precheck", "lossbench.validation", "lossbench.run", "lossbench.evaluate", "forked_cli"]
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(PRELOAD)
 

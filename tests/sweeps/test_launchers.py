@@ -14,6 +14,9 @@ from lossbench.tracking.wandb_file import read_run, run_files
 FAST = ("trainer.epochs=2", "trainer.progress=none", "model.hidden=[64]")
 
 
+NUMBERED = "hydra.sweep.subdir=${hydra.job.num}"  # folders 0, 1 (the default names them by loss)
+
+
 def summaries(sweep) -> dict[str, dict]:
     """summary.json of every job directory of a sweep, by job number."""
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
@@ -26,9 +29,10 @@ def launched(cli_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("launchers")
     sweeps = {"joblib": root / "joblib", "submitit_local": root / "submitit"}
     cli_session("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "loss=ce,gce", *FAST,
-                "logger=wandb", "logger.mode=offline", f"hydra.sweep.dir={sweeps['joblib']}", cwd=root)
+                "logger=wandb", "logger.mode=offline", f"hydra.sweep.dir={sweeps['joblib']}", NUMBERED,
+                cwd=root)
     cli_session("run", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "loss=ce,gce",
-                *FAST, f"hydra.sweep.dir={sweeps['submitit_local']}", cwd=root)
+                *FAST, f"hydra.sweep.dir={sweeps['submitit_local']}", NUMBERED, cwd=root)
     return sweeps
 
 
@@ -72,7 +76,7 @@ def test_report_tabulates_sweeps_of_both_launchers(launched, cli_session, tmp_pa
 def test_optuna_sweep_tunes_gce_q(cli_session, tmp_path):
     sweep = tmp_path / "optuna"
     proc = cli_session("run", "-m", "+experiment=optuna_gce", "hydra.sweeper.n_trials=3", *FAST,
-                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+                       f"hydra.sweep.dir={sweep}", NUMBERED, cwd=tmp_path)
     console = proc.stdout + proc.stderr
     assert "alembic" not in console and "A new study created" not in console  # quiet unless verbose=true
     assert "Best value" in console  # Hydra's own result lines stay

@@ -28,7 +28,7 @@ SWEEP = ("loss=ce,nce_rce", "noise=sym20,sym40")
 
 def sweep(sweep_dir: Path, *overrides: str, launcher: str = "packed") -> None:
     """``lossbench run -m`` in this process (Hydra's global state cleared after)."""
-    args = ["run", "-m", f"hydra.sweep.dir={sweep_dir}", *overrides]
+    args = ["run", "-m", f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}", *overrides]
     if launcher:
         args.insert(2, f"hydra/launcher={launcher}")
     try:

@@ -24,7 +24,7 @@ def sweep(cli_session, tmp_path_factory):
     sweep = root / "gce_vs_focal"
     cli_session("run", "-m", "loss=ce,focal", "noise=sym20", "trainer.epochs=2", "trainer.progress=none",
                 "model.hidden=[64]", "logger=wandb", "logger.mode=offline", "logger.tags=[smoke]",
-                f"hydra.sweep.dir={sweep}", cwd=root)
+                f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}", cwd=root)
     return sweep
 
 

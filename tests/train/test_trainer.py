@@ -106,3 +106,29 @@ def test_a_loss_that_declares_clipping_is_clipped(monkeypatch):
         Trainer(epochs=1, device="cpu", progress="none", checkpoint_every=0, grad_clip=trainer_clip).fit(
             model, ClippedCrossEntropy(max_norm=0.25), Reweighter(), opt, sched, split, seed=0)
         assert bounds and set(bounds) == {expected}
+
+
+def test_epoch_checkpoints_skip_fsync_unless_seconds_passed_since_the_last_synced_one(monkeypatch, tmp_path):
+    """fsync guards against the machine's crash, not the process's: short epochs skip it (issue 30)."""
+    import lossbench.io
+    from lossbench.train import trainer as trainer_module
+
+    synced = []
+    monkeypatch.setattr(lossbench.io.os, "fsync", lambda fd: synced.append(fd))
+
+    def fit():
+        split = DATASETS.get("digits")()
+        torch.manual_seed(0)
+        model = MLP(split.input_shape, split.num_classes, hidden=(16,))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+        (tmp_path / "checkpoint.pt").unlink(missing_ok=True)
+        Trainer(epochs=3, device="cpu", progress="none").fit(
+            model, CrossEntropy(), Reweighter(), opt, sched, split, seed=0,
+            checkpoint_path=tmp_path / "checkpoint.pt")
+
+    fit()
+    assert synced == [] and (tmp_path / "checkpoint.pt").is_file()
+    monkeypatch.setattr(trainer_module, "SYNC_EVERY_S", 0.0)  # as if every epoch took long
+    fit()
+    assert len(synced) == 3
