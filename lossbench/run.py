@@ -412,7 +412,7 @@ class _Job:
             model = build_model(cfg, trainer, split)
             threads = apply_threads(trainer.threads, model, BatchTransform(split, trainer.channels_last)(
                 split.x_train[:2], train=False), trainer.batch_size, device)
-            loss_fn = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(device)
+            loss_fn = trainer.prepare_loss(build_loss(cfg.loss, split.num_classes, len(split.y_train)))
             calibrators = build_calibrators(cfg.get("calibrator"))
             for calibrator in calibrators:
                 calibrator.check(len(split.y_val), split.num_classes)

@@ -12,7 +12,7 @@ from lossbench.report.stats import WILCOXON_MIN_PAIRS, paired_test
 
 DIRECTIONS = ("max", "min", "abs")
 _LOWER = ("nll", "brier", "ece", "mce", "memorization", "seconds", "wall_time", "loss", "error")
-_HIGHER = ("acc", "throughput")
+_HIGHER = ("acc", "throughput", "f1")
 _FRACTIONS = ("acc", "ece", "mce", "gap", "confidence", "memorization")
 # Overrides that do not change what a run measures; they may differ inside a cell.
 _HOUSEKEEPING = ("hydra", "trainer.progress", "trainer.force", "trainer.checkpoint_every", "logger")
