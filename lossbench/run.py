@@ -75,7 +75,7 @@ log = logging.getLogger("lossbench")
 
 FINISHED = ("completed", "diverged")
 # Defaults-list entries that specialize a combination (dataset x loss, protocol x loss or noise); not choices.
-SPECIALIZATIONS = ("dataset_loss", "protocol_loss", "protocol_noise")
+SPECIALIZATIONS = ("dataset_loss", "protocol_dataset", "protocol_loss", "protocol_noise")
 CHECKPOINT = "checkpoint.pt"
 # what a run writes as its result (trainer.force=true removes them all before it starts again)
 RESULTS = ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz",

@@ -22,6 +22,7 @@ it averages seeds.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -134,12 +135,13 @@ def _holdout(y: np.ndarray, size: float | int, stratify: bool, shuffle: bool, se
     from sklearn.model_selection import train_test_split
 
     n = len(y)
-    count = int(round(size * n)) if isinstance(size, float) and size < 1 else int(size)
+    # scikit-learn's count: ceil(size n) for a fraction (so the rows equal train_test_split's, as the
+    # LegendreTron code calls it), else the number itself
+    count = math.ceil(size * n) if isinstance(size, float) and size < 1 else int(size)
     if count == 0:
         return np.arange(n), np.arange(0)
     if not 0 < count < n:
         raise TabularFileError(path, f"holding out {size} of {n} rows for {what} leaves none to train on")
-    positions = np.arange(n)
     strata = y if stratify and shuffle else None
     if strata is not None:
         counts = np.bincount(y)
@@ -148,11 +150,8 @@ def _holdout(y: np.ndarray, size: float | int, stratify: bool, shuffle: bool, se
             raise TabularFileError(
                 path, f"a stratified {what} split of {count} of {n} rows needs every class twice and a place "
                       f"for each of the {len(counts)} classes on both sides; set dataset.stratify=false")
-    try:
-        rest, held = train_test_split(positions, test_size=count, shuffle=shuffle,
-                                      random_state=seed if shuffle else None, stratify=strata)
-    except ValueError as exc:
-        raise TabularFileError(path, f"cannot carve {what}: {exc}") from None
+    rest, held = train_test_split(np.arange(n), test_size=size if isinstance(size, float) else count,
+                                  shuffle=shuffle, random_state=seed if shuffle else None, stratify=strata)
     return np.sort(rest), np.sort(held)
 
 

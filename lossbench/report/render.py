@@ -85,7 +85,7 @@ def describe(table: ComparisonTable, fmt: str = "text") -> str:
     unit = f" {m.escape('(%)')}" if metric_scale(table.metric) == 100 else ""
     rows = " / ".join(m.escape(_key_name(k)) for k in table.row_keys)
     cols = " / ".join(m.escape(k) for k in table.col_keys)
-    return (f"{m.escape(table.metric)}{unit}: mean {m.pm} std over seeds (runs); "
+    return (f"{m.escape(table.metric)}{unit}: mean {m.pm} std over {table.replicates} (runs); "
             f"{_DIRECTION_TEXT[table.direction]}; rows {rows}, columns {cols}")
 
 
@@ -98,8 +98,9 @@ def legend(table: ComparisonTable, fmt: str) -> str:
     parts = [f"{m.escape(table.metric)}: {view}"] if view else []
     if table.direction is not None:
         parts.append(f"{m.best_mark()}: best in its column")
+        unit = "seeds" if table.replicates == "seeds" else "replicates"
         parts.append(f"{m.dagger}: not significantly better than the runner-up "
-                     f"({table.test}, alpha = {table.alpha:g}; also when fewer than 2 seeds pair up)")
+                     f"({table.test}, alpha = {table.alpha:g}; also when fewer than 2 {unit} pair up)")
         parts.append("avg rank: mean over columns of the row's rank in each column (1 = best)")
     parts.append("(k/n): only k of the n runs gave a value; the others diverged, failed, "
                  "are unfinished or corrupt")
