@@ -234,7 +234,8 @@ def _test_name(test: str, used: set[str], replicates: str = "seeds") -> str:
         return f"two-sided {names[next(iter(used))]} across {replicates}"
     if test == "auto":
         unit = "seeds" if replicates == "seeds" else "pairs"
-        return f"two-sided paired t-test across {replicates} (Wilcoxon signed-rank from {WILCOXON_MIN_PAIRS} {unit})"
+        return (f"two-sided paired t-test across {replicates} "
+                f"(Wilcoxon signed-rank from {WILCOXON_MIN_PAIRS} {unit})")
     return f"two-sided {names[test]} across {replicates}"
 
 
