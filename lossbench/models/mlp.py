@@ -1,4 +1,4 @@
-"""Multi-layer perceptron over flattened inputs."""
+"""Fully connected models over flattened inputs: the MLP, the linear model, the LDR paper's MLP."""
 
 from __future__ import annotations
 
@@ -9,10 +9,15 @@ from torch import nn
 
 from lossbench.models.base import Classifier, register_model
 
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
 
 @register_model("mlp")
 class MLP(Classifier):
-    """Flatten -> [Linear -> (BatchNorm) -> ReLU -> Dropout] x len(hidden) -> Linear."""
+    """Flatten -> [Linear -> (BatchNorm) -> activation -> Dropout] x len(hidden) -> Linear.
+
+    ``activation``: relu (default), tanh or sigmoid (the AnyLoss code's tabular network, Han et al.
+    2024: one hidden layer of 2, batch norm, sigmoid)."""
 
     def __init__(
         self,
@@ -21,14 +26,17 @@ class MLP(Classifier):
         hidden: Sequence[int] = (256, 256),
         dropout: float = 0.0,
         batch_norm: bool = False,
+        activation: str = "relu",
     ) -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown mlp activation '{activation}'; known: {', '.join(ACTIVATIONS)}")
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for h in hidden:
             layers.append(nn.Linear(width, h))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(h))
-            layers.append(nn.ReLU(inplace=True))
+            layers.append(nn.ReLU(inplace=True) if activation == "relu" else ACTIVATIONS[activation]())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = h
