@@ -10,7 +10,15 @@ from lossbench.metrics.calibration import (
     mean_confidence,
     reliability,
 )
-from lossbench.metrics.classification import accuracy, brier, class_accuracy, nll, top_k_accuracy
+from lossbench.metrics.classification import (
+    accuracy,
+    balanced_accuracy,
+    brier,
+    class_accuracy,
+    f1,
+    nll,
+    top_k_accuracy,
+)
 from lossbench.metrics.summary import epoch_metrics, selection_figures, summarize
 from lossbench.metrics.temperature import fit_temperature
 from lossbench.metrics.views import (
@@ -26,6 +34,8 @@ from lossbench.metrics.views import (
 )
 
 __all__ = [
+    "balanced_accuracy",
+    "f1",
     "CALIBRATION_KEYS",
     "CALIBRATOR_TITLES",
     "N_BINS",
