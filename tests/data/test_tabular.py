@@ -3,6 +3,8 @@ only, holdouts, fixed splits and folds, and the eight shared sets by name."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -283,3 +285,59 @@ def test_vowel_classes_are_in_the_uci_order(shared_data):
     split = tabular(str(shared_data / "tabular" / "vowel.csv"),
                     classes=["hid", "hId", "hEd", "hAd", "hYd", "had", "hOd", "hod", "hUd", "hud", "hed"])
     assert split.class_names[0] == "hid" and split.class_names[10] == "hed"
+
+
+def test_swap_noise_finds_its_pairs_by_the_files_class_names(tmp_path):
+    """noise.apply gives the split's class names to the noise model: pairs named in the config swap
+    exactly those classes, whatever their indices."""
+    from lossbench import noise as noise_lib
+    from lossbench.noise.synthetic import Swap
+
+    x, _ = _frame(300)
+    y = np.array(["B", "A", "D", "C"])[np.arange(300) % 4]
+    split = tabular(_csv(tmp_path / "abcd.csv", x, y), label="species", test_size=0.1)
+    noisy_split, noisy = noise_lib.apply(Swap(0.5, pairs=[["B", "D"]]), split, seed=0)
+    names = split.class_names
+    changed = noisy.is_noisy
+    pool = split.pool_labels()
+    assert {names[int(c)] for c in pool[changed]} == {"B", "D"}
+    assert all({names[int(a)], names[int(b)]} == {"B", "D"}
+               for a, b in zip(pool[changed], noisy.y_noisy[changed], strict=True))
+    assert torch.equal(noisy_split.y_test, split.y_test)
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+
+def test_own_csv_through_run_report_and_evaluate(tmp_path, cli):
+    """`lossbench run dataset=tabular dataset.path=my.csv dataset.label=target` on a researcher's file with
+    string labels, 2 folds as a multirun; the report averages the folds; `lossbench evaluate` recomputes a
+    run's figures from its weights (here LegendreTron in float64, its link saved beside the model)."""
+    x, y = _frame(120)
+    _csv(tmp_path / "my.csv", x, y, label="target")
+    common = ["dataset=tabular", "dataset.path=my.csv", "dataset.label=target", "model=linear",
+              "trainer.epochs=3", "trainer.progress=none", "dataset.folds=2"]
+    cli("run", "-m", *common, "dataset.fold=0,1", "loss=ce", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    summaries = [json.loads((tmp_path / "sweep" / str(k) / "summary.json").read_text()) for k in (0, 1)]
+    for k, s in enumerate(summaries):
+        assert s["status"] == "completed" and s["dataset"] == "tabular"
+        assert s["class_names"] == ["cat", "dog", "emu"]
+        assert s["data"]["validation"] == f"fold {k} of 2 of the pool" and s["data"]["file"] == "my.csv"
+        assert 0 <= s["test_f1"] <= 1 and 0 <= s["test_balanced_acc"] <= 1
+        assert s["num_train"] + s["num_val"] == 96 and s["num_test"] == 24
+    report = cli("report", "sweep", "--format", "md", cwd=tmp_path)
+    assert "over seeds and folds" in report.stdout and "(2)" in report.stdout
+    cli("run", *common, "loss=legendretron", "trainer.dtype=float64", "trainer.save_weights=final",
+        "hydra.run.dir=lt", cwd=tmp_path)
+    evaluated = cli("evaluate", "lt", cwd=tmp_path)
+    assert "differs" not in evaluated.stdout and "identical" in evaluated.stdout
+
+
+def test_a_bad_file_is_refused_before_anything_is_written(tmp_path, cli):
+    (tmp_path / "my.csv").write_text("a,b,target\n1,x,cat\n2,3,dog\n")
+    proc = cli("run", "dataset=tabular", "dataset.path=my.csv", "dataset.label=target", "hydra.run.dir=out",
+               cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()[-1]
+    assert err.startswith("lossbench: error:") and "my.csv: feature column 'b' is not numeric" in err
+    assert not (tmp_path / "out").exists()
