@@ -341,3 +341,32 @@ def test_a_bad_file_is_refused_before_anything_is_written(tmp_path, cli):
     err = proc.stderr.strip().splitlines()[-1]
     assert err.startswith("lossbench: error:") and "my.csv: feature column 'b' is not numeric" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_every_loss_runs_on_a_binary_table(tmp_path, cli):
+    """A two-class file through every loss (2 epochs): each completes, or is refused at setup with a
+    reason that names the classes (a loss that needs more than two)."""
+    from lossbench.losses import LOSSES
+
+    x, _ = _frame(120)
+    y = np.where(x[:, 1] + 0.3 * x[:, 2] > 5.5, "pos", "neg")
+    _csv(tmp_path / "bin.csv", x, y, label="target")
+    names = LOSSES.names()
+    cli("run", "-m", "loss=" + ",".join(names), "dataset=tabular", "dataset.path=bin.csv",
+        "dataset.label=target", "model.hidden=[16]", "trainer.epochs=2", "trainer.checkpoint_every=0",
+        "trainer.progress=none", "hydra.sweep.dir=sweep", cwd=tmp_path, check=False)
+    seen = {}
+    for job in (tmp_path / "sweep").iterdir():
+        if not job.is_dir():
+            continue
+        if (job / "failure.json").exists():
+            failure = json.loads((job / "failure.json").read_text())
+            assert failure["phase"] == "setup" and "class" in failure["error"], failure["error"]
+            seen[failure["loss"]] = "refused"
+        else:
+            summary = json.loads((job / "summary.json").read_text())
+            assert summary["status"] in ("completed", "diverged") and summary["num_classes"] == 2
+            seen[summary["loss"]] = summary["status"]
+    assert sorted(seen) == names
+    assert seen["anyloss"] == "completed" and seen["ce"] == "completed"
