@@ -184,14 +184,15 @@ def _ldr_table(out: Path, log: list[dict], dataset: str) -> list[str]:
 def report(args: argparse.Namespace) -> None:
     out = Path(args.out)
     log = _log(out)
-    first = next((s for b in blocks() for s in _summaries(out / b)), {})
-    prov = first.get("provenance", {})
+    every = [s for b in blocks() for s in _summaries(out / b)]
+    prov = every[0].get("provenance", {}) if every else {}
+    commits = sorted({str(s.get("provenance", {}).get("git_commit"))[:10] for s in every})
     total = sum(e["cpu_s"] for e in log)
     parts = ["# Tabular protocols (issue 25): ldr_tabular, legendretron_vehicle, AnyLoss on Pima", "",
              f"Made by `python scripts/bench_tabular.py --data-dir ../shared/data --out {args.out}` (the "
              f"runs, {total / 60:.0f} CPU-minutes in all) and `python scripts/bench_tabular.py --report "
-             f"--out {args.out}` (this file). Machine: {_machine(log)}. torch {prov.get('torch', '?')}, git "
-             f"{str(prov.get('git_commit'))[:10]}{' (dirty tree)' if prov.get('git_dirty') else ''}, one "
+             f"--out {args.out}` (this file). Machine: {_machine(log)}. torch {prov.get('torch', '?')}; the "
+             f"runs' git commits (the worktree moved on while they ran): {', '.join(commits) or '?'}. One "
              "thread per run. CPU-s per run: the CPU time (user + system) of a block's `lossbench run -m` "
              "process and its children divided by the runs it trained, process startup included. Cells: "
              "mean ± std (runs), in %, of the test set of each run.", ""]
