@@ -57,6 +57,8 @@ def evaluate_model(trainer: Trainer, model: nn.Module, split: Split,
                     val_views, test_views, smoothed)
     out.update(seconds)
     out["class_names"] = split.class_names
+    if split.extras.get("record"):  # what a dataset records of itself (a tabular file, split, scaling)
+        out["data"] = split.extras["record"]
     if robust is not None:
         out.update(robust.evaluate(model, split, transform, loss))
     return out

@@ -175,7 +175,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
         model.load_state_dict(load_state_dict(path, trainer.torch_device))
         loss = None
         if linked:
-            loss = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(trainer.torch_device)
+            loss = trainer.prepare_loss(build_loss(cfg.loss, split.num_classes, len(split.y_train)))
             loss.load_state_dict(load_state_dict(loss_path, trainer.torch_device))
     except ConfigError:
         raise

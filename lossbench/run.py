@@ -81,7 +81,7 @@ register_resolvers()  # a sweep's job folder name, resolved wherever the job run
 
 FINISHED = ("completed", "diverged")
 # Defaults-list entries that specialize a combination (dataset x loss, protocol x loss or noise); not choices.
-SPECIALIZATIONS = ("dataset_loss", "protocol_loss", "protocol_noise")
+SPECIALIZATIONS = ("dataset_loss", "protocol_dataset", "protocol_loss", "protocol_noise")
 CHECKPOINT = "checkpoint.pt"
 # what a run writes as its result (trainer.force=true removes them all before it starts again)
 RESULTS = ("summary.json", CHECKPOINT, "metrics.jsonl", "metrics.csv", "noise.npz", "detect.npz",
@@ -407,7 +407,7 @@ class _Job:
             model = build_model(cfg, trainer, split)
             threads = apply_threads(trainer.threads, model, BatchTransform(split, trainer.channels_last)(
                 split.x_train[:2], train=False), trainer.batch_size, device)
-            loss_fn = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(device)
+            loss_fn = trainer.prepare_loss(build_loss(cfg.loss, split.num_classes, len(split.y_train)))
             calibrators = build_calibrators(cfg.get("calibrator"))
             for calibrator in calibrators:
                 calibrator.check(len(split.y_val), split.num_classes)

@@ -90,7 +90,7 @@ def test_the_config_reference_shows_the_validation_schema():
     docs = _script("docs_pages")
     trainer = docs.group_page("trainer")
     assert "| `trainer.progress` | one of auto, rich, plain, none |" in trainer  # a RULES entry
-    assert "| `trainer.epochs` | an integer |" in trainer                       # a dataclass type hint
+    assert "| `trainer.epochs` | a positive integer |" in trainer               # a RULES range
     noise = docs.group_page("noise")
     assert "| `noise.rate` | `0.6` | a number |" in noise                        # a target's signature
 

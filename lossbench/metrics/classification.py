@@ -36,6 +36,34 @@ def class_accuracy(logits: Tensor, labels: Tensor) -> list[float | None]:
     return [h / t if t else None for h, t in zip(hits, totals, strict=True)]
 
 
+def balanced_accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Mean over the classes present in ``labels`` of their recall, (1/|K|) sum_k TP_k / n_k
+    (scikit-learn's ``balanced_accuracy_score``; Brodersen et al. 2010). NaN for an empty split."""
+    if len(labels) == 0:
+        return float("nan")
+    recall = [r for r in class_accuracy(logits, labels) if r is not None]
+    return sum(recall) / len(recall)
+
+
+def f1(logits: Tensor, labels: Tensor) -> float:
+    """F1 = 2 TP / (2 TP + FP + FN) of the predicted classes argmax_k z_ik. Two classes: of class 1
+    (the positive class; scikit-learn's ``f1_score`` average="binary"); more: the mean over the
+    classes that occur in the labels or the predictions (average="macro"). A class with
+    2 TP + FP + FN = 0 scores 0, as scikit-learn's default. NaN for an empty split."""
+    if len(labels) == 0:
+        return float("nan")
+    c = logits.shape[1]
+    pred = logits.argmax(1)
+    tp = torch.bincount(labels[pred == labels], minlength=c).double()
+    true = torch.bincount(labels, minlength=c).double()
+    predicted = torch.bincount(pred, minlength=c).double()
+    denominator = true + predicted  # 2 TP + FP + FN
+    scores = torch.where(denominator > 0, 2 * tp / denominator.clamp_min(1), torch.zeros_like(tp))
+    if c == 2:
+        return scores[1].item()
+    return scores[denominator > 0].mean().item()
+
+
 def nll(logits: Tensor, labels: Tensor) -> float:
     """Negative log-likelihood: -(1/n) sum_i log softmax(z_i)_{y_i}."""
     if len(labels) == 0:

@@ -28,7 +28,9 @@ from lossbench.metrics.calibration import (
 from lossbench.metrics.classification import (
     _brier,
     accuracy,
+    balanced_accuracy,
     class_accuracy,
+    f1,
     nll,
     probabilities,
     top_k_accuracy,
@@ -81,7 +83,8 @@ def summarize(val_logits: Tensor, val_labels: Tensor, test_logits: Tensor, test_
     model's logits on transformed inputs ([V, N, C]).
 
     Keys: test_acc, test_top5_acc (more than 10 classes), test_class_acc (a
-    list: accuracy within each true class), test_<m> for m in SCORE_KEYS,
+    list: accuracy within each true class), test_balanced_acc (their mean over
+    the classes present), test_f1 (binary: of class 1; else macro), test_<m> for m in SCORE_KEYS,
     test_reliability (per-bin confidence, accuracy and count, and relplot's
     smoothed curve); per calibrator c (its key: ts, vs, ms, dir, ca) and view v:
     test_<m>_<c>_<v>, test_reliability_<c>_<v>, <c>_fit_seconds_<v> (wall time
@@ -105,6 +108,8 @@ def summarize(val_logits: Tensor, val_labels: Tensor, test_logits: Tensor, test_
     if num_classes > 10:
         out["test_top5_acc"] = top_k_accuracy(test_logits, test_labels, 5)
     out["test_class_acc"] = class_accuracy(test_logits, test_labels)
+    out["test_balanced_acc"] = balanced_accuracy(test_logits, test_labels)
+    out["test_f1"] = f1(test_logits, test_labels)
     out.update({f"test_{k}": v for k, v in _scores(test_logits, test_labels, smoothed).items()})
     out["test_reliability"] = _diagram(test_logits, test_labels, smoothed)
     out["calibrators"] = [c.key for c in calibrators]

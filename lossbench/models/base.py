@@ -14,7 +14,9 @@ class Classifier(nn.Module):
     """A feature extractor followed by a linear head.
 
     ``forward(x)`` returns logits [B, C]; ``forward(x, return_features=True)``
-    returns (logits, penultimate features [B, D]) for losses that need them.
+    returns (logits, penultimate features [B, D]) for losses that need them. A float input of
+    another precision than the model's (float32 features into a float64 model: ``trainer.dtype``)
+    is cast to the model's first.
     """
 
     def __init__(self, body: nn.Module, feature_dim: int, num_classes: int) -> None:
@@ -24,6 +26,9 @@ class Classifier(nn.Module):
         self.feature_dim = feature_dim
 
     def forward(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        dtype = self.head.weight.dtype
+        if x.is_floating_point() and x.dtype != dtype:
+            x = x.to(dtype)
         features = self.body(x)
         logits = self.head(features)
         return (logits, features) if return_features else logits

@@ -17,6 +17,7 @@ def apply(model: NoiseModel, split: Split, seed: int) -> tuple[Split, NoisyLabel
     order from a CPU generator seeded with ``seed`` (the run's ``noise_seed``),
     so it depends neither on how validation is carved nor on the machine.
     """
+    model.set_class_names(split.class_names)
     model.check(split.num_classes, split.name)
     features = split.pool_features() if model.needs_features else None
     generator = torch.Generator().manual_seed(int(seed))

@@ -104,6 +104,7 @@ class NoiseModel:
 
     kind: ClassVar[str] = ""
     needs_features: ClassVar[bool] = False
+    class_names: list[str] | None = None
 
     def __init__(self, rate: float | None = 0.0) -> None:
         self.rate = None if rate is None else check_rate(rate)
@@ -111,6 +112,11 @@ class NoiseModel:
     def describe(self) -> str:
         """A short phrase for messages, e.g. "symmetric noise at rate 0.6"."""
         return f"{self.kind} noise" + ("" if self.rate is None else f" at rate {self.rate:g}")
+
+    def set_class_names(self, names: list[str] | None) -> None:
+        """The dataset's class names in index order (``noise.apply`` gives them before ``check``), for
+        a model whose setting names classes (``swap``)."""
+        self.class_names = None if names is None else [str(n) for n in names]
 
     def check(self, num_classes: int, dataset: str) -> None:
         """Refuse, before training, a setting this model cannot produce."""

@@ -37,6 +37,18 @@ CIFAR100_COARSE: tuple[int, ...] = (
 
 CIFAR100_GROUPINGS = ("superclass", "blocks")
 
+# Class-dependent noise of the LDR code (Zhu, Ying, Yang 2023; Optimization-AI/ICML2023_LDR utils.py):
+# fixed pairs of classes that swap labels, by class name. letter (classDep_letter): its indices 1<->3,
+# 2<->6, 4<->5, 7<->13, 8<->11, 10<->23, 12<->22, 14<->16, 15<->17, 20<->21 in the order A..Z (checked: the
+# repository's data/letter_test.npz rows, matched to the UCI file, have class k = the k-th letter).
+# vowel (classDep_vowel): 0<->1, 2<->3, 4<->5, 6<->7, 8<->9 in the UCI order hid hId hEd hAd hYd had hOd
+# hod hUd hud hed (hed, class 10, keeps its label). The code's news20 map is by index only (no names here).
+SWAP_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "letter": (("B", "D"), ("C", "G"), ("E", "F"), ("H", "N"), ("I", "L"), ("K", "X"), ("M", "W"),
+               ("O", "Q"), ("P", "R"), ("U", "V")),
+    "vowel": (("hid", "hId"), ("hEd", "hAd"), ("hYd", "had"), ("hOd", "hod"), ("hUd", "hud")),
+}
+
 
 def cifar100_map(grouping: str = "superclass") -> dict[int, int]:
     """Each CIFAR-100 class to the next one of its group, circularly (Patrini et al. 2017).

@@ -1,4 +1,4 @@
-"""Synthetic class-conditional label noise: clean, symmetric, asymmetric, pair-flip, custom T."""
+"""Synthetic class-conditional label noise: clean, symmetric, asymmetric, pair-flip, custom T, swap pairs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from lossbench.noise.base import (
     register_noise,
     uniform,
 )
-from lossbench.noise.flip_maps import CIFAR100_GROUPINGS, MAPPED_DATASETS, flip_map
+from lossbench.noise.flip_maps import CIFAR100_GROUPINGS, MAPPED_DATASETS, SWAP_PAIRS, flip_map
 
 COUNTS = ("binomial", "exact", "exact_per_target")
 RNGS = ("torch", "numpy_legacy")
@@ -332,4 +332,82 @@ class Custom(ClassConditional):
         targets = np.eye(len(t))
         rows = h > 0
         targets[rows] = off[rows] / off[rows].sum(1, keepdims=True)
+        return h, targets
+
+
+@register_noise("swap")
+class Swap(ClassConditional):
+    """Class-dependent noise of the LDR code: fixed pairs of classes swap labels.
+
+    Each label of a class in a pair (a, b) becomes the other class with probability eta (drawn
+    label by label, as ``checks[i] < noise_level`` in the code); a class in no pair keeps its
+    label. So T = (1 - eta) I + eta P on the paired classes, P the swap. ``pairs``: ``auto`` takes
+    the dataset's map (``letter``, ``vowel``: lossbench/noise/flip_maps.py SWAP_PAIRS, the code's
+    classDep_letter and classDep_vowel), or a list of [a, b] pairs of class names (or indices).
+    eta up to 0.5, the code's highest setting (there a paired class and its partner are equally
+    likely labels). The code marks a hit label of an unpaired class as noisy though it keeps its
+    class; lossbench counts only changed labels, so its realized rate is lower on such datasets.
+
+    Zhu, Ying, Yang 2023, "Label Distributionally Robust Losses for Multi-class Classification:
+    Consistency, Robustness and Adaptivity", ICML (Optimization-AI/ICML2023_LDR utils.py).
+    """
+
+    kind = "swap"
+
+    def __init__(self, rate: float, pairs: str | list = "auto", count: str = "binomial") -> None:
+        super().__init__(rate, count)
+        if self.rate > 0.5:
+            raise ValueError(f"{self.describe()} sends a paired class to its partner more often than it "
+                             f"keeps it; use a rate of at most 0.5")
+        if isinstance(pairs, str):
+            if pairs != "auto" and pairs not in SWAP_PAIRS:
+                raise ValueError(f"unknown swap map '{pairs}'; known: auto, {', '.join(SWAP_PAIRS)}, or a "
+                                 "list of [a, b] class pairs")
+            self.pairs: str | list[tuple] = pairs
+        else:
+            listed = [tuple(p) for p in pairs]
+            if not listed or any(len(p) != 2 or p[0] == p[1] for p in listed):
+                raise ValueError(f"noise.pairs must be a list of [a, b] pairs of two different classes, "
+                                 f"got {pairs}")
+            flat = [c for p in listed for c in p]
+            if len(set(map(str, flat))) != len(flat):
+                raise ValueError(f"a class may be in one swap pair only, got {pairs}")
+            self.pairs = listed
+        self.mapping_: dict[int, int] | None = None
+
+    def check(self, num_classes: int, dataset: str) -> None:
+        super().check(num_classes, dataset)
+        pairs = self.pairs
+        if pairs == "auto":
+            if dataset not in SWAP_PAIRS:
+                raise ValueError(f"{self.describe()} has no swap map for dataset '{dataset}'; datasets with "
+                                 f"maps: {', '.join(SWAP_PAIRS)} (or give noise.pairs=[[a,b],...])")
+            pairs = SWAP_PAIRS[dataset]
+        elif isinstance(pairs, str):
+            pairs = SWAP_PAIRS[pairs]
+        names = self.class_names or [str(c) for c in range(num_classes)]
+        if len(names) != num_classes:
+            raise ValueError(f"{self.describe()}: {len(names)} class names for {num_classes} classes")
+        mapping: dict[int, int] = {}
+        for a, b in pairs:
+            ends = []
+            for c in (a, b):
+                if str(c) in names:
+                    ends.append(names.index(str(c)))
+                elif isinstance(c, int) and not isinstance(c, bool) and 0 <= c < num_classes:
+                    ends.append(c)
+                else:
+                    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+                    raise ValueError(f"swap pair [{a}, {b}]: dataset '{dataset}' has no class {c!r} "
+                                     f"(classes: {shown})")
+            mapping[ends[0]], mapping[ends[1]] = ends[1], ends[0]
+        self.mapping_ = mapping
+
+    def hit_and_targets(self, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.mapping_ is None:  # called without check (a bare model): the map must name indices
+            self.check(num_classes, "?")
+        h, targets = np.zeros(num_classes), np.eye(num_classes)
+        for source, target in self.mapping_.items():
+            h[source] = self.rate
+            targets[source] = np.eye(num_classes)[target]
         return h, targets

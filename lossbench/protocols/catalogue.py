@@ -55,7 +55,11 @@ REFERENCE = "reference"  # the id of lossbench's own reference cells
 KINDS = {"test_acc": "last epoch", "best_test_acc": "best test epoch",
          "test_acc_at_best_val_noisy": "validation-selected (noisy validation labels)",
          "test_acc_at_best_val_clean": "validation-selected (clean validation labels)"}
-GRID_KEYS = ("loss", "noise", "seed")
+GRID_KEYS = ("loss", "noise", "seed")  # every preset's grid sweeps these
+# a preset's grid may sweep these too (ldr_tabular: two datasets, the folds of a cross-validation)
+OPTIONAL_GRID_KEYS = ("dataset", "dataset.fold")
+# the order a grid's keys are listed and multiplied out in (a run's directory name follows its pattern)
+GRID_ORDER = ("dataset", "loss", "noise", "dataset.fold", "seed")
 
 
 class ProtocolError(ValueError):
@@ -293,9 +297,10 @@ def compose_preset(name: str, overrides: Sequence[str] = ()):
 
 
 def preset_grid(cfg) -> dict[str, list[str]]:
-    """The preset's grid (hydra.sweeper.params of the composed config): loss, noise and seed lists."""
+    """The preset's grid (hydra.sweeper.params of the composed config): loss, noise and seed lists, and
+    the dataset and fold lists of a preset that sweeps them (in GRID_ORDER)."""
     params = cfg.hydra.sweeper.get("params") or {}
-    grid = {key: [v.strip() for v in str(params[key]).split(",") if v.strip()] for key in GRID_KEYS
+    grid = {key: [v.strip() for v in str(params[key]).split(",") if v.strip()] for key in GRID_ORDER
             if key in params}
     missing = [k for k in GRID_KEYS if k not in grid]
     if missing:

@@ -1,8 +1,9 @@
 """`lossbench reproduce NAME`: a preset's grid as one Hydra multirun, then ours beside the published numbers.
 
-The grid (losses x noise settings x seeds) is the preset's ``hydra.sweeper.params``; ``--losses``,
-``--noise`` and ``--seeds`` pick a subset of it. Every run has a stable directory below ``--dir``
-(``<loss>-<noise>-s<seed>``), so running the command again skips finished runs and resumes interrupted
+The grid (losses x noise settings x seeds, and datasets x folds where a preset sweeps them) is the
+preset's ``hydra.sweeper.params``; ``--losses``, ``--noise``, ``--seeds``, ``--datasets`` and ``--folds``
+pick a subset of it. Every run has a stable directory below ``--dir`` (``<loss>-<noise>-s<seed>``), so
+running the command again skips finished runs and resumes interrupted
 ones; any Hydra launcher works (``hydra/launcher=joblib``, ``hydra/launcher=slurm``). ``--dry-run``
 lists the runs with their state and estimates their cost from a one-epoch probe.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lossbench.protocols.catalogue import (
-    GRID_KEYS,
+    GRID_ORDER,
     ProtocolError,
     compose_preset,
     load_protocol,
@@ -44,7 +45,11 @@ use another --dir for them.
 
 PENDING = ("new", "resumes", "failed")
 SUBDIR_TOKENS = {"${hydra.runtime.choices.loss}": "loss", "${hydra.runtime.choices.noise}": "noise",
-                 "${seed}": "seed"}
+                 "${seed}": "seed", "${hydra.runtime.choices.dataset}": "dataset",
+                 "${dataset.fold}": "dataset.fold"}
+# grid key -> the option that picks a subset of it
+OPTIONS = {"loss": "--losses", "noise": "--noise", "seed": "--seeds", "dataset": "--datasets",
+           "dataset.fold": "--folds"}
 
 
 @dataclass
@@ -57,6 +62,14 @@ class PlannedRun:
     run_dir: Path
     state: str            # done | diverged | failed | resumes | new
     epochs_done: int = 0
+    dataset: str | None = None  # where the preset's grid sweeps datasets
+    fold: str | None = None     # where it sweeps the folds of a cross-validation
+
+    def choices(self) -> dict[str, str]:
+        """The run's grid values as overrides: {grid key: value}."""
+        values = {"dataset": self.dataset, "loss": self.loss, "noise": self.noise, "dataset.fold": self.fold,
+                  "seed": self.seed}
+        return {k: v for k, v in values.items() if v is not None}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--losses", help="comma-separated subset of the preset's losses")
     p.add_argument("--noise", help="comma-separated subset of the preset's noise settings")
     p.add_argument("--seeds", help="comma-separated subset of the preset's seeds")
+    p.add_argument("--datasets", help="comma-separated subset of the preset's datasets (if it sweeps them)")
+    p.add_argument("--folds", help="comma-separated subset of the preset's folds (where it sweeps them)")
     p.add_argument("--dir", help="where the runs go (default outputs/reproduce/NAME)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the runs and a cost estimate from a one-epoch probe; train nothing")
@@ -84,6 +99,11 @@ def _fail(message: str) -> None:
 
 def select(grid: dict[str, list[str]], key: str, text: str | None, option: str, name: str) -> list[str]:
     """The subset ``text`` (comma-separated) of the grid's ``key`` values, in the grid's order."""
+    if key not in grid:
+        if text is None:
+            return []
+        raise ProtocolError(f"{option}: preset {name}'s grid does not sweep {key}; set it as an override "
+                            f"({key}=VALUE)")
     values = grid[key]
     if text is None:
         return values
@@ -95,14 +115,18 @@ def select(grid: dict[str, list[str]], key: str, text: str | None, option: str, 
     return [v for v in values if v in asked]
 
 
-def run_subdir(pattern: str, loss: str, noise: str, seed: str) -> str:
+def run_subdir(pattern: str, loss: str, noise: str, seed: str, dataset: str | None = None,
+               fold: str | None = None) -> str:
     """The run's directory name from the preset's ``hydra.sweep.subdir`` pattern."""
-    values = {"loss": loss, "noise": noise, "seed": seed}
+    values = {"loss": loss, "noise": noise, "seed": seed, "dataset": dataset, "dataset.fold": fold}
     for token, key in SUBDIR_TOKENS.items():
-        pattern = pattern.replace(token, values[key])
+        if token in pattern and values[key] is None:
+            raise ProtocolError(f"hydra.sweep.subdir '{pattern}' names {key}, which the preset's grid does "
+                                "not sweep")
+        pattern = pattern.replace(token, values[key] or "")
     if "${" in pattern:
-        raise ProtocolError(f"hydra.sweep.subdir '{pattern}' must be built from the run's loss, noise and "
-                            f"seed only ({', '.join(SUBDIR_TOKENS)}), so that runs keep their directories")
+        raise ProtocolError(f"hydra.sweep.subdir '{pattern}' must be built from the run's grid values only "
+                            f"({', '.join(SUBDIR_TOKENS)}), so that runs keep their directories")
     return pattern
 
 
@@ -123,9 +147,10 @@ def _state(run_dir: Path) -> tuple[str, int]:
 
 
 def plan(name: str, overrides: list[str], losses: str | None = None, noise: str | None = None,
-         seeds: str | None = None, out_dir: str | Path | None = None,
-         ) -> tuple[list[PlannedRun], dict, object]:
-    """The runs of preset ``name``'s grid (or the subset), with their states; (runs, subset, config)."""
+         seeds: str | None = None, out_dir: str | Path | None = None, datasets: str | None = None,
+         folds: str | None = None) -> tuple[list[PlannedRun], dict, object]:
+    """The runs of preset ``name``'s grid (or the subset), with their states; (runs, subset, config).
+    ``subset`` holds every key the grid sweeps, in GRID_ORDER."""
     from lossbench.precheck import check_output_dir, check_overrides
 
     load_protocol(name)
@@ -134,27 +159,33 @@ def plan(name: str, overrides: list[str], losses: str | None = None, noise: str 
         raise ProtocolError(problem)
     cfg = compose_preset(name, overrides)
     grid = preset_grid(cfg)
-    subset = {
-        "loss": select(grid, "loss", losses, "--losses", name),
-        "noise": select(grid, "noise", noise, "--noise", name),
-        "seed": select(grid, "seed", seeds, "--seeds", name),
-    }
-    # every loss and every noise setting once (their specializations are separate files)
+    asked = {"loss": losses, "noise": noise, "seed": seeds, "dataset": datasets, "dataset.fold": folds}
+    subset = {key: select(grid, key, asked[key], OPTIONS[key], name) for key in GRID_ORDER}
+    subset = {key: values for key, values in subset.items() if key in grid}
+    # every loss, noise setting and dataset once (their specializations are separate files)
     first = [f"+experiment={name}", *overrides]
-    for key, values in (("loss", subset["loss"]), ("noise", subset["noise"])):
+    for key, values in ((k, subset[k]) for k in ("loss", "noise", "dataset") if k in subset):
         problem = check_overrides([*first, f"{key}={','.join(values)}"], multirun=True, data=False)
         if problem:
             raise ProtocolError(problem)
     pattern = str(cfg.hydra.sweep._get_node("subdir")._value())
+    unnamed = [k for k in subset if len(grid[k]) > 1 and not any(
+        token in pattern for token, key in SUBDIR_TOKENS.items() if key == k)]
+    if unnamed:
+        raise ProtocolError(f"hydra.sweep.subdir '{pattern}' does not name {', '.join(unnamed)}, which the "
+                            "grid sweeps: runs would share a directory")
     root = Path(out_dir or Path("outputs") / "reproduce" / name)
     problem = check_output_dir([f"hydra.sweep.dir={root}"])
     if problem:
         raise ProtocolError(problem)
     runs = []
-    for loss, nz, seed in itertools.product(*(subset[k] for k in GRID_KEYS)):
-        run_dir = root / run_subdir(pattern, loss, nz, seed)
+    for combo in itertools.product(*subset.values()):
+        values = dict(zip(subset, combo, strict=True))
+        extra = {"dataset": values.get("dataset"), "fold": values.get("dataset.fold")}
+        run_dir = root / run_subdir(pattern, values["loss"], values["noise"], values["seed"], **extra)
         state, epochs = _state(run_dir)
-        runs.append(PlannedRun(loss, nz, seed, run_dir, state, epochs))
+        runs.append(PlannedRun(values["loss"], values["noise"], values["seed"], run_dir, state, epochs,
+                               **extra))
     return runs, subset, cfg
 
 
@@ -177,8 +208,8 @@ def probe(name: str, run: PlannedRun, overrides: list[str], progress=None) -> di
 
     ``progress(line)`` gets the probe's progress lines as they come (its epoch's log lines)."""
     with tempfile.TemporaryDirectory(prefix="lossbench-probe-") as scratch:
-        args = [sys.executable, "-m", "lossbench", "run", f"+experiment={name}", f"loss={run.loss}",
-                f"noise={run.noise}", f"seed={run.seed}", *overrides, "trainer.epochs=1",
+        args = [sys.executable, "-m", "lossbench", "run", f"+experiment={name}",
+                *(f"{k}={v}" for k, v in run.choices().items()), *overrides, "trainer.epochs=1",
                 "trainer.checkpoint_every=0", "trainer.progress=plain", "logger=local",
                 f"hydra.run.dir={scratch}"]
         started = time.perf_counter()
@@ -216,11 +247,12 @@ def print_plan(name: str, runs: list[PlannedRun], epochs: int, measured: dict | 
 
     console = table_console()
     table = Table(title=f"lossbench reproduce {name}: {len(runs)} runs")
-    for column in ("loss", "noise", "seed", "state", "directory"):
-        table.add_column(column)
+    keys = list(runs[0].choices()) if runs else ["loss", "noise", "seed"]
+    for column in (*keys, "state", "directory"):
+        table.add_column("fold" if column == "dataset.fold" else column)
     for r in runs:
         state = f"resumes after epoch {r.epochs_done}" if r.state == "resumes" else r.state
-        table.add_row(r.loss, r.noise, r.seed, state, str(r.run_dir))
+        table.add_row(*r.choices().values(), state, str(r.run_dir))
     console.print(table)
     counts = {s: sum(r.state == s for r in runs) for s in ("done", "diverged", "failed", "resumes", "new")}
     console.print("runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()), highlight=False)
@@ -258,8 +290,12 @@ def list_presets() -> None:
     for name in preset_names():
         protocol = load_protocol(name)
         grid = preset_grid(compose_preset(name))
-        n = len(grid["loss"]) * len(grid["noise"]) * len(grid["seed"])
-        shape = f"{n} ({len(grid['loss'])} losses x {len(grid['noise'])} noise x {len(grid['seed'])} seeds)"
+        words = {"dataset": "datasets", "loss": "losses", "noise": "noise", "dataset.fold": "folds",
+                 "seed": "seeds"}
+        n = 1
+        for values in grid.values():
+            n *= len(values)
+        shape = f"{n} (" + " x ".join(f"{len(v)} {words[k]}" for k, v in grid.items()) + ")"
         marks = sorted({c.mark for c in protocol.published})
         if protocol.published:
             k = len(protocol.published)
@@ -301,7 +337,8 @@ def main(argv: list[str]) -> None:
         _fail(f"name a preset (lossbench reproduce NAME); known: {', '.join(preset_names())}")
     overrides = list(args.overrides)
     try:
-        runs, subset, cfg = plan(args.name, overrides, args.losses, args.noise, args.seeds, args.dir)
+        runs, subset, cfg = plan(args.name, overrides, args.losses, args.noise, args.seeds, args.dir,
+                                 args.datasets, args.folds)
     except ProtocolError as exc:
         _fail(str(exc))
     root = runs[0].run_dir.parent
@@ -327,7 +364,7 @@ def main(argv: list[str]) -> None:
         return
     if data_problem and any(r.state in PENDING for r in runs):
         _fail(data_problem)
-    sweep = [f"+experiment={args.name}", *(f"{k}={','.join(subset[k])}" for k in GRID_KEYS),
+    sweep = [f"+experiment={args.name}", *(f"{k}={','.join(v)}" for k, v in subset.items()),
              f"hydra.sweep.dir={root}", *overrides]
     print(f"lossbench reproduce {args.name}: {len(runs)} runs into {root} "
           f"({sum(r.state == 'done' for r in runs)} already finished)", flush=True)

@@ -35,7 +35,8 @@ from lossbench.report.render import MARKUP, status_line
 from lossbench.report.tables import _label, metric_direction, metric_scale
 
 # Overrides that choose a cell of the grid or do not change what a run computes.
-_GRID_OR_HOUSEKEEPING = {"loss", "noise", "seed", "experiment", "data_dir", "dataset.data_dir",
+_GRID_OR_HOUSEKEEPING = {"loss", "noise", "seed", "dataset", "dataset.fold", "experiment", "data_dir",
+                         "dataset.data_dir",
                          "dataset.download", "trainer.progress", "trainer.force", "trainer.checkpoint_every",
                          "trainer.device"}
 _HOUSEKEEPING_PREFIXES = ("hydra", "logger")

@@ -106,7 +106,7 @@ def describe(table: ComparisonTable, fmt: str = "text") -> str:
     rows = " / ".join(m.escape(_key_name(k)) for k in table.row_keys)
     cols = " / ".join(m.escape(k) for k in table.col_keys)
     setting = f" for {m.escape(table.setting_name)}" if table.setting else ""
-    return (f"{m.escape(table.metric)}{unit}{setting}: mean {m.pm} std over seeds (runs); "
+    return (f"{m.escape(table.metric)}{unit}{setting}: mean {m.pm} std over {table.replicates} (runs); "
             f"{_DIRECTION_TEXT[table.direction]}; rows {rows}, columns {cols}")
 
 
@@ -119,11 +119,12 @@ def legend(table: ComparisonTable, fmt: str) -> str:
     parts = [f"{m.escape(table.metric)}: {view}"] if view else []
     if table.direction is not None:
         parts.append(f"{m.best_mark()}: best in its column")
+        unit = "seeds" if table.replicates == "seeds" else "replicates"
         parts.append(f"{m.dagger}: not significantly better than the runner-up "
                      f"({table.test}, alpha = {table.alpha:g})")
         if (table.cells["too_few_seeds"] == True).any():  # noqa: E712 (None, True or False)
             parts.append(f"{m.few}: highest mean in its column, not marked best: its test against the "
-                         f"runner-up rests on fewer than {MIN_SEEDS} seeds a side")
+                         f"runner-up rests on fewer than {MIN_SEEDS} {unit} a side")
         parts.append("avg rank: mean over columns of the row's rank in each column (1 = best)")
     parts.append("(k/n): only k of the n runs gave a value; the others diverged, failed, "
                  "are unfinished or corrupt")

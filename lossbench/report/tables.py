@@ -1,4 +1,5 @@
-"""Comparison tables: mean and spread over seeds per (row, column) cell, best marked, ranks, paired tests."""
+"""Comparison tables: mean and spread over replicates (seeds, and the folds of a cross-validated dataset)
+per (row, column) cell, best marked, ranks, paired tests."""
 
 from __future__ import annotations
 
@@ -13,12 +14,32 @@ from lossbench.report.stats import WILCOXON_MIN_PAIRS, paired_test
 
 DIRECTIONS = ("max", "min", "abs")
 _LOWER = ("nll", "brier", "ece", "mce", "memorization", "seconds", "wall_time", "loss", "error")
-_HIGHER = ("acc", "throughput")
+_HIGHER = ("acc", "throughput", "f1")
 _FRACTIONS = ("acc", "ece", "mce", "gap", "confidence", "memorization")
 MISSING = "?"
 # A best cell is marked only when its test against the runner-up pairs at least this many seeds.
 MIN_SEEDS = 3
 TEST_NAMES = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
+# What tells one replicate of a cell from another: the seed, and the fold of a cross-validated dataset
+# (``dataset.fold`` of a run whose ``dataset.folds`` > 1; a sweep over folds is one cross-validation).
+REPLICATE_KEYS = ("seed", "dataset.fold")
+
+
+def replicate_ids(frame: pd.DataFrame) -> tuple[pd.Series, str]:
+    """(a replicate label per run, what the replicates are in words: "seeds" or "seeds and folds").
+
+    The label is the seed, or "seed/fold" for a run of a cross-validated dataset, so that the folds of
+    one seed count as several replicates and the paired test pairs runs of the same seed and fold.
+    """
+    seed = frame["seed"].map(_label) if "seed" in frame else pd.Series(MISSING, index=frame.index)
+    if "dataset.fold" not in frame or "dataset.folds" not in frame:
+        return seed, "seeds"
+    folds = pd.to_numeric(frame["dataset.folds"], errors="coerce").fillna(0)
+    crossed = folds > 1
+    if not crossed.any():
+        return seed, "seeds"
+    label = seed.where(~crossed, seed + "/f" + frame["dataset.fold"].map(_label))
+    return label, "seeds and folds" if crossed.all() else "seeds (and folds, where cross-validated)"
 
 
 def metric_direction(metric: str) -> str | None:
@@ -94,6 +115,7 @@ class ComparisonTable:
     test: str
     alpha: float
     warnings: list[str] = field(default_factory=list)
+    replicates: str = "seeds"   # what a cell's runs are replicates over (replicate_ids)
     setting: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -119,11 +141,12 @@ def build_table(
     alpha: float = 0.05,
     test: str = "auto",
 ) -> ComparisonTable:
-    """Aggregate ``metric`` over seeds for every (rows, cols) cell of the runs in ``frame``.
+    """Aggregate ``metric`` over replicates (seeds; and folds, ``replicate_ids``) for every (rows, cols)
+    cell of the runs in ``frame``.
 
     When ``rows`` holds ``loss``, rows are grouped by ``loss_family`` first.
     The best cell per column follows ``direction`` (default: metric_direction);
-    the best is compared with the runner-up by a paired test across seeds.
+    the best is compared with the runner-up by a paired test across replicates.
     """
     rows = list(rows)
     if "loss" in rows and "loss_family" not in rows and "loss_family" in frame:
@@ -139,7 +162,8 @@ def build_table(
     work = pd.DataFrame({k: frame[k].map(_label) for k in keys})
     completed = frame["status"] == "completed"
     work["_value"] = pd.to_numeric(frame[metric], errors="coerce").where(completed)
-    work["_seed"] = pd.to_numeric(frame["seed"], errors="coerce") if "seed" in frame else np.nan
+    work["_seed"], replicates = replicate_ids(frame)
+    work["_seed"] = work["_seed"].where(work["_seed"] != MISSING)
     work["_overrides"] = frame["overrides"] if "overrides" in frame else ""
     grouped = work.groupby(keys, sort=False)
     cells = grouped["_value"].agg(mean="mean", std="std", n="count")
@@ -207,8 +231,8 @@ def build_table(
     warnings = _mixing_warnings(work, keys)
     return ComparisonTable(
         metric=metric, direction=direction, row_keys=rows, col_keys=list(cols), cells=cells,
-        rows=row_labels, cols=col_labels, test=_test_name(test, used_tests), alpha=alpha,
-        warnings=warnings,
+        rows=row_labels, cols=col_labels, test=_test_name(test, used_tests, replicates), alpha=alpha,
+        warnings=warnings, replicates=replicates,
     )
 
 
@@ -220,13 +244,15 @@ def _per_seed(work: pd.DataFrame, keys: list[str], cell: tuple, direction: str |
     return series.abs() if direction == "abs" else series
 
 
-def _test_name(test: str, used: set[str]) -> str:
+def _test_name(test: str, used: set[str], replicates: str = "seeds") -> str:
     """How the best was compared with the runner-up, for the legend."""
     if len(used) == 1:
-        return f"two-sided {TEST_NAMES[next(iter(used))]} across seeds"
+        return f"two-sided {TEST_NAMES[next(iter(used))]} across {replicates}"
     if test == "auto":
-        return f"two-sided paired t-test across seeds (Wilcoxon signed-rank from {WILCOXON_MIN_PAIRS} seeds)"
-    return f"two-sided {TEST_NAMES[test]} across seeds"
+        unit = "seeds" if replicates == "seeds" else "pairs"
+        return (f"two-sided paired t-test across {replicates} "
+                f"(Wilcoxon signed-rank from {WILCOXON_MIN_PAIRS} {unit})")
+    return f"two-sided {TEST_NAMES[test]} across {replicates}"
 
 
 def _override_keys(text: object) -> dict[str, str]:
@@ -238,7 +264,7 @@ def _override_keys(text: object) -> dict[str, str]:
 
 def _mixing_warnings(work: pd.DataFrame, keys: list[str]) -> list[str]:
     """Say when a cell averages completed runs that differ in more than the seed, or repeat a seed."""
-    ignored = {*keys, "seed", "noise_seed"}
+    ignored = {*keys, *REPLICATE_KEYS, "noise_seed"}
     varying: set[str] = set()
     repeated: list[str] = []
     done = work[work["_value"].notna()]
@@ -261,6 +287,6 @@ def _mixing_warnings(work: pd.DataFrame, keys: list[str]) -> list[str]:
     if repeated:
         warnings.append(
             f"{len(repeated)} cell(s) hold several runs with the same seed (e.g. {repeated[0]}); "
-            f"the paired test uses their mean per seed"
+            f"the paired test uses their mean per seed (and fold)"
         )
     return warnings

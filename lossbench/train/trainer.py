@@ -41,6 +41,8 @@ from lossbench.train.weights import check_save_weights
 log = logging.getLogger("lossbench")
 
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16-mixed": torch.float16}
+# the precision the model's and a trainable loss's parameters are held and trained in
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 # An epoch's checkpoint is fsynced when this many seconds have passed since the last fsynced one: a kill
@@ -124,6 +126,7 @@ class Trainer:
     save_weights: str = "final"
     limit_train_batches: int | float | None = None
     early_stopping: dict | None = None
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs <= 0:
@@ -144,6 +147,12 @@ class Trainer:
             raise ValueError(f"trainer.l1 must be >= 0, got {self.l1}")
         self.threads = check_threads(self.threads)
         check_save_weights(self.save_weights)
+        if str(self.dtype) not in DTYPES:
+            raise ValueError(f"unknown trainer.dtype '{self.dtype}'; known: {', '.join(DTYPES)}")
+        if self.dtype != "float32" and str(self.precision) != "32":
+            raise ValueError(f"trainer.dtype={self.dtype} trains in full {self.dtype}; it takes no mixed "
+                             f"precision (trainer.precision=32, got {self.precision})")
+        self.torch_dtype = DTYPES[str(self.dtype)]
         self.torch_device = resolve_device(self.device)
         self.autocast_dtype = PRECISIONS[str(self.precision)]
         if self.autocast_dtype is torch.float16 and self.torch_device.type != "cuda":
@@ -155,10 +164,20 @@ class Trainer:
         return torch.autocast(self.torch_device.type, dtype=self.autocast_dtype)
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
+        """The model on the trainer's device, its parameters in ``dtype`` (float64: as the official
+        LegendreTron code, which sets torch's default dtype; inputs are cast by ``Classifier``)."""
         model = model.to(self.torch_device)
+        if self.torch_dtype != torch.float32:
+            model = model.to(self.torch_dtype)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
+
+    def prepare_loss(self, loss: Loss) -> Loss:
+        """The loss on the trainer's device; a trainable loss's parameters (LegendreTron's link) in
+        ``dtype`` like the model's."""
+        loss = loss.to(self.torch_device)
+        return loss if self.torch_dtype == torch.float32 else loss.to(self.torch_dtype)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, x: Tensor, transform: BatchTransform,
@@ -171,8 +190,10 @@ class Trainer:
         out = []
         for i in range(0, len(x), self.eval_batch_size):
             with self.autocast():
-                logits = model(transform(x[i : i + self.eval_batch_size], train=False)).float()
-            out.append(logits if link is None else link(logits).float())
+                logits = model(transform(x[i : i + self.eval_batch_size], train=False))
+            # a float64 model's logits go through the link in float64 (LegendreTron's code)
+            logits = logits.float() if logits.dtype != torch.float64 else logits
+            out.append(logits.float() if link is None else link(logits).float())
         model.train(was_training)
         return torch.cat(out) if out else torch.empty(0, device=x.device)
 

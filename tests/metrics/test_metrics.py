@@ -11,12 +11,14 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 from lossbench.metrics import (
     accuracy,
     adaptive_ece,
+    balanced_accuracy,
     brier,
     class_accuracy,
     classwise_ece,
     confidence_gap,
     ece,
     epoch_metrics,
+    f1,
     mce,
     mean_confidence,
     nll,
@@ -50,6 +52,30 @@ def test_class_accuracy_by_hand():
     # class 0: sample 1 right; class 1: 4 right, 5 wrong; class 2: 2 wrong, 3 right; class 3: none
     z = torch.cat([Z, torch.full((5, 1), -50.0, dtype=Z.dtype)], dim=1)
     assert class_accuracy(z, Y) == [1.0, 0.5, 0.5, None]
+
+
+def test_balanced_accuracy_and_f1_by_hand():
+    # recalls: class 0 1/1, class 1 1/2, class 2 1/2 -> 2/3. Per class (TP, FP, FN): 0 (1, 1, 0) -> 2/3;
+    # 1 (1, 1, 1) -> 1/2; 2 (1, 0, 1) -> 2/3; macro F1 = 11/18
+    assert balanced_accuracy(Z, Y) == pytest.approx(2 / 3)
+    assert f1(Z, Y) == pytest.approx(11 / 18)
+    # two classes: F1 of class 1. predictions 1, 1, 0, 0 for labels 1, 0, 1, 0: TP 1, FP 1, FN 1 -> 1/2
+    z = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    assert f1(z, torch.tensor([1, 0, 1, 0])) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("num_classes, seed", [(2, 0), (2, 1), (3, 2), (7, 3), (26, 4)])
+def test_balanced_accuracy_and_f1_match_scikit_learn(num_classes, seed):
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(200, num_classes, generator=g)
+    y = torch.randint(0, num_classes, (200,), generator=g)
+    z[:, -1] -= 3.0  # the last class rarely predicted (and, with 26 classes, some never)
+    pred = z.argmax(1).numpy()
+    average = "binary" if num_classes == 2 else "macro"
+    assert balanced_accuracy(z, y) == pytest.approx(balanced_accuracy_score(y.numpy(), pred), abs=1e-12)
+    assert f1(z, y) == pytest.approx(f1_score(y.numpy(), pred, average=average, zero_division=0), abs=1e-12)
 
 
 def test_top_k_accuracy_by_hand():
@@ -162,5 +188,6 @@ def test_ece_and_mce_match_torchmetrics(scale, num_classes, dtype):
 
 def test_empty_split_gives_nan():
     z, y = torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)
-    for metric in (accuracy, nll, brier, ece, mce, adaptive_ece, classwise_ece, confidence_gap):
+    for metric in (accuracy, nll, brier, ece, mce, adaptive_ece, classwise_ece, confidence_gap, f1,
+                   balanced_accuracy):
         assert math.isnan(metric(z, y))

@@ -19,6 +19,9 @@ DIGITS, MNIST, CIFAR = (64,), (1, 28, 28), (3, 32, 32)
 # (config name, overrides of its YAML, input shapes it supports)
 CASES = [
     ("mlp", {}, [DIGITS, MNIST, CIFAR]),
+    ("mlp", {"hidden": [2], "batch_norm": True, "activation": "sigmoid"}, [DIGITS]),
+    ("linear", {}, [DIGITS, MNIST]),
+    ("ldr_mlp", {}, [DIGITS, MNIST]),
     ("cnn4", {}, [MNIST, CIFAR]),
     ("cnn8", {}, [MNIST, CIFAR]),
     ("lenet5", {}, [MNIST, CIFAR]),
@@ -59,6 +62,39 @@ def test_forward_backward(name, overrides, shape):
 
 def _params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def test_linear_is_one_affine_map():
+    model = build("linear", {}, (4,), num_classes=3)
+    assert sum(p.numel() for p in model.parameters()) == 4 * 3 + 3
+    x = torch.randn(5, 4)
+    assert torch.allclose(model(x), x @ model.head.weight.T + model.head.bias)
+
+
+def test_ldr_mlp_is_the_official_ffnn():
+    """Two tanh layers of width min(d, C) (models.py MLP: linear_1 d->h, linear_2 h->h, linear h->C), every
+    weight xavier-normal: std sqrt(2 / (fan_in + fan_out))."""
+    torch.manual_seed(0)
+    model = build("ldr_mlp", {}, (16,), num_classes=26)  # letter: h = 16
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [tuple(m.weight.shape) for m in linears] == [(16, 16), (16, 16), (26, 16)]
+    assert [type(m).__name__ for m in model.body] == ["Flatten", "Linear", "Tanh", "Linear", "Tanh"]
+    assert build("ldr_mlp", {}, (10,), num_classes=11).feature_dim == 10  # vowel: h = min(10, 11)
+    wide = build("ldr_mlp", {"width": 400}, (300,), num_classes=300)
+    w = wide.body[3].weight
+    assert w.std().item() == pytest.approx((2 / 800) ** 0.5, rel=0.02)
+    x = torch.randn(3, 16)
+    h = torch.tanh(linears[1](torch.tanh(linears[0](x))))
+    assert torch.allclose(model(x), linears[2](h))
+    with pytest.raises(ValueError, match="activation must be tanh or relu"):
+        build("ldr_mlp", {"activation": "gelu"}, (4,), 3)
+
+
+def test_float64_models_take_float32_input():
+    """trainer.dtype=float64 holds the parameters in float64; float32 features are cast to it."""
+    model = build("ldr_mlp", {}, (4,), num_classes=3).double()
+    out = model(torch.randn(2, 4))
+    assert out.dtype == torch.float64
 
 
 def test_cnn4_is_the_published_architecture():

@@ -18,6 +18,7 @@ GENERIC = {
     "pair": ["noise.rate=0.3"],
     "idn": ["noise.rate=0.3"],
     "custom": ["noise.matrix=[[0.9,0.1],[0.2,0.8]]"],
+    "swap": ["noise.rate=0.3"],
 }
 EXPECTED = {
     "clean", "custom", "cifar100n",
@@ -25,6 +26,7 @@ EXPECTED = {
     "sym", "sym20", "sym40", "sym50", "sym60", "sym80",
     "asym", "asym10", "asym20", "asym30", "asym40",
     "pair", "pair20", "pair45", "idn", "idn20", "idn40",
+    "uniform30", "uniform60", "uniform90", "swap", "swap10", "swap30", "swap50",  # the LDR code's noise
 }
 
 
@@ -61,14 +63,16 @@ def test_every_registered_model_has_a_yaml(models):
 
 def test_named_presets_carry_their_rate(models):
     for name, model in models.items():
-        match = re.fullmatch(r"(sym|asym|pair|idn)(\d\d)", name)
+        match = re.fullmatch(r"(sym|asym|pair|idn|uniform|swap)(\d\d)", name)
         if match:
             assert model.rate == pytest.approx(int(match.group(2)) / 100), name
 
 
 def test_defaults_are_the_documented_conventions(models):
     assert all(models[n].convention == "flip" for n in NAMES if n.startswith("sym"))
-    assert all(models[n].count == "binomial" for n in NAMES if n.startswith(("sym", "asym", "pair")))
+    assert all(models[n].count == "binomial" for n in NAMES if n.startswith(("sym", "asym", "pair", "swap")))
+    assert all(models[n].convention == "uniform" for n in NAMES if n.startswith("uniform"))
+    assert models["swap30"].pairs == "auto"
     assert models["asym40"].grouping == "superclass" and models["asym40"].flip_map == "auto"
     assert models["idn40"].std == 0.1
     assert str(models["cifar10n_worst"].path) == "/data/cifar-n/CIFAR-10_human.pt"

@@ -8,7 +8,7 @@ import torch
 
 from lossbench.noise.base import expected_noise_rate
 from lossbench.noise.flip_maps import CIFAR100_COARSE, flip_map
-from lossbench.noise.synthetic import Asymmetric, Clean, Custom, PairFlip, Symmetric
+from lossbench.noise.synthetic import Asymmetric, Clean, Custom, PairFlip, Swap, Symmetric
 
 N = 20_000
 CUSTOM_T = [[0.7, 0.2, 0.1], [0.0, 1.0, 0.0], [0.25, 0.25, 0.5]]
@@ -17,6 +17,18 @@ CUSTOM_T = [[0.7, 0.2, 0.1], [0.0, 1.0, 0.0], [0.25, 0.25, 0.5]]
 def asym(rate, dataset, **kw):
     model = Asymmetric(rate, **kw)
     model.check(100 if dataset == "cifar100" else 10, dataset)
+    return model
+
+
+LETTERS = [chr(ord("A") + k) for k in range(26)]
+VOWELS = ["hid", "hId", "hEd", "hAd", "hYd", "had", "hOd", "hod", "hUd", "hud", "hed"]  # the UCI order
+
+
+def swap(rate, dataset, **kw):
+    model = Swap(rate, **kw)
+    names = LETTERS if dataset == "letter" else VOWELS
+    model.set_class_names(names)
+    model.check(len(names), dataset)
     return model
 
 
@@ -32,6 +44,8 @@ CASES = {
     "asym40_cifar100_blocks": (lambda: asym(0.4, "cifar100", grouping="blocks"), 100),
     "pair45": (lambda: PairFlip(0.45), 10),
     "custom": (lambda: Custom(CUSTOM_T), 3),
+    "swap30_letter": (lambda: swap(0.3, "letter"), 26),
+    "swap50_vowel": (lambda: swap(0.5, "vowel"), 11),
 }
 
 
@@ -180,6 +194,7 @@ PINNED = {
     "asym40_cifar100": "f74ed3da763a485a",
     "pair45": "cfa7e1954c4c7d17",
     "custom": "5121cdc932c96c17",
+    "swap30_letter": "1105e579aca4ee71",
 }
 
 
@@ -289,3 +304,55 @@ def test_numpy_legacy_refuses_what_the_code_does_not_draw(kwargs, words):
     with pytest.raises(ValueError, match=r"noise_seed in \[0, 2\^32\)"):
         Symmetric(0.4, rng="numpy_legacy")(torch.zeros(4, dtype=torch.long), 10, None,
                                            torch.Generator().manual_seed(2**33))
+
+
+# ---- the LDR code's class-dependent swaps ---------------------------------------------------------------
+
+# transY of Optimization-AI/ICML2023_LDR utils.py, re-derived: classDep_letter and classDep_vowel (by index)
+LDR_LETTER = {1: 3, 3: 1, 2: 6, 6: 2, 4: 5, 5: 4, 7: 13, 13: 7, 8: 11, 11: 8, 10: 23, 23: 10, 12: 22, 22: 12,
+              14: 16, 16: 14, 15: 17, 17: 15, 20: 21, 21: 20}
+LDR_VOWEL = {0: 1, 1: 0, 2: 3, 3: 2, 4: 5, 5: 4, 6: 7, 7: 6, 8: 9, 9: 8}
+
+
+@pytest.mark.parametrize("dataset, code", [("letter", LDR_LETTER), ("vowel", LDR_VOWEL)])
+def test_swap_maps_are_the_ldr_codes(dataset, code, gen, nt):
+    model = swap(0.3, dataset)
+    assert model.mapping_ == code
+    c = 26 if dataset == "letter" else 11
+    T = model.expected(c)
+    for k in range(c):  # T = (1 - eta) I + eta P on the paired classes; the others keep their label
+        assert T[k, k] == pytest.approx(0.7 if k in code else 1.0)
+        if k in code:
+            assert T[k, code[k]] == pytest.approx(0.3)
+    y = nt.shuffled_labels(5000, c)
+    noisy = model(y, c, None, gen(3))
+    moved = noisy.is_noisy
+    assert all(code.get(int(a)) == int(b) for a, b in zip(y[moved], noisy.y_noisy[moved], strict=True))
+    unpaired = torch.tensor([k not in code for k in range(c)])[y]
+    assert not moved[unpaired].any() and moved.any()
+
+
+def test_swap_names_classes_whatever_their_indices():
+    """The map names classes: with the vowels sorted alphabetically (another index order) it still swaps
+    hid with hId."""
+    model = Swap(0.2)
+    model.set_class_names(sorted(VOWELS))
+    model.check(11, "vowel")
+    assert model.mapping_[sorted(VOWELS).index("hid")] == sorted(VOWELS).index("hId")
+    explicit = Swap(0.2, pairs=[["hed", "hid"], [3, 4]])
+    explicit.set_class_names(VOWELS)
+    explicit.check(11, "mine")
+    assert explicit.mapping_ == {10: 0, 0: 10, 3: 4, 4: 3}
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: Swap(0.6), "at most 0.5"),
+    (lambda: Swap(0.3, pairs="cifar10"), "unknown swap map 'cifar10'; known: auto, letter, vowel"),
+    (lambda: Swap(0.3, pairs=[["a", "a"]]), "two different classes"),
+    (lambda: Swap(0.3, pairs=[["a", "b"], ["b", "c"]]), "one swap pair only"),
+    (lambda: swap(0.3, "digits"), "no swap map for dataset 'digits'; datasets with maps: letter, vowel"),
+    (lambda: swap(0.3, "vowel", pairs=[["hid", "heed"]]), "has no class 'heed'"),
+])
+def test_swap_refusals(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

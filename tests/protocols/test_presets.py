@@ -76,11 +76,28 @@ BASE = {
                     "scheduler.staircase": False, "trainer.grad_clip": None, "dataset.val_size": 0,
                     "dataset.augment": None, "noise_seed": 0, "noise.convention": "flip",
                     "noise.count": "binomial", "noise.rng": "numpy_legacy"},
+    # Optimization-AI/ICML2023_LDR experiment.py, models.py, optimizers.py (lr: argparse default)
+    "ldr_tabular": {"dataset": "vowel", "model": "ldr_mlp", "model.width": None, "model.activation": "tanh",
+                    "model.init": "xavier_normal", "trainer.epochs": 100, "trainer.batch_size": 64,
+                    "optim": "sgd", "optim.lr": 0.01, "optim.momentum": 0.9, "optim.nesterov": False,
+                    "optim.weight_decay": 5e-3, "scheduler": "multistep", "scheduler.milestones": [50, 75],
+                    "scheduler.gamma": 0.1, "dataset.folds": 5, "dataset.fold_holds": "val",
+                    "dataset.stratify": False, "dataset.test_size": 0.1, "dataset.scaling": "minmax",
+                    "noise": "clean"},
+    # khflam/legendretron legendretron_demo.ipynb, lib/models.py
+    "legendretron_vehicle": {"dataset": "vehicle", "model": "linear", "loss": "legendretron", "optim": "adam",
+                             "optim.lr": 0.01, "optim.weight_decay": 0.01, "scheduler": "step",
+                             "scheduler.step_size": 4, "scheduler.gamma": 0.95, "trainer.epochs": 240,
+                             "trainer.batch_size": 64, "trainer.dtype": "float64", "dataset.test_size": 0.2,
+                             "dataset.val_size": 0, "dataset.stratify": False, "dataset.split_seed": 0,
+                             "loss.blocks": 2, "loss.hidden": 2, "loss.depth": 4, "loss.actnorm_init": "data",
+                             "noise": "clean"},
 }
 REPORTS = {"apl_mnist": "test_acc", "apl_cifar10": "test_acc", "apl_cifar100": "test_acc",
            "anl_cifar10": "test_acc", "anl_cifar100": "test_acc", "sce_cifar10": "best_test_acc",
            "sce_cifar100": "best_test_acc", "mukhoti_cifar10": "test_acc", "mukhoti_cifar100": "test_acc",
-           "cifar10n": "best_test_acc", "cifar100n": "best_test_acc", "menon_mnist": "test_acc"}
+           "cifar10n": "best_test_acc", "cifar100n": "best_test_acc", "menon_mnist": "test_acc",
+           "ldr_tabular": "test_acc", "legendretron_vehicle": "test_acc"}
 # (preset, loss or noise override): pinned values
 PER_CHOICE = {
     ("apl_mnist", "loss=gce"): {"loss.q": 0.7},
@@ -147,6 +164,20 @@ PER_CHOICE = {
     ("mukhoti_cifar10", "loss=label_smoothing"): {"loss.epsilon": 0.05 * 10 / 9},
     ("mukhoti_cifar100", "loss=label_smoothing"): {"loss.epsilon": 0.05 * 100 / 99},
     ("mukhoti_cifar100", "loss=mse"): {"optim.lr": 0.1, "optim.weight_decay": 5e-4, "loss.reduction": "mean"},
+    ("ldr_tabular", "dataset=letter"): {"optim.lr": 1e-3, "optim.weight_decay": 5e-3},  # the README's letter
+    ("ldr_tabular", "loss=gce"): {"loss.q": 0.7},
+    ("ldr_tabular", "loss=sce"): {"loss.alpha": 0.5, "loss.beta": 0.5, "loss.A": "paper"},
+    ("ldr_tabular", "loss=nce_rce"): {"loss.alpha": 5.0, "loss.beta": 5.0, "loss.A": "code"},
+    ("ldr_tabular", "loss=nce_agce"): {"loss.alpha": 5.0, "loss.beta": 5.0, "loss.a": 3.0, "loss.q": 1.5},
+    ("ldr_tabular", "loss=nce_aul"): {"loss.alpha": 5.0, "loss.beta": 5.0, "loss.a": 6.0, "loss.q": 1.5},
+    ("ldr_tabular", "loss=ldr_kl"): {"loss.lam": 10.0, "loss.margin": 0.1,
+                                     "loss.score_transform": "softplus_mean"},
+    ("ldr_tabular", "loss=aldr_kl"): {"loss.lam0": 10.0, "loss.alpha": 2.0, "loss.margin": 0.1,
+                                      "loss.score_transform": "abs_mean", "loss.q_floor": 1e-5},
+    ("ldr_tabular", "noise=uniform60"): {"noise.rate": 0.6, "noise.convention": "uniform"},
+    ("ldr_tabular", "noise=swap30"): {"noise.rate": 0.3, "noise.pairs": "auto", "noise.count": "binomial"},
+    ("legendretron_vehicle", "loss=ce"): {"model": "linear", "trainer.dtype": "float64", "optim.lr": 0.01},
+    ("legendretron_vehicle", "seed=7"): {"dataset.split_seed": 7},
 }
 
 

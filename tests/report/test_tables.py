@@ -206,3 +206,30 @@ def test_the_test_and_its_p_are_in_md_and_csv(sweep):
     csv = pd.read_csv(io.StringIO(render(t, sweep, "csv")))
     gce = csv[(csv["loss"] == "gce") & (csv["noise"] == "sym20")].iloc[0]
     assert gce["test"] == "paired t-test" and gce["pairs"] == 3 and not gce["too_few_seeds"]
+
+
+def test_folds_of_a_cross_validation_are_replicates(make_run, tmp_path):
+    """A 5-fold sweep of one seed: each cell averages its 5 folds (n = 5), the paired test pairs the
+    losses fold by fold, no cell is said to repeat a seed or to mix folds, and the title says so."""
+    acc = {"ce": [0.80, 0.82, 0.78, 0.85, 0.81], "gce": [0.70, 0.74, 0.69, 0.72, 0.75]}
+    for loss, values in acc.items():
+        for fold, value in enumerate(values):
+            make_run(f"{loss}-f{fold}", loss, "sym20", 0, config={"dataset.folds": 5, "dataset.fold": fold},
+                     test_acc=value)
+    frame = runs_frame(local_records([tmp_path / "sweep"]))
+    t = build_table(frame, "test_acc", ["loss"], ["noise"])
+    best = t.cell(("comp-sum", "ce"), ("sym20",))
+    assert best["n"] == 5 and best["mean"] == pytest.approx(sum(acc["ce"]) / 5) and best["best"]
+    assert best["p_value"] == pytest.approx(stats.ttest_rel(acc["ce"], acc["gce"]).pvalue)
+    assert not t.warnings and t.replicates == "seeds and folds"
+    assert "mean ± std over seeds and folds (runs)" in render(t, frame, "md")
+    plain = build_table(frame[frame["dataset.fold"] == 0], "test_acc", ["loss"], ["noise"])
+    assert plain.cell(("comp-sum", "ce"), ("sym20",))["n"] == 1
+
+
+def test_without_folds_the_seed_alone_is_the_replicate(make_run, tmp_path):
+    for fold in (0, 1):  # dataset.fold recorded, but no cross-validation (dataset.folds 0): a repeated seed
+        make_run(f"r{fold}", "ce", "sym20", 0, config={"dataset.folds": 0, "dataset.fold": fold},
+                 test_acc=0.5)
+    t = build_table(runs_frame(local_records([tmp_path / "sweep"])), "test_acc", ["loss"], ["noise"])
+    assert t.replicates == "seeds" and any("same seed" in w for w in t.warnings)

@@ -132,3 +132,33 @@ def test_epoch_checkpoints_skip_fsync_unless_seconds_passed_since_the_last_synce
     monkeypatch.setattr(trainer_module, "SYNC_EVERY_S", 0.0)  # as if every epoch took long
     fit()
     assert len(synced) == 3
+
+
+def test_float64_trains_the_model_and_a_trainable_loss_in_float64():
+    """trainer.dtype=float64 (the official LegendreTron code's precision): the model's and the link's
+    parameters are float64, the float32 features are cast on the way in, the predictions go through
+    the link in float64; the results differ from float32's only by rounding."""
+    from lossbench.losses.learned import LegendreTron
+
+    split = DATASETS.get("digits")()
+    runs = {}
+    for dtype in ("float32", "float64"):
+        trainer = Trainer(epochs=2, device="cpu", progress="none", checkpoint_every=0, dtype=dtype)
+        torch.manual_seed(0)
+        model = trainer.prepare_model(MLP(split.input_shape, split.num_classes, hidden=(32,)))
+        loss = trainer.prepare_loss(LegendreTron(num_classes=split.num_classes))
+        opt = torch.optim.Adam([{"params": list(model.parameters())}, *loss.parameter_groups()], lr=1e-2)
+        sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+        history = trainer.fit(model, loss, Reweighter(), opt, sched, split, seed=0)
+        params = [*model.parameters(), *loss.parameters()]
+        assert {p.dtype for p in params} == {trainer.torch_dtype}
+        runs[dtype] = history[-1]
+    assert runs["float64"]["test_acc"] == pytest.approx(runs["float32"]["test_acc"], abs=0.02)
+    assert runs["float64"]["test_nll"] != runs["float32"]["test_nll"]
+
+
+def test_dtype_is_checked():
+    with pytest.raises(ValueError, match="unknown trainer.dtype 'float16'; known: float32, float64"):
+        Trainer(device="cpu", dtype="float16")
+    with pytest.raises(ValueError, match="takes no mixed precision"):
+        Trainer(device="cpu", dtype="float64", precision="bf16")
