@@ -88,7 +88,7 @@ def _choices(values: Callable[[], typing.Iterable[str]]) -> tuple[Callable[[Any]
 
 
 def _reductions() -> tuple[str, ...]:
-    from lossbench.losses.base import REDUCTIONS
+    from lossbench.choices import REDUCTIONS
 
     return tuple(REDUCTIONS)
 

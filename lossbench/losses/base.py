@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from lossbench.choices import REDUCTIONS
 from lossbench.registry import Registry
 
 LOSSES: Registry[type[Loss]] = Registry("loss")
@@ -21,7 +22,6 @@ RUNTIME_ARGS = ("num_classes", "num_train")
 
 
 # How the training step reduces a batch's values (``loss.reduction``, every loss; lossbench.train.objective).
-REDUCTIONS = {"mean": "the mean over the batch's samples", "sum": "the sum: batch size times the mean"}
 
 
 def check_reduction(reduction: str) -> str:

@@ -11,8 +11,8 @@ import importlib
 _WHERE = {
     "lossbench.metrics.calibration": ("N_BINS", "adaptive_ece", "classwise_ece", "confidence_gap", "ece",
                                       "mce", "mean_confidence", "reliability"),
-    "lossbench.metrics.classification": ("accuracy", "balanced_accuracy", "brier", "class_accuracy", "f1", "nll",
-                                         "top_k_accuracy"),
+    "lossbench.metrics.classification": ("accuracy", "balanced_accuracy", "brier", "class_accuracy", "f1",
+                                         "nll", "top_k_accuracy"),
     "lossbench.metrics.summary": ("epoch_metrics", "selection_figures", "summarize"),
     "lossbench.metrics.temperature": ("fit_temperature",),
     "lossbench.metrics.views": ("CALIBRATION_KEYS", "CALIBRATOR_TITLES", "RENAMED", "SCORE_KEYS", "VIEWS",
