@@ -101,6 +101,18 @@ def markdown(runs: list[dict], root: Path, note: str = "") -> str:
         "", "**Seconds per run**", "", *timing, ""])
 
 
+def write_markdown(path: Path, text: str) -> None:
+    """Write the table page to ``path``, keeping the ``## `` sections an existing page has after it
+    (the page generated here has none: they are findings written by hand, e.g. "GCE at sym 0.8: cause")."""
+    kept = ""
+    if path.exists():
+        lines = path.read_text().splitlines(keepends=True)
+        start = next((i for i, line in enumerate(lines) if line.startswith("## ")), None)
+        if start is not None:
+            kept = "".join(lines[start:])
+    path.write_text(text.rstrip("\n") + "\n" + ("\n" + kept if kept else ""))
+
+
 def write_reference(runs: list[dict], source: str) -> int:
     """Replace the data file's ``reference:`` block with the measured cells; returns how many."""
     table = cells(runs)
@@ -119,7 +131,8 @@ def write_reference(runs: list[dict], source: str) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("root", type=Path, help="the runs of lossbench reproduce apl_mnist")
-    p.add_argument("--md", type=Path, help="write the Markdown here (else print it)")
+    p.add_argument("--md", type=Path,
+                   help="write the Markdown here, keeping the page's ## sections (else print it)")
     p.add_argument("--write", action="store_true", help="put the completed cells into the preset's data file")
     p.add_argument("--source", default="benchmarks/apl_mnist.md", help="source text of the reference cells")
     p.add_argument("--note", default="", help="a paragraph on how the runs were made (machine, subset, load)")
@@ -127,7 +140,7 @@ def main() -> None:
     runs = _runs(args.root)
     text = markdown(runs, args.root, args.note)
     if args.md:
-        args.md.write_text(text)
+        write_markdown(args.md, text)
         print(f"wrote {args.md}")
     else:
         print(text)

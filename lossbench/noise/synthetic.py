@@ -18,7 +18,7 @@ from lossbench.noise.base import (
 )
 from lossbench.noise.flip_maps import CIFAR100_GROUPINGS, MAPPED_DATASETS, SWAP_PAIRS, flip_map
 
-COUNTS = ("binomial", "exact", "exact_per_target")
+COUNTS = ("binomial", "exact", "exact_per_target", "equal")
 RNGS = ("torch", "numpy_legacy")
 
 
@@ -44,20 +44,32 @@ class ClassConditional(NoiseModel):
     T = diag(1 - h) + diag(h) targets. Subclasses give ``hit_and_targets``.
 
     ``count="binomial"`` (default): each label is hit independently, so the
-    number hit per class is binomial. ``count="exact"``: in each clean class c,
-    exactly floor(h[c] * n_c) labels, chosen uniformly, are hit (as the APL
-    code of Ma et al. 2020 makes CIFAR-10's symmetric and asymmetric noise;
-    its MNIST noise is drawn label by label); their targets are drawn from the
-    row. ``count="exact_per_target"``: exactly floor(T[c, j] * n_c) labels of
+    number hit per class is binomial (the APL code's asymmetric MNIST noise).
+    ``count="exact"``: in each clean class c, exactly floor(h[c] * n_c) labels,
+    chosen uniformly, are hit (the APL code of Ma et al. 2020 for CIFAR-10's
+    asymmetric noise); their targets are drawn from the row.
+    ``count="exact_per_target"``: exactly floor(T[c, j] * n_c) labels of
     class c, chosen uniformly, go to each class j != c (the ANL code's
     ``create_noisy_labels``, Ye et al. 2023; with one target per class it is
-    ``exact``).
+    ``exact``). ``count="equal"``: the same number, floor(floor(h N) / C),
+    in every class (N labels in all, C classes; needs one hit rate h for all
+    classes): the APL code's symmetric noise, ``int(int(eta N) / C)`` per class
+    (dataset.py). On balanced classes (CIFAR) it is ``exact``; on MNIST at
+    eta 0.8 it flips 4,800 of each class, keeping 621 of the 5,421 fives
+    (11.5%) and 1,942 of the 6,742 ones (28.8%) where ``exact`` keeps 20% of each.
     """
+
+    one_rate = False  # True where every class is hit at the same rate (what count="equal" needs)
 
     def __init__(self, rate: float, count: str = "binomial") -> None:
         super().__init__(rate)
         if count not in COUNTS:
             raise ValueError(f"unknown noise count '{count}'; known: {', '.join(COUNTS)}")
+        if count == "equal" and not self.one_rate:
+            raise ValueError(
+                f"noise count 'equal' flips the same number of labels in every class, which needs one "
+                f"hit rate for all classes (symmetric noise), not {self.describe()}; use exact or binomial"
+            )
         self.count = count
 
     def hit_and_targets(self, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,9 +94,17 @@ class ClassConditional(NoiseModel):
             hit = u_hit < h_t[y_clean]
         else:
             hit = torch.zeros(n, dtype=torch.bool)
+            per_class = None
+            if self.count == "equal":  # int(int(eta N) / C), as the APL code
+                per_class = math.floor(float(h[0]) * n + 1e-9) // num_classes
             for c in range(num_classes):
                 members = (y_clean == c).nonzero().squeeze(1)
-                k = math.floor(h[c] * len(members) + 1e-9)
+                k = math.floor(h[c] * len(members) + 1e-9) if per_class is None else per_class
+                if k > len(members):
+                    raise ValueError(
+                        f"noise count 'equal' flips {k} labels of each class, but class {c} has only "
+                        f"{len(members)}: use count=exact"
+                    )
                 chosen = torch.argsort(u_hit[members], stable=True)[:k]
                 hit[members[chosen]] = True
         drawn = draw_categorical(torch.as_tensor(targets)[y_clean], u_target)
@@ -138,6 +158,7 @@ class Symmetric(ClassConditional):
     """
 
     kind = "symmetric"
+    one_rate = True
 
     def __init__(self, rate: float, convention: str = "flip", count: str = "binomial",
                  rng: str = "torch") -> None:

@@ -185,6 +185,45 @@ def test_exact_count_asymmetric():
     assert int(noisy.is_noisy.sum()) == 5 * 30
 
 
+def test_equal_count_flips_the_same_number_in_every_class(gen):
+    # classes of 40, 100 and 60 labels at eta 0.3: int(int(0.3 * 200) / 3) = 20 of each (exact: 12, 30, 18)
+    y = torch.repeat_interleave(torch.arange(3), torch.tensor([40, 100, 60]))
+    y = y[torch.randperm(len(y), generator=gen())]
+    model = Symmetric(0.3, count="equal")
+    model.check(3, "custom")
+    noisy = model(y, 3, None, gen())
+    assert [int(noisy.is_noisy[y == c].sum()) for c in range(3)] == [20, 20, 20]
+    assert torch.all(noisy.y_noisy[noisy.is_noisy] != y[noisy.is_noisy])
+
+
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def test_equal_count_keeps_what_the_apl_code_keeps_on_mnist(gen):
+    # HanxunH/Active-Passive-Losses dataset.py MNISTNoisy at nosiy_rate 0.8 flips int(int(0.8 * 60000) / 10)
+    # = 4800 labels of each class; the labels it keeps (measured by running that code) are n_c - 4800.
+    y = torch.repeat_interleave(torch.arange(10), torch.tensor(MNIST_TRAIN_COUNTS))
+    noisy = Symmetric(0.8, count="equal")(y, 10, None, gen())
+    kept = [int((~noisy.is_noisy[y == c]).sum()) for c in range(10)]
+    assert kept == [1123, 1942, 1158, 1331, 1042, 621, 1118, 1465, 1051, 1149]
+    assert float(noisy.is_noisy.float().mean()) == pytest.approx(0.8)
+
+
+def test_equal_count_is_exact_on_balanced_classes(gen):
+    y = torch.arange(1000) % 10
+    equal, exact = (Symmetric(0.4, count=c)(y, 10, None, gen()) for c in ("equal", "exact"))
+    assert torch.equal(equal.y_noisy, exact.y_noisy)
+
+
+def test_equal_count_needs_one_rate_and_enough_labels(gen):
+    for make in (lambda: Asymmetric(0.3, count="equal"), lambda: PairFlip(0.3, count="equal")):
+        with pytest.raises(ValueError, match="needs one hit rate for all classes"):
+            make()
+    y = torch.tensor([0] * 10 + [1] * 90)  # int(int(0.6 * 100) / 2) = 30 > 10 labels of class 0
+    with pytest.raises(ValueError, match="flips 30 labels of each class, but class 0 has only 10"):
+        Symmetric(0.6, count="equal", convention="uniform")(y, 2, None, gen())
+
+
 # Pinned draws: labels must not change across machines or refactors (noise_seed 2026,
 # 20,000 shuffled balanced labels). A change here changes every published noisy label set.
 PINNED = {
@@ -251,7 +290,7 @@ def test_asymmetric_auto_needs_check():
         (lambda: Asymmetric(0.4, flip_map="svhn"), "unknown flip map 'svhn'; known: auto, cifar10"),
         (lambda: Symmetric(0.4, convention="other"), "must be 'flip' or 'uniform'"),
         (lambda: Symmetric(0.4, count="some"),
-         "unknown noise count 'some'; known: binomial, exact, exact_per_target"),
+         "unknown noise count 'some'; known: binomial, exact, exact_per_target, equal"),
         (lambda: Custom([[0.5, 0.4], [0.3, 0.7]]), r"must sum to 1 \(within 1e-6\); row 0 sums to 0.9"),
         (lambda: Custom([[1.2, -0.2], [0.3, 0.7]]), "row 0, column 1 is -0.2"),
         (lambda: Custom([[0.5, 0.5, 0.0], [0.3, 0.7, 0.0]]), r"square C x C matrix .* shape \(2, 3\)"),

@@ -51,3 +51,15 @@ def test_reference_cells_and_markdown(tmp_path, monkeypatch):
     assert "| ce | not run | not run | not run | 92.00 ± 2.83 (2) |" in text and "# apl_mnist" in text
     assert "| gce | not run | not run | not run | not run |" in text
     assert "| nce_rce-sym80-s0 | training | 1 | 50.00 | 10 | 12 |  |" in text
+
+
+def test_markdown_page_keeps_the_hand_written_sections(tmp_path):
+    script = _load()
+    page = tmp_path / "apl_mnist.md"
+    kept = "## GCE at sym 0.8: cause\n\nfindings\n\n## More\n\nx\n"
+    page.write_text("# old title\n\nold table\n\n" + kept)
+    script.write_markdown(page, "# new title\n\nnew table\n")
+    assert page.read_text() == "# new title\n\nnew table\n\n" + kept
+    fresh = tmp_path / "fresh.md"
+    script.write_markdown(fresh, "# t\n")
+    assert fresh.read_text() == "# t\n"
