@@ -168,13 +168,16 @@ def check(overrides: list[str], multirun: bool = False) -> Precheck:
         GlobalHydra.instance().clear()
 
     from lossbench.errors import ConfigError
-    from lossbench.io import unwritable_reason
+    from lossbench.io import run_folder_problem, unwritable_reason
     from lossbench.validation import check_config
 
     if output_dir is not None:
         reason = unwritable_reason(output_dir)
         if reason:
             return Precheck(f"output directory {output_dir} cannot be written: {reason}")
+        problem = run_folder_problem(output_dir)
+        if problem:
+            return Precheck(problem)
     for job, choices in composed:
         try:
             check_config(job, choices)
@@ -204,7 +207,7 @@ def _output_dir(cfg: DictConfig, multirun: bool) -> Path | None:
 
 def check_output_dir(overrides: list[str]) -> str | None:
     """None if the run/sweep output folder can be created and written, else why not."""
-    from lossbench.io import unwritable_reason
+    from lossbench.io import run_folder_problem, unwritable_reason
 
     target = "outputs"
     for o in overrides:
@@ -213,4 +216,6 @@ def check_output_dir(overrides: list[str]) -> str | None:
             target = value
     path = Path(target).absolute()
     reason = unwritable_reason(path)
-    return f"output directory {path} cannot be written: {reason}" if reason else None
+    if reason:
+        return f"output directory {path} cannot be written: {reason}"
+    return run_folder_problem(path)

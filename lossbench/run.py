@@ -52,9 +52,13 @@ from lossbench.evaluate import evaluate_model
 from lossbench.io import (
     LOCK_NAME,
     DirectoryBusy,
+    RecordError,
     RunLock,
+    ensure_folder,
     provenance,
     read_json,
+    read_recorded,
+    run_folder_problem,
     write_json_atomic,
     write_text_atomic,
     write_with_atomic,
@@ -82,6 +86,8 @@ RESULTS = ("summary.json", CHECKPOINT, "metrics.jsonl", "noise.npz", "detect.npz
            *WEIGHT_FILES.values(), *LOSS_FILES.values())
 # the files of a run directory that are written atomically (through a temporary file beside them)
 RECORDS = (*RESULTS, "failure.json")
+# a packed sweep's pending checkpoint (lossbench.train.packed.pending_path), which another launcher removes
+PENDING_CHECKPOINT = CHECKPOINT + ".next"
 
 
 def build_loss(cfg: DictConfig, num_classes: int, num_train: int | None = None) -> Loss:
@@ -260,6 +266,9 @@ class _Job:
             self.outcome("not_started")
             self._cleanup()
             return float("nan")
+        problem = self.folder_problem()
+        if problem is not None:
+            return self._refuse(Refusal(problem), setup_failed=False)
         lock = RunLock(self.out_dir)
         try:
             lock.acquire(on_wait=lambda holder: self.say(
@@ -268,8 +277,18 @@ class _Job:
         except DirectoryBusy:
             self.outcome("not_started")
             return float("nan")
+        except OSError as exc:  # the lock is a link or not a file (planted after the check)
+            return self._refuse(Refusal(f"cannot lock {self.out_dir}: {exc}"), setup_failed=False)
         self.lock = lock
         return None
+
+    def folder_problem(self) -> str | None:
+        """Why the run directory cannot be used (links, a checkpoint that is a folder, ...), or None;
+        in a sweep, a job directory that is itself a link is refused too."""
+        if self.multirun and self.out_dir.is_symlink():
+            return (f"{self.out_dir} is a symbolic link to {os.readlink(self.out_dir)}: a sweep's job "
+                    "directories are folders of their own; remove the link")
+        return run_folder_problem(self.out_dir, (*RECORDS, PENDING_CHECKPOINT))
 
     def close(self) -> None:
         """Release the lock ``open`` took; remove what a refused run made in a folder it found empty."""
@@ -293,6 +312,9 @@ class _Job:
         if not isinstance(ready, _Ready):
             return ready
         self._clear(ready)
+        # a packed sweep's pending checkpoint, left when another launcher runs the job: this job resumes
+        # from its checkpoint.pt, its own state at an epoch's end whatever the pack's other members did
+        (self.out_dir / PENDING_CHECKPOINT).unlink(missing_ok=True)
         try:
             self._write_records()
             try:
@@ -386,8 +408,13 @@ class _Job:
         recorded = self.out_dir / ".hydra" / "config.yaml"
         if recorded.exists() and not (out_dir / "failure.json").exists():
             try:
-                previous = OmegaConf.to_container(OmegaConf.load(recorded), resolve=True)
+                previous = OmegaConf.to_container(OmegaConf.create(read_recorded(recorded)), resolve=True)
+            except RecordError as exc:  # a bomb, a FIFO, a huge file: refused, not read
+                raise Refusal(f"{exc}; use another hydra.run.dir / hydra.sweep.dir, or trainer.force=true "
+                              "to overwrite the folder") from None
             except Exception:  # unreadable: nothing to protect
+                return None
+            if not isinstance(previous, dict):
                 return None
             differs = config_differences(experiment_key(previous), experiment_key(config))
             if differs:
@@ -471,8 +498,7 @@ class _Job:
 
     def _write_hydra(self) -> None:
         """``.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them (config.yaml tells it not to)."""
-        folder = self.out_dir / ".hydra"
-        folder.mkdir(exist_ok=True)
+        folder = ensure_folder(self.out_dir / ".hydra")
         write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(self.cfg))
         hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
         with read_write(hydra_cfg.hydra), open_dict(hydra_cfg.hydra):
