@@ -106,8 +106,10 @@ def run_folder_problem(folder: Path | str, files: tuple[str, ...] = ()) -> str |
         if stat.S_ISLNK(mode):
             return (f"{folder} holds a symbolic link, {shown} -> {os.readlink(entry.path)}: lossbench writes "
                     "no file of a run or sweep folder through a link; remove the link, or use another folder")
+        in_hydra = os.path.dirname(entry.path) == str(hydra)
         should = "a folder" if entry.path == str(hydra) else (
-            "a file" if entry.name in must_be_files or entry.name.endswith(".log") else None)
+            "a file" if entry.name in must_be_files or entry.name.endswith(".log")
+            or (in_hydra and entry.name.endswith(".yaml")) else None)
         if should is not None and _kind(mode) != should:
             return (f"{folder / shown} is {_kind(mode)}, not {should} as lossbench writes it; "
                     "remove it, or use another folder")
@@ -122,14 +124,21 @@ class NoFollowFileHandler(logging.FileHandler):
         fd = open_nofollow(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 -- logging's name
-        import sys
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is None:
+            if getattr(self, "_failed", False):
+                return
+            try:
+                self.stream = self._open()
+            except OSError as exc:
+                import sys
 
-        if not getattr(self, "_said", False):
-            self._said = True
-            exc = sys.exc_info()[1]
-            print(f"lossbench: warning: cannot write the log {self.baseFilename} ({exc}); "
-                  "its lines are not kept", file=sys.stderr, flush=True)
+                self._failed = True
+                why = exc.strerror or exc
+                print(f"lossbench: warning: cannot write the log {self.baseFilename} ({why}); "
+                      "its lines are not kept", file=sys.stderr, flush=True)
+                return
+        logging.StreamHandler.emit(self, record)
 
 
 def jsonable(value: Any) -> Any:

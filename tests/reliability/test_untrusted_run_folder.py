@@ -70,6 +70,7 @@ def _set(path: str, value):
     return change
 
 
+EXEC = {"_target_": "builtins.exec", "_args_": [f"open('{MARKER}', 'w')"]}
 # What a hostile folder's recorded config may try: (id, change, a fragment the refusal names).
 HOSTILE = [
     ("exec", _set("noise", {"_target_": "builtins.exec", "_args_": [f"open('{MARKER}', 'w')"]}),
@@ -78,8 +79,7 @@ HOSTILE = [
                                              "_args_": [str(run.parent / MARKER), "x"]}), "noise._target_"),
     ("torch_load_pickle", _set("dataset", lambda run: {"_target_": "torch.load", "f": str(run / "evil.pkl"),
                                                        "weights_only": False}), "dataset._target_"),
-    ("nested_target_in_a_value", _set("optim.lr", {"_target_": "builtins.exec",
-                                                   "_args_": [f"open('{MARKER}', 'w')"]}), "optim.lr._target_"),
+    ("nested_target_in_a_value", _set("optim.lr", EXEC), "optim.lr._target_"),
     ("calibrator_target", _set("calibrator.temperature._target_", "builtins.exec"),
      "calibrator.temperature._target_"),
     ("partial_flag", _set("model._partial_", False), "model._partial_"),
@@ -116,7 +116,10 @@ def test_evaluate_refuses_callables_the_folder_names(h, trained, tmp_path, capsy
     assert h.snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize(("change", "fragment"), [c[1:] for c in HOSTILE[:3]], ids=[c[0] for c in HOSTILE[:3]])
+SOME = HOSTILE[:3]
+
+
+@pytest.mark.parametrize(("change", "fragment"), [c[1:] for c in SOME], ids=[c[0] for c in SOME])
 def test_the_summarys_config_is_held_to_the_same_rules(h, trained, tmp_path, capsys, monkeypatch, change,
                                                        fragment):
     """Without .hydra/, evaluate reads summary.json's config: the same refusals."""
