@@ -215,9 +215,10 @@ def load_config(run_dir: Path, overrides: list[str]):
 
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"malformed override ({first}); overrides look like key=value") from exc
+    except Exception as exc:  # noqa: BLE001 -- Hydra's grammar errors
+        from lossbench.precheck import malformed
+
+        raise ConfigError(malformed(list(overrides), exc)) from None
     searchpath = []
     for o in parsed:
         if o.get_key_element().lstrip("+~") == "hydra.searchpath" and isinstance(o.value(), list):
@@ -242,7 +243,10 @@ def load_config(run_dir: Path, overrides: list[str]):
                 cfg[bare] = node
             continue
         if OmegaConf.select(cfg, bare, default="<missing>") == "<missing>" and not key.startswith("+"):
-            raise ConfigError(f"unknown config key '{bare}' (to add a new key, write +{bare}=VALUE)")
+            from lossbench.precheck import unknown_key
+
+            raise ConfigError(unknown_key(bare, [f"{g}={c}" for g, c in choices.items()
+                                                 if g not in ("experiment", "calibrator")]))
         with open_dict(cfg):
             OmegaConf.update(cfg, bare, o.value(), merge=True)
     changed = config_differences(samples, _samples(cfg))

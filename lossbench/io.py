@@ -448,6 +448,8 @@ def is_locked(run_dir: Path) -> bool:
         os.close(fd)
 
 
+# Longest file name and path (Linux; the run's own files need room below its folder).
+NAME_MAX, PATH_MAX = 255, 4096
 # File systems nothing can be written to, whatever the permission bits say.
 PSEUDO_FS = {"proc", "sysfs", "devpts", "cgroup", "cgroup2", "debugfs", "securityfs", "tracefs",
              "pstore", "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "autofs", "efivarfs"}
@@ -480,6 +482,14 @@ def unwritable_reason(path: Path) -> str | None:
     folder on a writable, real file system that this user may write to.
     """
     path = Path(os.path.abspath(path))
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            return (f"the folder name '{part[:40]}…' is {size} bytes long; a file system allows at most "
+                    f"{NAME_MAX} bytes per name: use a shorter one")
+    size = len(os.fsencode(str(path)))
+    if size > PATH_MAX - 256:
+        return f"the path is {size} bytes long; at most {PATH_MAX - 256} leave room for the files below it"
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+# The most intra-op threads a run may ask for: far above any machine's cores, far below the counts at which
+# OpenMP fails to start its threads (100,000 crashed the process with a segmentation fault).
+MAX_THREADS = 1024
 # Forward FLOPs of one training batch below which one thread is as fast as several
 # (benchmarks/threads.md: the default MLP's 11 MFLOP batches gain nothing from a second thread).
 SMALL_BATCH_FLOPS = 2e8
@@ -37,11 +40,12 @@ class ThreadChoice:
 
 
 def check_threads(value: object) -> int | str:
-    """``trainer.threads`` as the trainer holds it: ``"auto"`` or a positive int."""
+    """``trainer.threads`` as the trainer holds it: ``"auto"`` or an int from 1 to ``MAX_THREADS``."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"trainer.threads must be 'auto' or a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        raise ValueError(f"trainer.threads must be 'auto' or an integer from 1 to {MAX_THREADS}, "
+                         f"got {value!r}")
     return value
 
 

@@ -53,7 +53,7 @@ def test_small_batch_threshold_is_where_the_default_mlp_sits():
 
 @pytest.mark.parametrize("bad", [0, -2, "many", True, 1.5])
 def test_bad_threads_are_refused_with_the_allowed_values(bad):
-    with pytest.raises(ValueError, match=r"trainer.threads must be 'auto' or a positive integer, got "):
+    with pytest.raises(ValueError, match=r"must be 'auto' or an integer from 1 to 1024, got "):
         Trainer(device="cpu", threads=bad)
 
 
