@@ -205,3 +205,19 @@ def test_missing_data_files_are_refused_without_creating_the_run_directory(h, tm
     assert "train-images-idx3-ubyte" in lines[0]
     assert not (tmp_path / "out").exists()
     assert h.snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), [
+    (["dataset.test_size=0.999"], "2 training, 0 validation and 1795 test samples for 10 classes"),
+    (["dataset.val_size=5"], "5 validation"),
+    (["dataset.test_size=4"], "4 test samples"),
+])
+def test_a_split_with_fewer_samples_than_classes_is_refused(h, cli, tmp_path, overrides, fragment):
+    """Known only once the dataset is read: refused there, before anything is written."""
+    before = h.snapshot(tmp_path)
+    proc = cli("run", *overrides, f"hydra.run.dir={tmp_path / 'out' / 'run'}", cwd=tmp_path, check=False)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("lossbench: error: dataset: the split leaves ") and fragment in lines[0]
+    assert "lower dataset.test_size or dataset.val_size" in lines[0]
+    assert h.snapshot(tmp_path) == before
