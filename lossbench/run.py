@@ -681,7 +681,7 @@ class _Job:
         if self.multirun:
             self.say(f"job {self.num} ({self.out_dir}) failed: {message}; {where}; the sweep goes on")
             return float("nan")
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if lifecycle.full_error():
             raise exc
         print(f"lossbench: error: run failed: {message}; {where}", file=sys.stderr, flush=True)
         sys.exit(1)
