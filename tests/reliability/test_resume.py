@@ -132,3 +132,18 @@ def test_checkpoint_of_another_config_is_not_resumed(h, cli, tmp_path):
     assert "belongs to a different configuration (differs in experiment.noise.rate" in other.stderr
     assert (out / "checkpoint.pt").exists()
     assert len(read_jsonl(out / "metrics.jsonl")) >= 1
+
+
+def test_a_packs_pending_checkpoint_is_cleaned_up_when_another_launcher_resumes(h, cli, tmp_path):
+    """A packed sweep killed between its two checkpoint phases leaves checkpoint.pt.next; the same job
+    resumed by the basic launcher (or alone) resumes from its checkpoint.pt and leaves nothing stale."""
+    out = tmp_path / "run"
+    args = [*h.KILLABLE, "trainer.epochs=3"]
+    proc = h.launch("run", f"hydra.run.dir={out}", *args, cwd=tmp_path)
+    h.wait_for(h.logged(out, 1), what="a first epoch")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    (out / "checkpoint.pt.next").write_bytes((out / "checkpoint.pt").read_bytes())
+    cli("run", f"hydra.run.dir={out}", *args, cwd=tmp_path)
+    assert h.summary(out)["status"] == "completed"
+    assert not (out / "checkpoint.pt.next").exists() and not (out / "checkpoint.pt").exists()
