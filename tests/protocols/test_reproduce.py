@@ -35,6 +35,12 @@ def test_list_shows_every_preset(capsys):
     (["apl_mnist", "--seeds", "7"], "--seeds 7 not in preset apl_mnist's grid; known: 0, 1, 2"),
     (["apl_mnist", "trainer.epoch=3"], "unknown config key 'trainer.epoch'"),
     ([], "name a preset"),
+    # a grid key as an override would be ignored (--dry-run) or clash with the grid: refused (issue 27)
+    (["apl_mnist", "loss=ce", "--dry-run", "--no-probe"],
+     "loss=ce: the grid's losses are chosen with --losses"),
+    (["apl_mnist", "noise=sym20"], "noise=sym20: the grid's noise settings are chosen with --noise"),
+    (["apl_mnist", "seed=3", "--dry-run"], "seed=3: the grid's seeds are chosen with --seeds"),
+    (["apl_mnist", "+loss=ce"], "+loss=ce: the grid's losses are chosen with --losses"),
 ])
 def test_bad_input_is_refused_in_one_line_and_writes_nothing(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -104,3 +110,16 @@ def test_smoke_reproduce_end_to_end_then_report_against(tmp_path, cli, capsys):
     text = md.read_text()
     ce = json.loads((tmp_path / "runs" / "ce-sym80-s0" / "summary.json").read_text())["test_acc"] * 100
     assert f"{ce:.2f} (1)" in text and f"{ce - 19.74:+.2f}" in text
+
+
+def test_reproduce_ends_as_run_m_does_when_every_job_failed(tmp_path, cli):
+    """Every job fails (its data is missing): the sweep's closing line, then exit status 1, not 0."""
+    (tmp_path / "empty").mkdir()
+    proc = cli("reproduce", "apl_mnist", "--losses", "ce", "--noise", "sym80", "--seeds", "0", "--no-report",
+               "--dir", str(tmp_path / "runs"), f"data_dir={tmp_path / 'empty'}", "trainer.progress=none",
+               cwd=tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    [closing] = [ln for ln in proc.stderr.splitlines() if ln.startswith("lossbench: sweep ")]
+    assert "1 jobs: 0 completed" in closing and "1 failed: " in closing
+    assert (tmp_path / "runs" / "ce-sym80-s0" / "failure.json").is_file()
