@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lossbench.protocols.catalogue import Cell, Claim, Protocol, ProtocolError, load_protocol, preset_names
+from lossbench.report import escape
 from lossbench.report.render import MARKUP, status_line
 from lossbench.report.tables import _label, metric_direction, metric_scale
 
@@ -257,8 +258,8 @@ def to_markdown(result: Against, digits: int = 2) -> str:
     parts = [f"**{title(result)}**", _md(display_cells(result, "md", digits)), legend(result)]
     if len(result.claims):
         parts += ["**Claims**", _md(display_claims(result, "md"))]
-    parts += [f"Warning: {w}" for w in result.warnings]
-    parts.append(f"**Runs.** {status_line(result.frame)}.")
+    parts += [f"Warning: {escape.markdown(w)}" for w in result.warnings]
+    parts.append(f"**Runs.** {escape.markdown(status_line(result.frame))}.")
     return "\n\n".join(parts) + "\n"
 
 
@@ -273,7 +274,8 @@ def to_latex(result: Against, digits: int = 2) -> str:
                                                           f"{title(result)}. {legend(result)}")]
     if len(result.claims):
         parts.append(_latex_table(display_claims(result, "latex"), f"{result.protocol.name}: claims"))
-    parts += [f"% {w}" for w in result.warnings] + [f"% {status_line(result.frame)}"]
+    parts += [f"% {escape.latex_comment(w)}" for w in result.warnings]
+    parts.append(f"% {escape.latex_comment(status_line(result.frame))}")
     return "\n".join(parts) + "\n"
 
 
@@ -285,8 +287,8 @@ def to_html(result: Against, digits: int = 2) -> str:
     if len(result.claims):
         parts += ["<p><b>Claims</b></p>", display_claims(result, "html").to_html(
             index=False, escape=False, border=0, classes="lossbench-claims")]
-    parts += [f"<p>Warning: {html.escape(w)}</p>" for w in result.warnings]
-    parts.append(f"<p><b>Runs.</b> {html.escape(status_line(result.frame))}.</p>")
+    parts += [f"<p>Warning: {escape.html_text(w)}</p>" for w in result.warnings]
+    parts.append(f"<p><b>Runs.</b> {escape.html_text(status_line(result.frame))}.</p>")
     return "\n".join(parts) + "\n"
 
 
@@ -321,12 +323,13 @@ def print_rich(result: Against, digits: int | None = None, console=None) -> None
     ):
         if frame.empty:
             continue
-        grid = Table(title=heading, caption=caption, caption_justify="left")
+        grid = Table(title=escape.rich_text(heading), caption=caption and escape.rich_text(caption),
+                     caption_justify="left")
         for name in frame.columns:
             grid.add_column(str(name), justify="left" if name in ("claim", "loss", "noise") else "right")
         for row in frame.itertuples(index=False):
             grid.add_row(*map(str, row))
         console.print(grid)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    console.print(f"[bold]Runs[/bold]: {status_line(result.frame)}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape.rich_text(warning)}", highlight=False)
+    console.print(f"[bold]Runs[/bold]: {escape.rich_text(status_line(result.frame))}", highlight=False)
