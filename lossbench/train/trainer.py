@@ -22,6 +22,7 @@ from lossbench.data.transforms import BatchTransform
 from lossbench.errors import ConfigError, config_differences
 from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
+from lossbench.models.dropout import dropout_stream
 from lossbench.reweight.base import Reweighter
 from lossbench.sink import Sink
 from lossbench.train.checkpoint import (
@@ -199,6 +200,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(int(seed))
         aug_generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
         attack_generator = torch.Generator(device=device).manual_seed(int(seed) + 2)
+        dropout_generator = torch.Generator(device=device).manual_seed(int(seed) + 3)  # the run's own masks
         x_train, y_noisy, y_clean = split.x_train, split.y_train_noisy, split.y_train
         is_noisy = y_noisy != y_clean
         n = len(y_noisy)
@@ -220,7 +222,7 @@ class Trainer:
             state = {key: obj.state_dict() for key, obj in state_objects.items()}
             state.update(
                 reweight=reweight.state_dict(),
-                rng=rng_states(generator, aug_generator, attack_generator, device),
+                rng=rng_states(generator, aug_generator, attack_generator, device, dropout_generator),
                 history=history,
                 epoch=last_epoch,
                 meta=checkpoint_meta,
@@ -247,7 +249,8 @@ class Trainer:
                 for key, obj in state_objects.items():
                     obj.load_state_dict(state[key])
                 reweight.load_state_dict(state["reweight"])
-                restore_rng_states(state["rng"], generator, aug_generator, attack_generator, device)
+                restore_rng_states(state["rng"], generator, aug_generator, attack_generator, device,
+                                   dropout_generator)
                 history = list(state["history"])
                 start_epoch = int(state["epoch"]) + 1
                 partial = state.get("partial")
@@ -303,7 +306,7 @@ class Trainer:
                         state["partial"]["sizes"] = [len(b) for b in batches]
                     save_checkpoint(checkpoint_path, state)
                     raise lifecycle.Interrupted(signum, where, Path(checkpoint_path))
-                with self.autocast():
+                with self.autocast(), dropout_stream(dropout_generator):
                     step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator,
                                      attack_generator)
                 loss = step.loss
