@@ -620,6 +620,8 @@ class _Job:
             summary.update({f"detect_{k}": v for k, v in scores.items()})
         if checkpoint_error:
             summary["checkpoint_error"] = checkpoint_error
+        if getattr(trainer, "resume_notes", None):  # resumed under another thread count or device
+            summary["resumed_differently"] = list(trainer.resume_notes)
         summary["wall_time_s"] = time.perf_counter() - started
         summary["overrides"] = list(self.hc.overrides.task)
         summary["provenance"] = {**provenance(trainer.torch_device), **parts.threads.provenance(),

@@ -67,6 +67,7 @@ from lossbench.train.checkpoint import (
     save_checkpoint,
 )
 from lossbench.train.objective import Objective
+from lossbench.train.threads import bitwise_record, warn_resumed_differently
 from lossbench.train.trainer import DIVERGED_HINT, RestartFromScratch, Trainer, _train_stats
 
 log = logging.getLogger("lossbench")
@@ -130,6 +131,8 @@ class PackMember:
         self.aug_generator = torch.Generator(device=device).manual_seed(int(self.seed) + 1)
         self.attack_generator = torch.Generator(device=device).manual_seed(int(self.seed) + 2)
         self.dropout_generator = torch.Generator(device=device).manual_seed(int(self.seed) + 3)
+        self.bitwise, _ = bitwise_record(device)
+        self.trainer.resume_notes = []
         self.scaler = torch.amp.GradScaler(device.type, enabled=False)
 
     def state_objects(self, copy_out: bool = False) -> dict:
@@ -346,6 +349,10 @@ def restore(member: PackMember) -> None:
                            device, member.dropout_generator)
         member.history = list(state["history"])
         member.start_epoch = int(state["epoch"]) + 1
+        member.bitwise, change = bitwise_record(device, state.get("bitwise"))
+        member.trainer.resume_notes = member.bitwise["changes"]
+        if change:
+            warn_resumed_differently(change, path)
         member.partial = state.get("partial")
         batch = member.trainer.batch_size
         where = f"epoch {member.start_epoch + 1}" + (
@@ -371,6 +378,7 @@ def _snapshot(member: PackMember, history: list[dict], last_epoch: int) -> dict:
         history=history,
         epoch=last_epoch,
         meta=member.checkpoint_meta,
+        bitwise=member.bitwise,
     )
     return state
 

@@ -33,7 +33,7 @@ from lossbench.train.checkpoint import (
     save_checkpoint,
 )
 from lossbench.train.objective import Objective, check_training
-from lossbench.train.threads import check_threads
+from lossbench.train.threads import bitwise_record, check_threads, warn_resumed_differently
 from lossbench.train.weights import check_save_weights
 
 log = logging.getLogger("lossbench")
@@ -215,6 +215,8 @@ class Trainer:
             model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn, scaler=scaler
         )
         partial: dict | None = None  # a checkpoint taken inside an epoch (on a stop request)
+        bitwise, _ = bitwise_record(device)  # threads and device the state is computed with
+        self.resume_notes: list[str] = []
         # grad_clip bounds the norm of everything the optimizer steps: the model's and a trainable loss's
         clipped = [p for group in optimizer.param_groups for p in group["params"]]
 
@@ -226,6 +228,7 @@ class Trainer:
                 history=history,
                 epoch=last_epoch,
                 meta=checkpoint_meta,
+                bitwise=bitwise,
             )
             return state
 
@@ -254,6 +257,10 @@ class Trainer:
                 history = list(state["history"])
                 start_epoch = int(state["epoch"]) + 1
                 partial = state.get("partial")
+                bitwise, change = bitwise_record(device, state.get("bitwise"))
+                self.resume_notes = bitwise["changes"]
+                if change:
+                    warn_resumed_differently(change, checkpoint_path)
                 where = f"epoch {start_epoch + 1}" + (f", batch {int(partial['next']) // self.batch_size}"
                                                   if partial is not None else "")
                 log.info("resumed from %s at %s", checkpoint_path, where)

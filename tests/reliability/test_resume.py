@@ -147,3 +147,21 @@ def test_a_packs_pending_checkpoint_is_cleaned_up_when_another_launcher_resumes(
     cli("run", f"hydra.run.dir={out}", *args, cwd=tmp_path)
     assert h.summary(out)["status"] == "completed"
     assert not (out / "checkpoint.pt.next").exists() and not (out / "checkpoint.pt").exists()
+
+
+def test_a_resume_under_another_thread_count_warns_and_the_summary_says_so(h, cli, tmp_path):
+    """Bit-identical CPU results need the same thread count: a resume with another one is accepted, said
+    in one warning line, and recorded in the summary (resumed_differently); the same count adds nothing."""
+    out, same = tmp_path / "run", tmp_path / "same"
+    args = [*h.KILLABLE, "trainer.epochs=3"]
+    for folder in (out, same):
+        proc = h.launch("run", f"hydra.run.dir={folder}", *args, "trainer.threads=1", cwd=tmp_path)
+        h.wait_for(h.logged(folder, 1), what="a first epoch")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    resumed = cli("run", f"hydra.run.dir={out}", *args, "trainer.threads=2", cwd=tmp_path)
+    warnings = [ln for ln in (resumed.stdout + resumed.stderr).splitlines() if "not bit-identical" in ln]
+    assert len(warnings) == 1 and "num_threads 1 -> 2" in warnings[0], resumed.stdout + resumed.stderr
+    assert h.summary(out)["resumed_differently"] == ["num_threads 1 -> 2"]
+    cli("run", f"hydra.run.dir={same}", *args, "trainer.threads=1", cwd=tmp_path)
+    assert "resumed_differently" not in h.summary(same)

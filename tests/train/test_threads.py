@@ -121,3 +121,24 @@ def test_counting_flops_does_not_load_dynamo():
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_change_of_threads_is_carried_through_every_later_checkpoint():
+    """Resumed with 2 threads, then again with 1: the run is still not bit-identical, and says so."""
+    cpu = torch.device("cpu")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        first, change = T.bitwise_record(cpu)
+        assert change is None and first["changes"] == [] and first["num_threads"] == 1
+        torch.set_num_threads(2)
+        second, change = T.bitwise_record(cpu, first)
+        assert change == "num_threads 1 -> 2"
+        torch.set_num_threads(1)
+        third, change = T.bitwise_record(cpu, second)
+        assert change == "num_threads 2 -> 1" and third["changes"] == ["num_threads 1 -> 2", "num_threads 2 -> 1"]
+        assert T.bitwise_record(cpu, third)[1] is None  # the same count again adds nothing
+        assert T.bitwise_record(torch.device("cpu"), {"num_threads": 1, "device": "cuda:0"})[1] == \
+            "device cuda:0 -> cpu"
+    finally:
+        torch.set_num_threads(before)
