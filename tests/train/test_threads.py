@@ -136,7 +136,8 @@ def test_a_change_of_threads_is_carried_through_every_later_checkpoint():
         assert change == "num_threads 1 -> 2"
         torch.set_num_threads(1)
         third, change = T.bitwise_record(cpu, second)
-        assert change == "num_threads 2 -> 1" and third["changes"] == ["num_threads 1 -> 2", "num_threads 2 -> 1"]
+        assert change == "num_threads 2 -> 1"
+        assert third["changes"] == ["num_threads 1 -> 2", "num_threads 2 -> 1"]
         assert T.bitwise_record(cpu, third)[1] is None  # the same count again adds nothing
         assert T.bitwise_record(torch.device("cpu"), {"num_threads": 1, "device": "cuda:0"})[1] == \
             "device cuda:0 -> cpu"
