@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -173,8 +174,10 @@ def _run_into(*extra: str) -> Callable[[Path], list[str]]:
 
 
 def _refused_run(*overrides: str) -> Callable[[Path], list[str]]:
-    return lambda ws: ["run", f"hydra.run.dir={ws / 'new'}", "hydra.sweep.dir=" + str(ws / "sweep"),
-                       *FAST_RUN, *overrides]
+    flags = [o for o in overrides if o.startswith("-")]  # Hydra reads -m before the overrides only
+    rest = [o for o in overrides if not o.startswith("-")]
+    return lambda ws: ["run", *flags, f"hydra.run.dir={ws / 'new'}", "hydra.sweep.dir=" + str(ws / "sweep"),
+                       *FAST_RUN, *rest]
 
 
 def _evaluate(*extra: str) -> Callable[[Path], list[str]]:
@@ -223,29 +226,39 @@ CASES = [
                                                                   if fmt else [])],
         _against_runs, refused=False) for fmt in ("md", "tex", "html", "csv", "")],
     # values accepted silently before
-    *[Case("silent input", " ".join(o), _refused_run(*o)) for o in (
-        ["model.hidden=[0]"], ["model.dropout=nan"], ["scheduler=multistep", "scheduler.milestones=[abc]"],
-        ["scheduler=multistep", "scheduler.gamma=-1"], ["dataset.split_seed=-1"],
-        ["calibrator=dirichlet", "calibrator.dirichlet.cv_grid=[]"], ["+lr=0.1"], ["trainer.threads=100000"],
-        ["-m", "seed=range(0,-3)"], ["-m", "loss=glob(zz*)"],
-        ["-m", "hydra/launcher=packed", "hydra.launcher.dry_run=maybe", "seed=0,1"])],
-    Case("silent input", "empty hydra.run.dir", lambda ws: ["run", "hydra.run.dir=", *FAST_RUN]),
+    *[Case("silent input", " ".join(o), _refused_run(*o), fragment=fragment) for *o, fragment in (
+        ["model.hidden=[0]", "model.hidden must be"], ["model.dropout=nan", "model.dropout must be"],
+        ["scheduler=multistep", "scheduler.milestones=[abc]", "scheduler.milestones must be"],
+        ["scheduler=multistep", "scheduler.gamma=-1", "scheduler.gamma must be"],
+        ["dataset.split_seed=-1", "dataset.split_seed must be"],
+        ["calibrator=dirichlet", "calibrator.dirichlet.cv_grid=[]", "calibrator.dirichlet.cv_grid must be"],
+        ["+lr=0.1", "unknown config key 'lr'"], ["trainer.threads=100000", "trainer.threads must be"],
+        ["-m", "seed=range(0,-3)", "expands to no value"], ["-m", "loss=glob(zz*)", "matches no loss"],
+        ["-m", "hydra/launcher=packed", "hydra.launcher.dry_run=maybe", "seed=0,1",
+         "hydra.launcher.dry_run must be"])],
+    Case("silent input", "empty hydra.run.dir", lambda ws: ["run", "hydra.run.dir=", *FAST_RUN],
+         fragment="hydra.run.dir is empty"),
     Case("silent input", "test_size=0.999", _refused_run("dataset.test_size=0.999"), fragment="per class"),
     # crashes and tracebacks before
-    *[Case("crash", " ".join(o), _refused_run(*o)) for o in (
-        ["-m", "optim.lr=interval(0.1,1)"],
-        ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1"],
-        ["-m", "hydra/sweeper=optuna", "loss=gce", "loss.q=interval(1.5,2)"],
-        ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=-1", "seed=0,1"])],
+    *[Case("crash", " ".join(o), _refused_run(*o), fragment=fragment) for *o, fragment in (
+        ["-m", "optim.lr=interval(0.1,1)", "basic sweeper"],
+        ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1",
+         "hydra.launcher.n_jobs must be"],
+        ["-m", "hydra/sweeper=optuna", "loss=gce", "loss.q=interval(1.5,2)", "gce needs q in (0, 1]"],
+        ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=-1", "seed=0,1",
+         "hydra.launcher.timeout_min must be"])],
     Case("crash", "300-character folder name",
-         lambda ws: ["run", f"hydra.run.dir={ws / ('x' * 300)}", *FAST_RUN]),
-    Case("crash", "evaluate noise=sym", _evaluate("noise=sym")),
+         lambda ws: ["run", f"hydra.run.dir={ws / ('x' * 300)}", *FAST_RUN], fragment="at most 255"),
+    Case("crash", "evaluate noise=sym", _evaluate("noise=sym"), fragment="noise.rate has no value"),
     Case("crash", "evaluate truncated config", _evaluate(),
-         lambda ws: (ws / R / ".hydra" / "config.yaml").write_text("seed: 0\nmodel:\n  hidden: [")),
-    Case("crash", "evaluate --out a folder", lambda ws: ["evaluate", str(ws / R), "--out", str(ws / R)]),
+         lambda ws: (ws / R / ".hydra" / "config.yaml").write_text("seed: 0\nmodel:\n  hidden: ["),
+         fragment="not valid YAML"),
+    Case("crash", "evaluate --out a folder", lambda ws: ["evaluate", str(ws / R), "--out", str(ws / R)],
+         fragment="is a folder"),
     # reproduce
     Case("reproduce", "grid override with --dry-run", lambda ws: [
-        "reproduce", "apl_mnist", "loss=ce", "--dry-run", "--no-probe", "--dir", str(ws / "repro")]),
+        "reproduce", "apl_mnist", "loss=ce", "--dry-run", "--no-probe", "--dir", str(ws / "repro")],
+        fragment="--losses"),
     Case("reproduce", "every job fails", lambda ws: [
         "reproduce", "apl_mnist", "--losses", "ce", "--noise", "sym80", "--seeds", "0", "--no-report",
         "--dir", str(ws / "repro"), f"data_dir={ws / 'outside' / 'folder'}", "trainer.progress=none"],
@@ -260,6 +273,13 @@ CASES = [
 
 
 # -------------------------------------------------------------- checking one case
+
+
+def traceback_in(text: str) -> bool:
+    """A Python traceback, Hydra's shortened one, or an interrupt's."""
+    return ("Traceback (most recent call last)" in text or "KeyboardInterrupt" in text
+            or "HYDRA_FULL_ERROR=1 for a complete stack trace" in text or "Error executing job" in text
+            or re.search(r'^\s*File "[^"]+", line \d+', text, re.M) is not None)
 
 
 def snapshot(root: Path) -> dict:
@@ -292,8 +312,12 @@ def check(case: Case, template: Path, root: Path, runner: Runner) -> list[str]:
         problems = []
         if HUNG in err:
             problems.append(err.strip())
-        if "Traceback" in out + err or "KeyboardInterrupt" in err:
+        if traceback_in(out + err):
             problems.append("traceback: " + (err.strip().splitlines() or ["?"])[-1][:200])
+        said = [ln for ln in err.splitlines()
+                if ln.startswith("lossbench") and ("error" in ln or "failed" in ln)]
+        if case.refused and code != 0 and not said:
+            problems.append(f"refused without lossbench's one-line error: {err.strip()[-300:]}")
         if "\x1b" in out + err:
             problems.append("an ESC byte reached the terminal")
         if case.refused and code == 0:
