@@ -164,6 +164,8 @@ def _gave_up(exc: Exception, multirun: bool) -> int:
     if type(exc).__name__ == "TerminatedWorkerError":  # joblib's: a worker process was killed or crashed
         codes = text.split("exit codes of the workers are", 1)[-1].split("Detailed")[0].strip(" .")
         text = f"a worker process died (exit codes {codes}): killed, out of memory, or crashed"
+    elif "TrialState" in text:  # hydra's Optuna sweeper: a job's objective was NaN (it failed or was refused)
+        text = f"Optuna gave up on a trial whose job failed (its objective is not a number): {text}"
     print(f"lossbench: error: {what} stopped: {type(exc).__name__}: {printable(text, 300)} "
           "(HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr, flush=True)
     ledger = os.environ.pop(lifecycle.LEDGER_ENV, None)
