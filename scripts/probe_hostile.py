@@ -53,6 +53,7 @@ class Case:
     refused: bool = True
     fast: bool = True
     fragment: str = ""  # what the error line must say
+    verify: Callable[[Path], list[str]] | None = None  # problems in what the command wrote
     problems: list[str] = field(default_factory=list)
 
 
@@ -158,6 +159,20 @@ def _against_runs(ws: Path) -> None:
         (run / "summary.json").write_text(json.dumps(summary))
 
 
+def _no_markup_written(ws: Path) -> list[str]:
+    """What report --against wrote holds no live markup from the run files."""
+    problems = []
+    for path in (ws / "out").glob("*") if (ws / "out").is_dir() else []:
+        text = path.read_text()
+        if "\x1b" in text or "\u202e" in text:
+            problems.append(f"{path.name}: a terminal or bidi control character")
+        if path.suffix in (".md", ".html") and ("<script" in text or "<img" in text):
+            problems.append(f"{path.name}: raw HTML from a run file")
+        if any(line.startswith(("\\immediate", "\\input")) for line in text.splitlines()):
+            problems.append(f"{path.name}: a live LaTeX command from a run file")
+    return problems
+
+
 def _sweep_link(ws: Path) -> None:
     (ws / "sweep").mkdir()
     (ws / "sweep" / "1").symlink_to(ws / "outside" / "folder")
@@ -224,7 +239,7 @@ CASES = [
     *[Case("escaping", f"report --against {fmt}", lambda ws, fmt=fmt: [
         "report", str(ws / "sweep"), "--against", "anl_cifar10", *(["--out", str(ws / "out" / f"t.{fmt}")]
                                                                   if fmt else [])],
-        _against_runs, refused=False) for fmt in ("md", "tex", "html", "csv", "")],
+        _against_runs, refused=False, verify=_no_markup_written) for fmt in ("md", "tex", "html", "csv", "")],
     # values accepted silently before
     *[Case("silent input", " ".join(o), _refused_run(*o), fragment=fragment) for *o, fragment in (
         ["model.hidden=[0]", "model.hidden must be"], ["model.dropout=nan", "model.dropout must be"],
@@ -326,6 +341,8 @@ def check(case: Case, template: Path, root: Path, runner: Runner) -> list[str]:
             problems.append(f"exit status {code}: {(err.strip().splitlines() or ['?'])[-1][:200]}")
         if case.fragment and case.fragment not in err:
             problems.append(f"the error does not say '{case.fragment}': {err.strip()[-300:]}")
+        if case.verify is not None:
+            problems += case.verify(ws)
         if snapshot(ws / "outside") != outside:
             problems.append("outside/ changed")
         if any(p.name == MARKER or p.name == "pwned" for p in ws.rglob("*")) or Path(MARKER).exists():
