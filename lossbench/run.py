@@ -42,7 +42,7 @@ from lossbench import lifecycle
 from lossbench import noise as noise_lib
 from lossbench.calibrate import Calibrator, build_calibrators
 from lossbench.callbacks import record_outcome
-from lossbench.data.split import Split
+from lossbench.data.split import Split, check_sizes
 from lossbench.data.transforms import BatchTransform
 from lossbench.detect import detection_scores
 from lossbench.detect.base import Detection
@@ -433,6 +433,10 @@ class _Job:
             seed = int(cfg.seed)
             set_determinism(seed, trainer.deterministic)
             noise_model, split, noisy = self.data(cfg)
+            try:
+                check_sizes(split)
+            except ValueError as exc:
+                raise ConfigError(f"dataset: {exc}") from None
             device = trainer.torch_device
             split = split.to(device) if self.to_device is None else self.to_device(split, device)
             torch.manual_seed(seed)

@@ -100,9 +100,11 @@ def carve_validation(
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
-def check_sizes(num_classes: int, n_train: int, n_val: int, n_test: int) -> None:
-    """Refuse a split whose training or test set (or a validation set, unless it is empty) has
+def check_sizes(split: Split) -> None:
+    """Refuse a run's split whose training or test set (or a validation set, unless it is empty) has
     fewer samples than classes: its figures could not say anything about every class."""
+    num_classes = split.num_classes
+    n_train, n_val, n_test = len(split.y_train), len(split.y_val), len(split.y_test)
     if n_train < num_classes or n_test < num_classes or 0 < n_val < num_classes:
         raise ValueError(
             f"the split leaves {n_train} training, {n_val} validation and {n_test} test samples for "
@@ -128,7 +130,6 @@ def split_from_pool(
     Split fields (mean, std, augment, class_names, extras).
     """
     train_idx, val_idx = carve_validation(len(y_pool), val_size, split_seed)
-    check_sizes(num_classes, len(train_idx), len(val_idx), len(y_test))
     return Split(
         name=name,
         num_classes=num_classes,
