@@ -261,6 +261,7 @@ def describe(yaml_text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command (``argv``: in-process use, which keeps its signal handlers as they were)."""
     try:
         _dispatch(list(sys.argv[1:] if argv is None else argv))
     except BrokenPipeError:  # `lossbench list | head`: the reader left; not an error of ours
@@ -272,6 +273,11 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot interrupt the goodbye
         print("lossbench: stopped (Ctrl-C); no file was left half-written", file=sys.stderr, flush=True)
         sys.exit(130)
+    finally:
+        if argv is None:  # the process ends here: a signal it answered cannot cut its exit hooks
+            from lossbench import lifecycle
+
+            lifecycle.quiet_exit()
 
 
 def _dispatch(argv: list[str]) -> None:

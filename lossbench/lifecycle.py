@@ -163,14 +163,17 @@ def handle_signals(command: bool = False) -> Iterator[None]:
     try:
         yield
     finally:
-        # the command that was asked to stop ignores further Ctrl-C and SIGTERM while it exits (they were
-        # answered; one landing in an interpreter's exit hooks would print a traceback)
-        answered = command and _STATE.signum is not None
         for signum, old in previous.items():
-            if answered and signum in (signal.SIGINT, signal.SIGTERM):
-                old = signal.SIG_IGN
             signal.signal(signum, old if old is not None else signal.SIG_DFL)
             _STATE.chained.pop(signum, None)
+
+
+def quiet_exit() -> None:
+    """In a process whose command was asked to stop: ignore further SIGINT and SIGTERM while the
+    interpreter exits (they were answered; one landing in an exit hook prints a traceback)."""
+    if _STATE.signum is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def default_signals() -> None:

@@ -261,10 +261,15 @@ class _Job:
             if lifecycle.sweep_stopped():
                 lifecycle.request_stop(15, "the sweep was stopped")
         self.fresh = self.out_dir.is_dir() and not any(self.out_dir.iterdir())
-        if lifecycle.stop_requested() is not None:
+        signum = lifecycle.stop_requested()
+        if signum is not None:
             self.remove_if_fresh = True
             self.outcome("not_started")
             self._cleanup()
+            if not self.multirun:  # a lone run stopped before it began ends as a stopped run does
+                why = lifecycle.stop_reason() or lifecycle.signal_name(signum)
+                self.say(f"stopped ({why}) before the run started; nothing was written; rerun the command")
+                sys.exit(128 + int(signum))
             return float("nan")
         problem = self.folder_problem()
         if problem is not None:
