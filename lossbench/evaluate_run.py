@@ -310,6 +310,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
     from hydra.utils import get_class
     from omegaconf import OmegaConf
 
+    from lossbench.calibrate import build_calibrators
     from lossbench.evaluate import evaluate_model
     from lossbench.io import read_json, read_jsonl
     from lossbench.losses.base import Loss
@@ -373,7 +374,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
         loss = build_loss(cfg.loss, split.num_classes, len(split.y_train)).to(trainer.torch_device)
         _load(loss, loss_path, trainer.torch_device)
     choice = apply_threads(trainer.threads, model, None, trainer.batch_size, trainer.torch_device)
-    metrics = evaluate_model(trainer, model, split, loss=loss)
+    metrics = evaluate_model(trainer, model, split, build_calibrators(cfg.get("calibrator")), loss=loss)
     if weights == "final":
         reference = summary if summary.get("weights_final") else {}
     else:

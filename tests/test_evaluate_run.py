@@ -139,3 +139,16 @@ def test_a_learned_link_is_saved_and_evaluated_with_its_loss(cli, tmp_path):
     (out / "loss_final.pt").unlink()  # the model alone predicts differently: refused, not guessed
     with pytest.raises(Exception, match="loss_final.pt not found"):
         evaluate_run(out)
+
+
+def test_evaluate_refits_the_runs_own_calibrators(cli, tmp_path):
+    """The run's calibrator choice (here temperature and vector scaling) is evaluated again, not the
+    default one: every figure, the vector-scaled ones included, equals the summary's."""
+    out = tmp_path / "cal"
+    cli("run", f"hydra.run.dir={out}", "trainer.epochs=1", "model.hidden=[16]", "trainer.progress=none",
+        "calibrator=[temperature,vector]", cwd=tmp_path)
+    summary = json.loads((out / "summary.json").read_text())
+    metrics = evaluate_run(out)["metrics"]
+    assert metrics["calibrators"] == summary["calibrators"] == ["ts", "vs"]
+    rows, same, compared = comparison(metrics, summary)
+    assert same == compared, [r for r in rows if r[3] == "differs"]
