@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,12 +148,19 @@ def _run(argv: list[str]) -> None:
     lifecycle.reset()
     callbacks.LAST_SWEEP.clear()
     code: int | str | None = 0
+    user_full_error = lifecycle.full_error()
+    saved = {k: os.environ.get(k) for k in ("HYDRA_FULL_ERROR", lifecycle.FULL_ERROR_ENV)}
+    os.environ[lifecycle.FULL_ERROR_ENV] = "1" if user_full_error else "0"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # what a launcher or a sweeper raises comes to the handler below
     with lifecycle.handle_signals(command=True), _mode_known(mode):
         try:
             main()
         except SystemExit as exc:
             code = exc.code
         except KeyboardInterrupt:
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # answered: a third Ctrl-C cannot cut the goodbye
             if lifecycle.stop_requested() is None:  # the parent of a cluster sweep: Ctrl-C detaches
                 print("lossbench: stopped waiting; jobs already submitted keep running; rerun the same "
                       "command to collect them (finished runs are skipped)", file=sys.stderr)
@@ -160,6 +168,16 @@ def _run(argv: list[str]) -> None:
                 print("lossbench: stopped at once (second signal); the last checkpoint is kept; rerun the "
                       "same command to resume", file=sys.stderr)
             code = 130
+        except Exception as exc:  # a launcher, a sweeper or Hydra gave up (a joblib worker was killed, ...)
+            if user_full_error:
+                raise
+            code = _gave_up(exc, multirun)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
     if code == 2 and not multirun and output_dir is not None and existing is not None:
         _remove_created(output_dir, existing)
     if multirun:
@@ -210,6 +228,36 @@ def run_help(overrides: list[str]) -> str:
             .replace("${hydra.help.header}", str(help_cfg["header"]).rstrip())
             .replace("${hydra.help.footer}", str(help_cfg["footer"]).rstrip())
             .replace("$APP_CONFIG_GROUPS", groups).replace("$CONFIG", config.rstrip()))
+
+
+def _gave_up(exc: Exception, multirun: bool) -> int:
+    """One line for what stopped a run or a sweep outside any job, then a sweep's closing line (the
+    jobs that reported, from its ledger); the exit status 1."""
+    from lossbench import callbacks, lifecycle
+    from lossbench.precheck import _one_line
+    from lossbench.report.escape import printable
+
+    what = "the sweep" if multirun else "the run"
+    text = _one_line(exc)
+    if type(exc).__name__ == "TerminatedWorkerError":  # joblib's: a worker process was killed or crashed
+        codes = text.split("exit codes of the workers are", 1)[-1].split("Detailed")[0].strip(" .")
+        text = f"a worker process died (exit codes {codes}): killed, out of memory, or crashed"
+    elif "TrialState" in text:  # hydra's Optuna sweeper: a job's objective was NaN (it failed or was refused)
+        text = f"Optuna gave up on a trial whose job failed (its objective is not a number): {text}"
+    print(f"lossbench: error: {what} stopped: {type(exc).__name__}: {printable(text, 300)} "
+          "(HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr, flush=True)
+    ledger = os.environ.pop(lifecycle.LEDGER_ENV, None)
+    if multirun and ledger and Path(ledger).is_dir():
+        import shutil
+
+        status, line = callbacks.tally(Path(ledger), Path(ledger).parent)
+        shutil.rmtree(ledger, ignore_errors=True)
+        if " 0 jobs: " in line:
+            line = (f"lossbench: sweep {Path(ledger).parent}: no job reported before the sweep stopped; "
+                    "rerun the same command to resume (finished runs are skipped, interrupted ones resume)")
+        callbacks.LAST_SWEEP.update(status=max(status, 1), line=line)
+        print(line, file=sys.stderr, flush=True)
+    return 1
 
 
 def _losses(argv: list[str]) -> None:
@@ -318,13 +366,23 @@ def describe(yaml_text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command (``argv``: in-process use, which keeps its signal handlers as they were)."""
     try:
         _dispatch(list(sys.argv[1:] if argv is None else argv))
     except BrokenPipeError:  # `lossbench list | head`: the reader left; not an error of ours
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
+    except KeyboardInterrupt:  # Ctrl-C in report, evaluate, or before a run started: files are written whole
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot interrupt the goodbye
+        print("lossbench: stopped (Ctrl-C); no file was left half-written", file=sys.stderr, flush=True)
+        sys.exit(130)
+    finally:
+        if argv is None:  # the process ends here: a signal it answered cannot cut its exit hooks
+            from lossbench import lifecycle
+
+            lifecycle.quiet_exit()
 
 
 def _dispatch(argv: list[str]) -> None:

@@ -1,13 +1,23 @@
-"""Files a run writes: atomic files with the user's umask, JSON lines, the run-directory lock, provenance."""
+"""Files a run writes: atomic files with the user's umask, JSON lines, the run-directory lock, provenance.
+
+A run or sweep folder is untrusted input (it may have been received, or live in a shared folder):
+every file lossbench writes there is opened without following links (``open_nofollow``), folders
+it writes into are checked not to be links (``ensure_folder``), a folder whose own entries are
+links is refused before anything is written (``run_folder_problem``), and what is read back from
+it is bounded in size, nesting and YAML alias expansion (``read_recorded``).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import math
 import os
 import platform
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -21,6 +31,114 @@ except ImportError:  # Windows: no advisory locks; runs on one directory are not
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".lossbench.lock"
+HYDRA_DIR = ".hydra"
+# What is read back from a run folder is small: a recorded config or summary beyond these is refused.
+MAX_RECORD_BYTES = 64 * 2**20
+MAX_YAML_NODES = 200_000  # YAML nodes once aliases are expanded (a "billion laughs" file has 10**9)
+
+
+class LinkRefused(OSError):
+    """A file or folder lossbench would write through is a symbolic link (or not what it should be)."""
+
+    def __init__(self, path: Path | str, what: str = "is a symbolic link") -> None:
+        super().__init__(errno.ELOOP, f"{what}; lossbench writes no file through a link", str(path))
+
+    def __str__(self) -> str:
+        return f"{self.filename} {self.strerror}"
+
+
+def open_nofollow(path: Path | str, flags: int, mode: int = 0o666) -> int:
+    """``os.open`` that refuses a link as the last component of ``path`` (``O_NOFOLLOW``)."""
+    try:
+        return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or (exc.errno == errno.EMLINK and os.path.islink(path)):
+            raise LinkRefused(path) from None
+        raise
+
+
+def ensure_folder(path: Path | str) -> Path:
+    """Create folder ``path`` if needed; refuse it if it is a link or not a folder."""
+    path = Path(path)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise LinkRefused(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise LinkRefused(path, "is not a folder")
+    return path
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return name
+    return "a file"
+
+
+def run_folder_problem(folder: Path | str, files: tuple[str, ...] = ()) -> str | None:
+    """None if lossbench may write in run (or sweep) folder ``folder``, else why not (one line).
+
+    A link among the folder's own entries or inside its ``.hydra`` folder would make lossbench write
+    (or read) elsewhere; ``.hydra`` must be a folder; the lock, the log files and ``files`` (what a
+    run writes as files) must be regular files where they exist. Looks only; nothing is created.
+    """
+    folder = Path(folder)
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return f"{folder} is not a folder"
+    except OSError as exc:
+        return f"{folder} cannot be read ({exc.strerror or exc})"
+    hydra = folder / HYDRA_DIR
+    if os.path.isdir(hydra) and not os.path.islink(hydra):
+        with contextlib.suppress(OSError):
+            entries += list(os.scandir(hydra))
+    must_be_files = {LOCK_NAME, *files}
+    for entry in entries:
+        mode = entry.stat(follow_symlinks=False).st_mode
+        shown = os.path.relpath(entry.path, folder)
+        if stat.S_ISLNK(mode):
+            return (f"{folder} holds a symbolic link, {shown} -> {os.readlink(entry.path)}: lossbench writes "
+                    "no file of a run or sweep folder through a link; remove the link, or use another folder")
+        in_hydra = os.path.dirname(entry.path) == str(hydra)
+        should = "a folder" if entry.path == str(hydra) else (
+            "a file" if entry.name in must_be_files or entry.name.endswith(".log")
+            or (in_hydra and entry.name.endswith(".yaml")) else None)
+        if should is not None and _kind(mode) != should:
+            return (f"{folder / shown} is {_kind(mode)}, not {should} as lossbench writes it; "
+                    "remove it, or use another folder")
+    return None
+
+
+class NoFollowFileHandler(logging.FileHandler):
+    """``logging.FileHandler`` (a run's ``run.log``) that opens its file without following a link;
+    a log that cannot be opened is said once, in one line, and its records dropped."""
+
+    def _open(self):  # noqa: ANN202 -- logging's signature
+        fd = open_nofollow(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is None:
+            if getattr(self, "_failed", False):
+                return
+            try:
+                self.stream = self._open()
+            except OSError as exc:
+                import sys
+
+                self._failed = True
+                why = exc.strerror or exc
+                print(f"lossbench: warning: cannot write the log {self.baseFilename} ({why}); "
+                      "its lines are not kept", file=sys.stderr, flush=True)
+                return
+        logging.StreamHandler.emit(self, record)
 
 
 def jsonable(value: Any) -> Any:
@@ -63,6 +181,8 @@ def atomic_file(path: Path, mode: str = "w", sync: bool = True) -> Iterator[IO]:
     process (a kill, a crash) but not the machine's (a power cut may leave it empty).
     """
     path = Path(path)
+    if os.path.islink(path):  # the rename would replace the link; refused as every other write is
+        raise LinkRefused(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
@@ -71,6 +191,8 @@ def atomic_file(path: Path, mode: str = "w", sync: bool = True) -> Iterator[IO]:
             f.flush()
             if sync:
                 os.fsync(f.fileno())
+        if os.path.islink(path):
+            raise LinkRefused(path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -104,16 +226,118 @@ def write_with_atomic(path: Path, write: Callable[[IO], None], sync: bool = True
 
 
 def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
+    fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(fd, "a") as f:
         f.write(json.dumps(jsonable(record)) + "\n")
         f.flush()
 
 
-def read_json(path: Path) -> dict | None:
-    """The JSON object in ``path``, or None if it is missing or not valid JSON."""
+class RecordError(ValueError):
+    """A file of a run folder that is not read: too large, not a regular file, too deeply nested,
+    a YAML alias bomb, not UTF-8, or not valid JSON/YAML. ``str()`` is one line."""
+
+
+def read_bounded(path: Path | str, limit: int = MAX_RECORD_BYTES) -> str:
+    """The text of regular file ``path`` (not through a link), refused beyond ``limit`` bytes.
+
+    Raises FileNotFoundError when there is no such file, RecordError otherwise.
+    """
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        fd = open_nofollow(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO does not block the open
+    except FileNotFoundError:
+        raise
+    except LinkRefused:
+        raise RecordError(f"{path} is a symbolic link; a run folder's records are read only as files") \
+            from None
+    except OSError as exc:
+        raise RecordError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise RecordError(f"{path} is {_kind(info.st_mode)}, not a file")
+        if info.st_size > limit:
+            raise RecordError(f"{path} is larger than {limit:,} bytes ({info.st_size:,}); not read")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise RecordError(f"{path} is larger than {limit:,} bytes; not read")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def _yaml_size(node, limit: int) -> int:
+    """Nodes of a composed YAML document with its aliases expanded (shared nodes counted each time)."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    busy: set[int] = set()
+    stack = [(node, False)]
+    while stack:
+        current, done = stack.pop()
+        key = id(current)
+        if done:
+            busy.discard(key)
+            children = current.value if isinstance(current, yaml.SequenceNode) else (
+                [n for pair in current.value for n in pair] if isinstance(current, yaml.MappingNode) else [])
+            sizes[key] = min(limit + 1, 1 + sum(sizes[id(c)] for c in children))
+            continue
+        if key in sizes:
+            continue
+        if key in busy:
+            raise RecordError("holds a recursive YAML alias")
+        busy.add(key)
+        stack.append((current, True))
+        if isinstance(current, yaml.SequenceNode):
+            stack += [(c, False) for c in current.value if id(c) not in sizes]
+        elif isinstance(current, yaml.MappingNode):
+            stack += [(c, False) for pair in current.value for c in pair if id(c) not in sizes]
+    return sizes[id(node)]
+
+
+def read_recorded(path: Path | str, limit: int = MAX_RECORD_BYTES, max_nodes: int = MAX_YAML_NODES):
+    """The YAML (``.yaml``) or JSON (anything else) document of a run folder's file, read safely.
+
+    Bounded in bytes (``limit``), in nodes once YAML aliases are expanded (``max_nodes``: a
+    "billion laughs" file is refused, not expanded) and in nesting (Python's recursion limit).
+    YAML is read with OmegaConf's loader (its float rules), constructing plain data only.
+    Raises FileNotFoundError when there is no file, RecordError (one line) for anything else.
+    """
+    text = read_bounded(path, limit)
+    try:
+        if str(path).endswith((".yaml", ".yml")):
+            from omegaconf._utils import get_yaml_loader
+
+            loader = get_yaml_loader()(text)
+            try:
+                node = loader.get_single_node()
+                if node is None:
+                    return None
+                size = _yaml_size(node, max_nodes)
+                if size > max_nodes:
+                    raise RecordError(f"expands to more than {max_nodes:,} YAML nodes (nested aliases)")
+                return loader.construct_document(node)
+            finally:
+                loader.dispose()
+        return json.loads(text)
+    except RecordError as exc:
+        raise RecordError(f"{path} {exc}; not read") from None
+    except RecursionError:
+        raise RecordError(f"{path} is nested too deeply; not read") from None
+    except Exception as exc:  # noqa: BLE001 -- yaml's and json's errors, whatever their type
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        first = (getattr(exc, "problem", None) or str(exc)).strip().splitlines()
+        raise RecordError(f"{path} is not valid {'YAML' if str(path).endswith(('.yaml', '.yml')) else 'JSON'}"
+                          f" ({first[0] if first else type(exc).__name__}{where})") from None
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in ``path``, or None if it is missing, not valid JSON, or refused by
+    ``read_recorded``'s bounds (a FIFO, a huge or deeply nested file)."""
+    try:
+        data = read_recorded(path)
+    except (OSError, RecordError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -122,13 +346,13 @@ def read_jsonl(path: Path) -> list[dict]:
     """Every complete JSON line of ``path`` (a torn last line is skipped)."""
     rows = []
     try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
+        lines = read_bounded(path).splitlines()
+    except (OSError, RecordError):
         return rows
     for line in lines:
         try:
             rows.append(json.loads(line))
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
     return rows
 
@@ -158,8 +382,11 @@ class RunLock:
 
         Raises DirectoryBusy if busy and not ``wait``, or when ``abort()`` turns true while waiting.
         """
-        self.created = not self.path.exists()
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        self.created = not os.path.lexists(self.path)
+        self.fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            self.release()
+            raise LinkRefused(self.path, "is not a regular file")
         if fcntl is None:
             return
         told = False
@@ -179,7 +406,7 @@ class RunLock:
 
     def holder(self) -> str:
         try:
-            text = self.path.read_text().strip()
+            text = os.pread(self.fd, 4096, 0).decode(errors="replace").strip() if self.fd is not None else ""
         except OSError:
             text = ""
         return text or "another lossbench process"
@@ -211,7 +438,7 @@ def is_locked(run_dir: Path) -> bool:
     if fcntl is None or not path.exists():
         return False
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_nofollow(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return False
     try:
@@ -223,6 +450,8 @@ def is_locked(run_dir: Path) -> bool:
         os.close(fd)
 
 
+# Longest file name and path (Linux; the run's own files need room below its folder).
+NAME_MAX, PATH_MAX = 255, 4096
 # File systems nothing can be written to, whatever the permission bits say.
 PSEUDO_FS = {"proc", "sysfs", "devpts", "cgroup", "cgroup2", "debugfs", "securityfs", "tracefs",
              "pstore", "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "autofs", "efivarfs"}
@@ -255,6 +484,14 @@ def unwritable_reason(path: Path) -> str | None:
     folder on a writable, real file system that this user may write to.
     """
     path = Path(os.path.abspath(path))
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            return (f"the folder name '{part[:40]}…' is {size} bytes long; a file system allows at most "
+                    f"{NAME_MAX} bytes per name: use a shorter one")
+    size = len(os.fsencode(str(path)))
+    if size > PATH_MAX - 256:
+        return f"the path is {size} bytes long; at most {PATH_MAX - 256} leave room for the files below it"
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LEDGER_ENV = "LOSSBENCH_SWEEP_LEDGER"
+# HYDRA_FULL_ERROR as the user set it (the command sets Hydra's own to 1, so that what a launcher or a
+# sweeper raises reaches lossbench's one-line handler instead of Hydra's traceback printer)
+FULL_ERROR_ENV = "LOSSBENCH_FULL_ERROR"
 CLI_PID_ENV = "LOSSBENCH_CLI_PID"
 CLI_HOST_ENV = "LOSSBENCH_CLI_HOST"
 STOP_FILE = "STOP"
@@ -67,6 +70,11 @@ class _State:
 
 
 _STATE = _State()
+
+
+def full_error() -> bool:
+    """Whether the user asked for full tracebacks (HYDRA_FULL_ERROR=1)."""
+    return os.environ.get(FULL_ERROR_ENV, os.environ.get("HYDRA_FULL_ERROR")) == "1"
 
 
 def reset() -> None:
@@ -158,6 +166,14 @@ def handle_signals(command: bool = False) -> Iterator[None]:
         for signum, old in previous.items():
             signal.signal(signum, old if old is not None else signal.SIG_DFL)
             _STATE.chained.pop(signum, None)
+
+
+def quiet_exit() -> None:
+    """In a process whose command was asked to stop: ignore further SIGINT and SIGTERM while the
+    interpreter exits (they were answered; one landing in an exit hook prints a traceback)."""
+    if _STATE.signum is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def default_signals() -> None:

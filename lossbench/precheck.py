@@ -130,6 +130,29 @@ def _one_line(exc: BaseException, groups: list[str] = ()) -> str:
     return " ".join(lines[:3])
 
 
+def malformed(overrides: list[str], exc: BaseException) -> str:
+    """One line for overrides Hydra's grammar rejects: which one, and how to quote a value."""
+    from lossbench.report.escape import printable
+
+    parser = OverridesParser.create()
+    for line in overrides:
+        try:
+            parser.parse_overrides([line])
+        except Exception as one:  # noqa: BLE001 -- Hydra's grammar errors
+            key, sep, value = line.partition("=")
+            plain = value.isascii() and not any(c.isspace() for c in value)
+            if sep and value and not plain and '"' not in value:
+                quoted = f"'{printable(key)}=\"{printable(value)}\"'"
+                return (f"malformed override '{printable(line)}': Hydra reads an unquoted value as ASCII "
+                        f"letters, digits and _-+./\\:@ only; quote it: {quoted} "
+                        "(the outer quotes keep the shell from removing the inner ones)")
+            bad = (str(one).splitlines() or [type(one).__name__])[0]
+            return (f"malformed override '{printable(line)}' ({printable(bad)}); overrides look like "
+                    "key=value, group=option or key=a,b,c")
+    bad = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return f"malformed override ({printable(bad)}); overrides look like key=value, group=option or key=a,b,c"
+
+
 def _choice_names(value: object) -> list:
     """The option names in an override value: itself, a list's items, or those of a "[a,b]" string."""
     if isinstance(value, list):
@@ -179,10 +202,11 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:  # hydra raises OverrideParseException with a grammar message
-        bad = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return Precheck(f"malformed override ({bad}); "
-                        "overrides look like key=value, group=option or key=a,b,c")
+        return Precheck(malformed(overrides, exc))
+    from hydra.core.override_parser.types import Glob, IntervalSweep
+
     hydra_lines, base_groups, base_values, group_dims, value_dims = [], [], [], [], []
+    intervals = []
     searchpath = [o for o in parsed if o.get_key_element().lstrip("+~") == "hydra.searchpath"]
     roots = [str(v) for o in searchpath if isinstance(o.value(), list) for v in o.value()]
     for o in parsed:
@@ -191,6 +215,8 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
         is_group = "." not in bare and "@" not in bare and (
             group_options(bare, roots) is not None or "/" in bare)
         if bare.startswith("hydra"):
+            if bare in ("hydra.run.dir", "hydra.sweep.dir") and not str(o.value()).strip():
+                return Precheck(f"{bare} is empty: name the folder to write into, e.g. {bare}=outputs/mine")
             if not o.is_sweep_override():
                 hydra_lines.append(o.input_line)
             continue
@@ -203,11 +229,28 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
                             if type(o.value()).__name__ == "ChoiceSweep" else
                             f"{o.input_line} is a sweep: add -m (lossbench run -m {o.input_line} ...)")
         if o.is_sweep_override():
-            try:
-                values = list(o.sweep_string_iterator())
-            except Exception:  # range/interval searches are for the sweeper
+            value = o.value()
+            if isinstance(value, Glob):
+                if options is None:
+                    expanded = False
+                    continue  # Hydra expands it against what it knows
+                values = value.filter(options)
+                if not values:
+                    return Precheck(f"{o.input_line} matches no {bare} option, so no job would run; "
+                                    f"known: {', '.join(options)}")
+            elif isinstance(value, IntervalSweep):  # a sampling sweeper's search range: its ends are checked
+                intervals.append(o.input_line)
+                values = [value.start, value.end]
                 expanded = False
-                continue
+            else:
+                try:
+                    values = list(o.sweep_string_iterator())
+                except Exception:  # other searches are for the sweeper
+                    expanded = False
+                    continue
+                if not values:
+                    return Precheck(f"{o.input_line} expands to no value, so no job would run; e.g. "
+                                    f"{bare}=range(0,3) is 0,1,2 and {bare}=a,b is two values")
         for value in values if values is not None else [o.value()]:
             for name in _choice_names(value):  # a group takes one option or a list: calibrator=[a,b]
                 if options is not None and isinstance(name, str) and name not in options:
@@ -236,6 +279,9 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
                 if output_dir is None:
                     output_dir = _output_dir(cfg, multirun)
                     mode = OmegaConf.select(cfg, "hydra.mode", default=None)
+                    problem = _sweep_problem(cfg, intervals) if multirun else None
+                    if problem:
+                        return Precheck(problem)
                 choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
                            if not str(k).startswith("hydra")}
                 with open_dict(cfg):
@@ -252,13 +298,16 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
         GlobalHydra.instance().clear()
 
     from lossbench.errors import ConfigError
-    from lossbench.io import unwritable_reason
+    from lossbench.io import run_folder_problem, unwritable_reason
     from lossbench.validation import check_config, check_early, check_resolved
 
     if output_dir is not None:
         reason = unwritable_reason(output_dir)
         if reason:
             return Precheck(f"output directory {output_dir} cannot be written: {reason}")
+        problem = run_folder_problem(output_dir)
+        if problem:
+            return Precheck(problem)
     # every combination's cheap checks (no torch, no plug-in) first, then each one's whole check
     for check_one in (lambda job, choices: check_early(check_resolved(job, choices), data),
                       lambda job, choices: check_config(job, choices, data)):
@@ -271,6 +320,31 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
     if expanded and data:
         _VALIDATED = tuple(o for o in overrides if not o.startswith("hydra"))
     return Precheck(None, len(composed), output_dir, mode)
+
+
+def _sweep_problem(cfg: DictConfig, intervals: list[str]) -> str | None:
+    """Why the sweeper or launcher a sweep composed cannot run it (their own errors are tracebacks)."""
+    from lossbench.errors import ConfigError
+    from lossbench.validation import check_hydra
+
+    sweeper = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default=""))
+    if intervals and sweeper.endswith("BasicSweeper"):
+        return (f"{intervals[0]}: interval() is a search range for a sampling sweeper "
+                "(hydra/sweeper=optuna); the basic sweeper takes lists (a,b,c) and range(start,stop)")
+    settings = {}
+    for section in ("launcher", "sweeper"):
+        node = cfg.hydra.get(section)
+        settings[section] = {}
+        for key in node or {}:
+            try:
+                settings[section][key] = node[key]
+            except Exception:  # noqa: BLE001 -- an interpolation only the running sweep resolves
+                continue
+    try:
+        check_hydra(settings)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _combination(job: DictConfig, choices: dict, group_dims: list, value_dims: list) -> str:
@@ -293,7 +367,7 @@ def _output_dir(cfg: DictConfig, multirun: bool) -> Path | None:
 
 def check_output_dir(overrides: list[str]) -> str | None:
     """None if the run/sweep output folder can be created and written, else why not."""
-    from lossbench.io import unwritable_reason
+    from lossbench.io import run_folder_problem, unwritable_reason
 
     target = "outputs"
     for o in overrides:
@@ -302,4 +376,6 @@ def check_output_dir(overrides: list[str]) -> str | None:
             target = value
     path = Path(target).absolute()
     reason = unwritable_reason(path)
-    return f"output directory {path} cannot be written: {reason}" if reason else None
+    if reason:
+        return f"output directory {path} cannot be written: {reason}"
+    return run_folder_problem(path)

@@ -42,7 +42,7 @@ from lossbench import lifecycle
 from lossbench import noise as noise_lib
 from lossbench.calibrate import Calibrator, build_calibrators
 from lossbench.callbacks import record_outcome
-from lossbench.data.split import Split
+from lossbench.data.split import Split, check_sizes
 from lossbench.data.subset import builder_config, describe_cut, take_subset
 from lossbench.data.transforms import BatchTransform
 from lossbench.detect import detection_scores
@@ -54,9 +54,13 @@ from lossbench.identity import NOT_EXPERIMENT, experiment_key  # noqa: F401 (NOT
 from lossbench.io import (
     LOCK_NAME,
     DirectoryBusy,
+    RecordError,
     RunLock,
+    ensure_folder,
     provenance,
     read_json,
+    read_recorded,
+    run_folder_problem,
     write_json_atomic,
     write_text_atomic,
     write_with_atomic,
@@ -88,6 +92,8 @@ RESULTS = ("summary.json", CHECKPOINT, "metrics.jsonl", "metrics.csv", "noise.np
            *WEIGHT_FILES.values(), *LOSS_FILES.values())
 # the files of a run directory that are written atomically (through a temporary file beside them)
 RECORDS = (*RESULTS, "failure.json")
+# a packed sweep's pending checkpoint (lossbench.train.packed.pending_path), which another launcher removes
+PENDING_CHECKPOINT = CHECKPOINT + ".next"
 
 
 def build_loss(cfg: DictConfig, num_classes: int, num_train: int | None = None) -> Loss:
@@ -248,11 +254,19 @@ class _Job:
             if lifecycle.sweep_stopped():
                 lifecycle.request_stop(15, "the sweep was stopped")
         self.fresh = self.out_dir.is_dir() and not any(self.out_dir.iterdir())
-        if lifecycle.stop_requested() is not None:
+        signum = lifecycle.stop_requested()
+        if signum is not None:
             self.remove_if_fresh = True
             self.outcome("not_started")
             self._cleanup()
+            if not self.multirun:  # a lone run stopped before it began ends as a stopped run does
+                why = lifecycle.stop_reason() or lifecycle.signal_name(signum)
+                self.say(f"stopped ({why}) before the run started; nothing was written; rerun the command")
+                sys.exit(128 + int(signum))
             return float("nan")
+        problem = self.folder_problem()
+        if problem is not None:
+            return self._refuse(Refusal(problem), setup_failed=False)
         lock = RunLock(self.out_dir)
         try:
             lock.acquire(on_wait=lambda holder: self.say(
@@ -261,8 +275,18 @@ class _Job:
         except DirectoryBusy:
             self.outcome("not_started")
             return float("nan")
+        except OSError as exc:  # the lock is a link or not a file (planted after the check)
+            return self._refuse(Refusal(f"cannot lock {self.out_dir}: {exc}"), setup_failed=False)
         self.lock = lock
         return None
+
+    def folder_problem(self) -> str | None:
+        """Why the run directory cannot be used (links, a checkpoint that is a folder, ...), or None;
+        in a sweep, a job directory that is itself a link is refused too."""
+        if self.multirun and self.out_dir.is_symlink():
+            return (f"{self.out_dir} is a symbolic link to {os.readlink(self.out_dir)}: a sweep's job "
+                    "directories are folders of their own; remove the link")
+        return run_folder_problem(self.out_dir, (*RECORDS, PENDING_CHECKPOINT))
 
     def close(self) -> None:
         """Release the lock ``open`` took; remove what a refused run made in a folder it found empty."""
@@ -286,6 +310,9 @@ class _Job:
         if not isinstance(ready, _Ready):
             return ready
         self._clear(ready)
+        # a packed sweep's pending checkpoint, left when another launcher runs the job: this job resumes
+        # from its checkpoint.pt, its own state at an epoch's end whatever the pack's other members did
+        (self.out_dir / PENDING_CHECKPOINT).unlink(missing_ok=True)
         try:
             self._write_records()
             try:
@@ -381,8 +408,13 @@ class _Job:
         recorded = self.out_dir / ".hydra" / "config.yaml"
         if recorded.exists() and not (out_dir / "failure.json").exists():
             try:
-                previous = OmegaConf.to_container(OmegaConf.load(recorded), resolve=True)
+                previous = OmegaConf.to_container(OmegaConf.create(read_recorded(recorded)), resolve=True)
+            except RecordError as exc:  # a bomb, a FIFO, a huge file: refused, not read
+                raise Refusal(f"{exc}; use another hydra.run.dir / hydra.sweep.dir, or trainer.force=true "
+                              "to overwrite the folder") from None
             except Exception:  # unreadable: nothing to protect
+                return None
+            if not isinstance(previous, dict):
                 return None
             differs = config_differences(experiment_key(previous), experiment_key(config))
             if differs:
@@ -401,6 +433,10 @@ class _Job:
             seed = int(cfg.seed)
             set_determinism(seed, trainer.deterministic)
             noise_model, split, noisy = self.data(cfg)
+            try:
+                check_sizes(split)
+            except ValueError as exc:
+                raise ConfigError(f"dataset: {exc}") from None
             device = trainer.torch_device
             split = split.to(device) if self.to_device is None else self.to_device(split, device)
             torch.manual_seed(seed)
@@ -467,8 +503,7 @@ class _Job:
     def _write_hydra(self) -> None:
         """``.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them (config.yaml tells it not to); not
         fsynced: every start of the run writes them again, and the summary holds the config too."""
-        folder = self.out_dir / ".hydra"
-        folder.mkdir(exist_ok=True)
+        folder = ensure_folder(self.out_dir / ".hydra")
         write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(self.cfg), sync=False)
         hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
         with read_write(hydra_cfg.hydra), open_dict(hydra_cfg.hydra):
@@ -595,6 +630,8 @@ class _Job:
         stopping = EarlyStopping.from_settings(trainer.early_stopping)
         if stopping is not None:
             summary["early_stopping"] = stopping.record(history, trainer.epochs)
+        if getattr(trainer, "resume_notes", None):  # resumed under another thread count or device
+            summary["resumed_differently"] = list(trainer.resume_notes)
         summary["wall_time_s"] = time.perf_counter() - started
         summary["overrides"] = list(self.hc.overrides.task)
         summary["provenance"] = {**provenance(trainer.torch_device), **parts.threads.provenance(),
@@ -659,7 +696,7 @@ class _Job:
         if self.multirun:
             self.say(f"job {self.num} ({self.out_dir}) failed: {message}; {where}; the sweep goes on")
             return float("nan")
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if lifecycle.full_error():
             raise exc
         print(f"lossbench: error: run failed: {message}; {where}", file=sys.stderr, flush=True)
         sys.exit(1)

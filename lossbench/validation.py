@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import difflib
 import inspect
 import math
 import os
@@ -44,6 +45,7 @@ class TopLevel:
     data_dir: str = "data"
     objective: str = "best_val_acc_noisy"
     smooth_ece: bool = False
+    verbose: bool = False
 
 
 @dataclass
@@ -70,6 +72,25 @@ def _number(v: Any) -> bool:
 
 def _integer(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _integers(low: int) -> Callable[[Any], bool]:
+    """An integer >= low, or a list of them."""
+    return lambda v: all(_integer(x) and x >= low for x in (v if isinstance(v, (list, tuple)) else [v]))
+
+
+def _share(v: Any) -> bool:
+    return _number(v) and 0 <= v < 1
+
+
+def _grid(v: Any) -> bool:
+    return v is None or (isinstance(v, (list, tuple)) and len(v) > 0 and all(_number(x) and x >= 0
+                                                                              for x in v))
+
+
+def _count(low: int, null: bool = False) -> Callable[[Any], bool]:
+    """An integer >= low (or null)."""
+    return lambda v: (null and v is None) or (_integer(v) and v >= low)
 
 
 def _size(zero_ok: bool) -> Callable[[Any], bool]:
@@ -137,6 +158,16 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "trainer.checkpoint_every": (lambda v: _integer(v) and v >= 0, "an integer >= 0 (0: never)"),
     "trainer.grad_clip": (lambda v: v is None or (_number(v) and v > 0), "a number > 0 or null"),
     "trainer.l1": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "scheduler.milestones": (lambda v: isinstance(v, (list, tuple)) and _integers(1)(v),
+                             "a list of epochs (integers >= 1), e.g. [30,60]"),
+    "scheduler.gamma": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "dataset.split_seed": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "dataset.seed": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "model.dropout": (_share, "a number in [0, 1)"),
+    "model.drop_rate": (_share, "a number in [0, 1)"),
+    "model.drop_path_rate": (_share, "a number in [0, 1)"),
+    "calibrator.dirichlet.cv_grid": (_grid, "null (no cross-validation) or a non-empty list of numbers >= 0, "
+                                     "e.g. [0.001,0.01,0.1]"),
     "dataset.val_size": (_size(zero_ok=True), _SIZE),
     "dataset.subset": (lambda v: v is None or (_integer(v) and v >= 1)
                        or (isinstance(v, float) and 0 < v <= 1),
@@ -154,6 +185,31 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "trainer.precision": _choices(_precisions),
     "logger.mode": _choices(_wandb_modes),
     "logger.init_timeout": (lambda v: _number(v) and v > 0, "a number of seconds > 0"),
+}
+
+# key -> (check, what is allowed); checked after the type hint has passed, for ranges a hint cannot say.
+BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model.hidden": (_integers(1), "integers >= 1 (a width, or a list of widths)"),
+}
+
+# The settings of Hydra's launchers and sweepers that lossbench's commands use, checked for a sweep
+# before it starts (their own errors come late, as tracebacks): key -> (check, what is allowed).
+HYDRA_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "hydra.launcher.n_jobs": (lambda v: _integer(v) and v != 0, "a nonzero integer (-1: one job per core)"),
+    "hydra.launcher.timeout_min": (_count(1), "an integer > 0"),
+    "hydra.launcher.cpus_per_task": (_count(1, null=True), "an integer >= 1 or null"),
+    "hydra.launcher.gpus_per_node": (_count(0, null=True), "an integer >= 0 or null"),
+    "hydra.launcher.tasks_per_node": (_count(1), "an integer >= 1"),
+    "hydra.launcher.nodes": (_count(1), "an integer >= 1"),
+    "hydra.launcher.mem_gb": (lambda v: v is None or (_number(v) and v > 0), "a number > 0 or null"),
+    "hydra.launcher.array_parallelism": (_count(1), "an integer >= 1"),
+    "hydra.launcher.max_num_timeout": (_count(0), "an integer >= 0"),
+    "hydra.launcher.signal_delay_s": (_count(0), "an integer >= 0"),
+    "hydra.launcher.pack_size": (_count(1), "an integer >= 1"),
+    "hydra.launcher.dry_run": (lambda v: isinstance(v, bool), "true or false"),
+    "hydra.sweeper.n_trials": (_count(1), "an integer >= 1"),
+    "hydra.sweeper.n_jobs": (_count(1), "an integer >= 1"),
+    "hydra.sweeper.max_batch_size": (_count(1, null=True), "an integer >= 1 or null"),
 }
 
 # Datasets whose number of classes is known without loading them (noise and losses are checked against it).
@@ -194,8 +250,8 @@ def _hint_allows(value: Any, hint: Any) -> bool | None:
         return isinstance(value, bool)
     if hint is int:
         return _integer(value)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float:  # NaN is no setting of anything
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
     if hint is str:
         return isinstance(value, str)
     if origin in (list, tuple, collections.abc.Sequence, collections.abc.Iterable) or hint in (list, tuple):
@@ -275,10 +331,12 @@ def _check_node(prefix: str, node: dict, schema: dict[str, tuple[Any, Any]], var
                 raise ConfigError(f"{dotted} must be {allowed}, got {_show(value)}")
             continue
         if key not in schema:
-            if var_kw or not schema:
+            if var_kw:
                 continue
-            known = ", ".join(schema)
-            raise ConfigError(f"unknown config key '{dotted}' for {what}; known: {known}")
+            known = ", ".join(schema) or "none (it takes no settings)"
+            near = difflib.get_close_matches(str(key), list(schema), n=1, cutoff=0.75)
+            hint = f"did you mean {prefix + '.' if prefix else ''}{near[0]}? " if near else ""
+            raise ConfigError(f"unknown config key '{dotted}' for {what}; {hint}known: {known}")
         hint, default = schema[key]
         if isinstance(value, dict) and "_target_" in value:
             check_node_target(dotted, value)
@@ -288,6 +346,9 @@ def _check_node(prefix: str, node: dict, schema: dict[str, tuple[Any, Any]], var
         if _hint_allows(value, hint) is False:
             allowed = _hint_text(hint) or f"what {what} takes"
             raise ConfigError(f"{dotted} must be {allowed}, got {_show(value)}")
+        bound = BOUNDS.get(dotted)
+        if bound is not None and not bound[0](value):
+            raise ConfigError(f"{dotted} must be {bound[1]}, got {_show(value)}")
 
 
 def check_node_target(prefix: str, node: dict) -> None:
@@ -328,8 +389,57 @@ def check_types(config: dict, groups: str = "all") -> None:
             elif key == "logger":
                 schema, var_kw = _schema_of(LoggerSettings)
                 _check_node(key, value, schema, var_kw, "the logger")
+            elif key == "calibrator":  # named calibrators, each a node with a _target_
+                for name, node in value.items():
+                    if isinstance(node, dict) and "_target_" in node:
+                        check_node_target(f"{key}.{name}", node)
         elif key in top_schema:
             _check_node("", {key: value}, top_schema, True, "the top level")
+        if groups != "plugins" and not plugin and key not in top_schema and not _is_group(key):
+            near = nearest_key(str(key), config)
+            hint = f"did you mean {near}? " if near else ""
+            raise ConfigError(f"unknown config key '{key}': nothing reads it; {hint}the top-level keys are "
+                              f"{', '.join(top_schema)} and the config groups (lossbench list)")
+
+
+def _is_group(key: str) -> bool:
+    from lossbench.precheck import group_options
+
+    return str(key).isidentifier() and group_options(str(key)) is not None
+
+
+def _dotted(config: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in config.items():
+        if str(key).startswith("_") or key == "hydra":
+            continue
+        keys.append(prefix + str(key))
+        if isinstance(value, dict):
+            keys += _dotted(value, f"{prefix}{key}.")
+    return keys
+
+
+def nearest_key(key: str, config: dict) -> str | None:
+    """The setting of ``config`` someone who wrote ``key`` most likely meant: the same last name
+    elsewhere (``lr`` -> ``optim.lr``), else the closest spelling (``trainer.epoch`` ->
+    ``trainer.epochs``)."""
+    keys = [k for k in _dotted(config) if k != key]
+    last = key.rsplit(".", 1)[-1]
+    same = [k for k in keys if k.rsplit(".", 1)[-1] == last]
+    if same:
+        return min(same, key=len)
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def check_hydra(hydra: dict) -> None:
+    """The launcher's and sweeper's settings a sweep uses (``HYDRA_RULES``), before it starts."""
+    for section in ("launcher", "sweeper"):
+        node = hydra.get(section) or {}
+        for key, value in node.items():
+            rule = HYDRA_RULES.get(f"hydra.{section}.{key}")
+            if rule is not None and not rule[0](value):
+                raise ConfigError(f"hydra.{section}.{key} must be {rule[1]}, got {_show(value)}")
 
 
 # ---------------------------------------------------------------- values

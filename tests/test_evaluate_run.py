@@ -89,16 +89,35 @@ def test_cli_checks_and_writes_json(trained, cli, tmp_path):
         (["{run}", "seed=0,1"], "one value per key"),
         (["{bare}"], "model_final.pt not found: the run kept no final weights"),
         (["{run}", "loss=legendretron"], "loss_final.pt not found: loss 'legendretron' predicts through"),
+        # tracebacks before (issue 27)
+        (["{run}", "noise=sym"], "noise.rate has no value: noise=sym has no default for it"),
+        (["{truncated}"], "config.yaml is not valid YAML"),
+        (["{mnist}", "data_dir={missing}"], "cannot rebuild the run from "),
+        (["{run}", "--out", "{folder}"], "is a folder; name the JSON file to write"),
+        (["{run}", "hydra.run.dir=\u00e9"], "quote it"),
     ],
 )
 def test_bad_input_is_one_line(trained, tmp_path, capsys, args, message):
     import shutil
 
+    import yaml
+
     out, _, _ = trained
-    bare = tmp_path / "bare"
-    shutil.copytree(out, bare)
+    bare, truncated, mnist = tmp_path / "bare", tmp_path / "truncated", tmp_path / "mnist"
+    for copy in (bare, truncated, mnist):
+        shutil.copytree(out, copy)
     (bare / "model_final.pt").unlink()
-    paths = {"run": str(out), "missing": str(tmp_path / "nowhere"), "bare": str(bare)}
+    text = (truncated / ".hydra" / "config.yaml").read_text()
+    (truncated / ".hydra" / "config.yaml").write_text(text[: text.index("model:") + 9] + "\n  - [")
+    config = yaml.safe_load((mnist / ".hydra" / "config.yaml").read_text())
+    config["dataset"] = {"_target_": "lossbench.data.vision.mnist", "data_dir": "${data_dir}",
+                         "download": False, "val_size": 0.1, "split_seed": 0, "augment": None}
+    (mnist / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    hydra = yaml.safe_load((mnist / ".hydra" / "hydra.yaml").read_text())
+    hydra["hydra"]["runtime"]["choices"]["dataset"] = "mnist"
+    (mnist / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    paths = {"run": str(out), "missing": str(tmp_path / "nowhere"), "bare": str(bare),
+             "truncated": str(truncated), "mnist": str(mnist), "folder": str(tmp_path)}
     with pytest.raises(SystemExit) as exit_info:
         main([a.format(**paths) for a in args])
     assert exit_info.value.code == 2
@@ -181,3 +200,16 @@ def test_timing_rows_are_not_counted_as_missing_from_the_record(trained, capsys)
     assert timings > 0
     assert f"{same} of {compared} figures identical to the run's own; 0 not in the run's record; " \
            f"{timings} timings (measured, not compared)" in said
+
+
+def test_evaluate_refits_the_runs_own_calibrators(cli, tmp_path):
+    """The run's calibrator choice (here temperature and vector scaling) is evaluated again, not the
+    default one: every figure, the vector-scaled ones included, equals the summary's."""
+    out = tmp_path / "cal"
+    cli("run", f"hydra.run.dir={out}", "trainer.epochs=1", "model.hidden=[16]", "trainer.progress=none",
+        "calibrator=[temperature,vector]", cwd=tmp_path)
+    summary = json.loads((out / "summary.json").read_text())
+    metrics = evaluate_run(out)["metrics"]
+    assert metrics["calibrators"] == summary["calibrators"] == ["ts", "vs"]
+    rows, same, compared = comparison(metrics, summary)
+    assert same == compared, [r for r in rows if r[3] == "differs"]

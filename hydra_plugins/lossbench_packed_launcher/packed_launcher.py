@@ -134,6 +134,7 @@ class PackedLauncher(Launcher):
             instance.cfg = saved
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from lossbench.io import write_text_atomic
         from lossbench.packs import describe, plan, plan_json
 
         setup_globals()
@@ -148,7 +149,8 @@ class PackedLauncher(Launcher):
         for line in describe(units, shown, initial_job_idx):
             log.info(line)
         name = "packs.json" if initial_job_idx == 0 else f"packs-{initial_job_idx}.json"
-        (sweep_dir / name).write_text(json.dumps(plan_json(units, shown, initial_job_idx), indent=2) + "\n")
+        plan_text = json.dumps(plan_json(units, shown, initial_job_idx), indent=2) + "\n"
+        write_text_atomic(sweep_dir / name, plan_text)
         if self.dry_run:
             log.info("dry run: nothing trained (the plan is in %s)", sweep_dir / name)
             return [JobReturn(overrides=o, status=JobStatus.COMPLETED, _return_value=None) for o in overrides]

@@ -100,6 +100,18 @@ def carve_validation(
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
+def check_sizes(split: Split) -> None:
+    """Refuse a run's split whose training or test set (or a validation set, unless it is empty) has
+    fewer samples than classes: its figures could not say anything about every class."""
+    num_classes = split.num_classes
+    n_train, n_val, n_test = len(split.y_train), len(split.y_val), len(split.y_test)
+    if n_train < num_classes or n_test < num_classes or 0 < n_val < num_classes:
+        raise ValueError(
+            f"the split leaves {n_train} training, {n_val} validation and {n_test} test samples for "
+            f"{num_classes} classes; training and test (and validation, unless it is 0) need at least one "
+            "sample per class: lower dataset.test_size or dataset.val_size")
+
+
 def split_from_pool(
     name: str,
     num_classes: int,

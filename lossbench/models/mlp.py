@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from lossbench.models.base import Classifier, register_model
+from lossbench.models.dropout import Dropout
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
@@ -38,7 +39,7 @@ class MLP(Classifier):
                 layers.append(nn.BatchNorm1d(h))
             layers.append(nn.ReLU(inplace=True) if activation == "relu" else ACTIVATIONS[activation]())
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             width = h
         super().__init__(nn.Sequential(*layers), width, num_classes)
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from lossbench.models.base import Classifier
+from lossbench.models.dropout import Dropout, keep_mask, random_layers
 
 
 class NotPackable(RuntimeError):
@@ -43,9 +44,11 @@ class PackedModel:
     ``functional_call`` batched, so the in-place running-mean/variance update of
     each member lands in its own slice (the vmap limitation arises only for
     unbatched buffers, and the usual way round it, ``track_running_stats=False``
-    or GroupNorm, changes the model; neither is done here). Random layers
-    (dropout) draw independently per member (``randomness="different"``), so
-    their masks differ from those of the same models trained alone.
+    or GroupNorm, changes the model; neither is done here). Dropout
+    (``lossbench.models.dropout.Dropout``) draws member k's masks from
+    ``generators[k]``, member k's own stream, with the shapes its lone run draws,
+    so a member's masks do not depend on its pack; under vmap they would, so a
+    model with random layers that does not run grouped is NotPackable.
     """
 
     def __init__(self, models: Sequence[nn.Module]) -> None:
@@ -73,10 +76,20 @@ class PackedModel:
             for name, b in model.named_buffers():
                 b.data = self.buffers[name][k]
         self.size = len(models)
+        self.generators: list[torch.Generator] | None = None  # each member's dropout stream
+        self.random = random_layers(models[0])
         self.grouped = _groupable(self.skeleton)
+        if not self.grouped:
+            self._refuse_random()
         # each module's own parameters by local name, looked up once (module path + "." -> names)
         self.local = {f"{path}.": [n for n, _ in m.named_parameters(recurse=False)]
                       for path, m in self.skeleton.named_modules() if path}
+
+    def _refuse_random(self) -> None:
+        if self.random:
+            raise NotPackable(f"{type(self.members[0]).__name__} has dropout ({', '.join(self.random[:3])}) "
+                              "outside the layers a pack runs grouped; under vmap its masks would depend on "
+                              "the pack, so its jobs train one by one")
 
     def train(self, mode: bool = True) -> PackedModel:
         self.skeleton.train(mode)
@@ -94,8 +107,8 @@ class PackedModel:
         if self.grouped:
             if shared:
                 x = x.unsqueeze(0).expand(self.size, *x.shape)
-            return _Grouped(params, buffers, self.size, self.skeleton.training, self.local).classifier(
-                self.skeleton, x, return_features)
+            return _Grouped(params, buffers, self.size, self.skeleton.training, self.local,
+                            self.generators).classifier(self.skeleton, x, return_features)
         fn = vmap(partial(self._member, return_features=return_features),
                   in_dims=(0, 0, None) if shared else 0, randomness="different")
         return fn(params, buffers, x)
@@ -128,6 +141,7 @@ class PackedModel:
         cuda_state = torch.cuda.get_rng_state(x.device) if x.device.type == "cuda" else None
         params = {k: v.detach().clone().requires_grad_(v.requires_grad) for k, v in self.params.items()}
         buffers = {k: v.clone() for k, v in self.buffers.items()}
+        generators, self.generators = self.generators, None  # the members' streams are not drawn from
         try:
             while True:
                 try:
@@ -141,7 +155,9 @@ class PackedModel:
                         raise NotPackable(f"{type(self.members[0]).__name__} cannot run under vmap: "
                                           f"{text[0] if text else type(exc).__name__}") from exc
                     self.grouped = False
+                    self._refuse_random()
         finally:
+            self.generators = generators
             torch.set_rng_state(cpu_state)
             if cuda_state is not None:
                 torch.cuda.set_rng_state(cuda_state, x.device)
@@ -149,7 +165,7 @@ class PackedModel:
 
 # Layers the grouped path runs (exact types: a subclass may compute something else).
 GROUPED = (nn.Sequential, nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d,
-           nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
+           nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, Dropout, nn.Identity)
 
 
 def _groupable(model: nn.Module) -> bool:
@@ -182,8 +198,10 @@ class _Grouped:
     Member k's rows and channels see only its weights.
     """
 
-    def __init__(self, params: dict, buffers: dict, size: int, training: bool, local: dict) -> None:
+    def __init__(self, params: dict, buffers: dict, size: int, training: bool, local: dict,
+                 generators: list[torch.Generator] | None = None) -> None:
         self.params, self.buffers, self.k, self.training, self.local = params, buffers, size, training, local
+        self.generators = generators or [None] * size
 
     def classifier(self, model: Classifier, x: Tensor, return_features: bool):
         features = self.members_first(self.run(model.body, "body.", ("members", x)))
@@ -245,9 +263,19 @@ class _Grouped:
                                              m.ceil_mode, m.count_include_pad, m.divisor_override))
         if isinstance(m, nn.AdaptiveAvgPool2d):
             return ("channels", F.adaptive_avg_pool2d(self.channels(value), m.output_size))
-        if isinstance(m, nn.Dropout):
-            return (layout, F.dropout(x, m.p, self.training, m.inplace))
+        if isinstance(m, Dropout):
+            return (layout, self.dropout(m, layout, x))
         return value  # nn.Identity
+
+    def dropout(self, m: Dropout, layout: str, x: Tensor) -> Tensor:
+        """Member k's masks from member k's stream, of the shape its lone run draws (``Dropout``)."""
+        if not self.training or m.p == 0:
+            return x
+        if layout == "members":  # [K, B, ...]: member k's rows
+            return x * torch.stack([keep_mask(x.shape[1:], m.p, x, g) for g in self.generators])
+        b, kc = x.shape[:2]  # [B, K*C, ...]: member k's channels
+        shape = (b, kc // self.k, *x.shape[2:])
+        return x * torch.cat([keep_mask(shape, m.p, x, g) for g in self.generators], dim=1)
 
     def batch_norm(self, m, prefix: str, p: dict, value):
         """Batch norm of every member's channels at once: its statistics, its running buffers."""

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from lossbench.models.base import Classifier, register_model
 from lossbench.models.cnn import image_shape
+from lossbench.models.dropout import Dropout
 
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -69,7 +70,7 @@ class PreActBlock(nn.Module):
         super().__init__()
         self.bn1, self.conv1 = nn.BatchNorm2d(c_in), conv3x3(c_in, c_out, stride)
         self.bn2, self.conv2 = nn.BatchNorm2d(c_out), conv3x3(c_out, c_out)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = Dropout(dropout) if dropout > 0 else nn.Identity()
         self.shortcut: nn.Module | None = None
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)

@@ -154,6 +154,16 @@ def plan(name: str, overrides: list[str], losses: str | None = None, noise: str 
     from lossbench.precheck import check_output_dir, check_overrides
 
     load_protocol(name)
+    grid_keys = preset_grid(compose_preset(name))
+    examples = {"loss": "ce,gce", "noise": "sym20,sym40", "seed": "0,1", "dataset": "vowel",
+                "dataset.fold": "0,1"}
+    for line in overrides:  # the grid's own keys are chosen with its options, never as overrides
+        key = line.partition("=")[0].lstrip("+~")
+        if key in grid_keys:
+            flag = OPTIONS[key]
+            raise ProtocolError(f"{line}: the grid's {key} values are chosen with {flag} (e.g. {flag} "
+                                f"{examples[key]}); an override of {key} would be ignored or clash with "
+                                "the grid")
     problem = check_overrides([f"+experiment={name}", *overrides], multirun=True, data=False)
     if problem:
         raise ProtocolError(problem)
@@ -311,20 +321,18 @@ def list_presets() -> None:
     table_console().print(table)
 
 
-def _launch(argv: list[str]) -> None:
-    """The Hydra multirun of `lossbench run -m`, its overrides already checked by ``plan``."""
-    import hydra
+def _launch(argv: list[str]) -> int:
+    """The sweep as `lossbench run -m` runs it (its checks, signals, closing line); its exit status."""
+    from lossbench.cli import _run
 
-    from lossbench.naming import register_resolvers
-    from lossbench.run import run
-
-    register_resolvers()
-    main = hydra.main(config_path="pkg://lossbench.conf", config_name="config", version_base="1.3")(run)
-    saved, sys.argv = sys.argv, ["lossbench reproduce", *argv]
+    saved = sys.argv
     try:
-        main()
+        _run(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
     finally:
         sys.argv = saved
+    return 0
 
 
 def main(argv: list[str]) -> None:
@@ -368,8 +376,13 @@ def main(argv: list[str]) -> None:
              f"hydra.sweep.dir={root}", *overrides]
     print(f"lossbench reproduce {args.name}: {len(runs)} runs into {root} "
           f"({sum(r.state == 'done' for r in runs)} already finished)", flush=True)
-    _launch(["-m", *sweep])
-    if not args.no_report:
+    code = _launch(["-m", *sweep])
+    if not args.no_report and code in (0, 1):  # a refused or stopped sweep has nothing new to compare
         from lossbench.report.cli import main as report_main
 
-        report_main([str(root), "--against", args.name])
+        try:
+            report_main([str(root), "--against", args.name])
+        except SystemExit as exc:
+            code = code or (exc.code if isinstance(exc.code, int) else 1)
+    if code:
+        sys.exit(code)

@@ -337,8 +337,8 @@ def to_markdown(result: Against, digits: int = 2) -> str:
     parts = [f"**{title(result)}**", _md(display_cells(result, "md", digits)), legend(result)]
     if len(result.claims):
         parts += ["**Claims**", _md(display_claims(result, "md"))]
-    parts += [f"Warning: {w}" for w in result.warnings]
-    parts.append(f"**Runs.** {status_line(result.frame)}.")
+    parts += [f"Warning: {escape.markdown(w)}" for w in result.warnings]
+    parts.append(f"**Runs.** {escape.markdown(status_line(result.frame))}.")
     return "\n\n".join(parts) + "\n"
 
 
@@ -353,7 +353,8 @@ def to_latex(result: Against, digits: int = 2) -> str:
                                                           f"{title(result)}. {legend(result)}")]
     if len(result.claims):
         parts.append(_latex_table(display_claims(result, "latex"), f"{result.protocol.name}: claims"))
-    parts += [f"% {w}" for w in result.warnings] + [f"% {status_line(result.frame)}"]
+    parts += [f"% {escape.latex_comment(w)}" for w in result.warnings]
+    parts.append(f"% {escape.latex_comment(status_line(result.frame))}")
     return "\n".join(parts) + "\n"
 
 
@@ -365,8 +366,8 @@ def to_html(result: Against, digits: int = 2) -> str:
     if len(result.claims):
         parts += ["<p><b>Claims</b></p>", display_claims(result, "html").to_html(
             index=False, escape=False, border=0, classes="lossbench-claims")]
-    parts += [f"<p>Warning: {html.escape(w)}</p>" for w in result.warnings]
-    parts.append(f"<p><b>Runs.</b> {html.escape(status_line(result.frame))}.</p>")
+    parts += [f"<p>Warning: {escape.html_text(w)}</p>" for w in result.warnings]
+    parts.append(f"<p><b>Runs.</b> {escape.html_text(status_line(result.frame))}.</p>")
     return "\n".join(parts) + "\n"
 
 

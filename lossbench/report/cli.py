@@ -236,9 +236,12 @@ def _status_console(to_stdout: bool):
 
 
 def _write(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a full disk leaves no empty or cut file)."""
+    from lossbench.io import write_text_atomic
+
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
+        write_text_atomic(Path(path), text)
     except OSError as exc:
         _fail(f"cannot write {path} ({exc.strerror or exc})", status=1)
     _say(f"wrote {path}")

@@ -13,6 +13,7 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from lossbench.io import write_with_atomic
 from lossbench.report.collect import RunRecord, load_history
 from lossbench.report.escape import file_stem, printable
 from lossbench.report.tables import _label, metric_direction, metric_scale
@@ -42,8 +43,10 @@ def _save(fig: Figure, out_dir: Path, name: str, dpi: int = 110) -> list[Path]:
         path = out_dir / f"{stem}.{fmt}"
         if path.resolve().parent != out_dir.resolve():
             raise ValueError(f"refusing to write {printable(path)} outside {printable(out_dir)}")
+        metadata = {"Date": None} if fmt == "svg" else None
         with rc_context({"svg.fonttype": "none"}):  # SVG text stays text: editable, searchable
-            fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+            write_with_atomic(path, lambda f, fmt=fmt, metadata=metadata: fig.savefig(  # whole or not at all
+                f, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata))
         paths.append(path)
     return paths
 

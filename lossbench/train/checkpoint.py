@@ -51,25 +51,29 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def rng_states(batch: torch.Generator, augment: torch.Generator, attack: torch.Generator,
-               device: torch.device) -> dict:
-    """The random streams a training checkpoint carries: the batch order's, the augmentation's and
-    the attack's generators, torch's global CPU state and, on CUDA, the device's."""
+               device: torch.device, dropout: torch.Generator | None = None) -> dict:
+    """The random streams a training checkpoint carries: the batch order's, the augmentation's,
+    the attack's and the dropout masks' generators, torch's global CPU state and, on CUDA, the device's."""
     return {
         "batch": batch.get_state(),
         "augment": augment.get_state(),
         "attack": attack.get_state(),
+        **({"dropout": dropout.get_state()} if dropout is not None else {}),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
     }
 
 
 def restore_rng_states(rng: dict, batch: torch.Generator, augment: torch.Generator,
-                       attack: torch.Generator, device: torch.device) -> None:
+                       attack: torch.Generator, device: torch.device,
+                       dropout: torch.Generator | None = None) -> None:
     """Set the streams ``rng_states`` saved (generator states are CPU byte tensors, whatever
-    ``map_location`` did to them)."""
+    ``map_location`` did to them). A checkpoint from before the dropout stream leaves it as seeded."""
     batch.set_state(rng["batch"].cpu())
     augment.set_state(rng["augment"].cpu())
     attack.set_state(rng["attack"].cpu())
+    if dropout is not None and rng.get("dropout") is not None:
+        dropout.set_state(rng["dropout"].cpu())
     torch.set_rng_state(rng["torch"].cpu())
     if device.type == "cuda" and rng.get("cuda") is not None:
         torch.cuda.set_rng_state(rng["cuda"].cpu(), device)

@@ -1,10 +1,11 @@
 """Packed training: K runs that share data, architecture, batch size and epochs, trained as one model.
 
 Each member keeps what makes it its own run: seed and initialisation, noisy
-labels, batch order and augmentation draws (its own generators, drawn as
-``Trainer.fit`` draws them), loss and loss hyperparameters, reweighting
-strategy and its state, optimizer, learning rate and scheduler, gradient
-clipping, L1 coefficient, sinks, checkpoint and early exit on divergence.
+labels, batch order, augmentation draws and dropout masks (its own generators,
+drawn as ``Trainer.fit`` draws them, so its numbers do not depend on its
+pack), loss and loss hyperparameters, reweighting strategy and its state,
+optimizer, learning rate and scheduler, gradient clipping, L1 coefficient,
+sinks, checkpoint and early exit on divergence.
 What the members share is the computation: one forward and one backward pass
 of a ``PackedModel`` per step, and one evaluation pass per epoch.
 
@@ -67,6 +68,7 @@ from lossbench.train.checkpoint import (
 )
 from lossbench.train.objective import Objective, clip_norm
 from lossbench.train.schedulers import steps_per_batch
+from lossbench.train.threads import bitwise_record, warn_resumed_differently
 from lossbench.train.trainer import DIVERGED_HINT, RestartFromScratch, Trainer, _train_stats
 
 log = logging.getLogger("lossbench")
@@ -129,6 +131,9 @@ class PackMember:
         self.generator = torch.Generator().manual_seed(int(self.seed))
         self.aug_generator = torch.Generator(device=device).manual_seed(int(self.seed) + 1)
         self.attack_generator = torch.Generator(device=device).manual_seed(int(self.seed) + 2)
+        self.dropout_generator = torch.Generator(device=device).manual_seed(int(self.seed) + 3)
+        self.bitwise, _ = bitwise_record(device)
+        self.trainer.resume_notes = []
         self.scaler = torch.amp.GradScaler(device.type, enabled=False)
 
     def state_objects(self, copy_out: bool = False) -> dict:
@@ -342,9 +347,13 @@ def restore(member: PackMember) -> None:
             obj.load_state_dict(state[key])
         member.reweight.load_state_dict(state["reweight"])
         restore_rng_states(state["rng"], member.generator, member.aug_generator, member.attack_generator,
-                           device)
+                           device, member.dropout_generator)
         member.history = list(state["history"])
         member.start_epoch = int(state["epoch"]) + 1
+        member.bitwise, change = bitwise_record(device, state.get("bitwise"))
+        member.trainer.resume_notes = member.bitwise["changes"]
+        if change:
+            warn_resumed_differently(change, path)
         member.partial = state.get("partial")
         batch = member.trainer.batch_size
         where = f"epoch {member.start_epoch + 1}" + (
@@ -365,10 +374,12 @@ def _snapshot(member: PackMember, history: list[dict], last_epoch: int) -> dict:
     state = {key: obj.state_dict() for key, obj in member.state_objects(copy_out=True).items()}
     state.update(
         reweight=member.reweight.state_dict(),
-        rng=rng_states(member.generator, member.aug_generator, member.attack_generator, device),
+        rng=rng_states(member.generator, member.aug_generator, member.attack_generator, device,
+                       member.dropout_generator),
         history=history,
         epoch=last_epoch,
         meta=member.checkpoint_meta,
+        bitwise=member.bitwise,
     )
     return state
 
@@ -564,6 +575,7 @@ def _fit_group(members: list[PackMember], start_epoch: int,
     n, size = x_train.shape[0], len(members)
 
     packed = PackedModel([m.model for m in members])
+    packed.generators = [m.dropout_generator for m in members]  # each member's masks from its own stream
     objective = _PackObjective(members, packed, transform)
     probe = transform(x_train[: min(batch_size, n)], train=False)
     packed.train()

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+# The most intra-op threads a run may ask for: far above any machine's cores, far below the counts at which
+# OpenMP fails to start its threads (100,000 crashed the process with a segmentation fault).
+MAX_THREADS = 1024
 # Forward FLOPs of one training batch below which one thread is as fast as several
 # (benchmarks/threads.md: the default MLP's 11 MFLOP batches gain nothing from a second thread).
 SMALL_BATCH_FLOPS = 2e8
@@ -37,11 +40,12 @@ class ThreadChoice:
 
 
 def check_threads(value: object) -> int | str:
-    """``trainer.threads`` as the trainer holds it: ``"auto"`` or a positive int."""
+    """``trainer.threads`` as the trainer holds it: ``"auto"`` or an int from 1 to ``MAX_THREADS``."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"trainer.threads must be 'auto' or a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        raise ValueError(f"trainer.threads must be 'auto' or an integer from 1 to {MAX_THREADS}, "
+                         f"got {value!r}")
     return value
 
 
@@ -174,3 +178,34 @@ def apply_threads(setting: int | str, model: nn.Module, sample: Tensor | None, b
                             jobs=jobs, jobs_reason=why, omp_limit=_omp_limit())
     torch.set_num_threads(choice.threads)
     return choice
+
+
+# What bit-identical CPU results depend on beyond the config (which a checkpoint's meta pins).
+BITWISE = ("num_threads", "device", "torch")
+
+
+def bitwise_record(device: torch.device, saved: dict | None = None) -> tuple[dict, str | None]:
+    """(what a checkpoint records about how its state was computed, what changed since ``saved``).
+
+    The record holds the thread count, the device and torch's version, and ``changes``: every
+    resume so far that changed one of them (a run resumed under another thread count is not
+    bit-identical to an uninterrupted one; its summary says so as ``resumed_differently``).
+    """
+    now = {"num_threads": torch.get_num_threads(), "device": str(device), "torch": str(torch.__version__)}
+    saved = saved if isinstance(saved, dict) else {}
+    changes = [str(c) for c in saved.get("changes") or []]
+    changed = [f"{k} {saved[k]} -> {now[k]}" for k in BITWISE
+               if saved.get(k) is not None and saved[k] != now[k]]
+    change = ", ".join(changed) or None
+    if change:
+        changes.append(change)
+    return {**now, "changes": changes}, change
+
+
+def warn_resumed_differently(change: str, path: object) -> None:
+    import logging
+
+    logging.getLogger("lossbench").warning(
+        "resumed from %s with %s: the results are not bit-identical to an uninterrupted run (they need the "
+        "checkpoint's thread count, trainer.threads or OMP_NUM_THREADS, and device); the summary records it "
+        "as resumed_differently", path, change)

@@ -23,6 +23,7 @@ from lossbench.data.transforms import BatchTransform
 from lossbench.errors import ConfigError, config_differences
 from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
+from lossbench.models.dropout import dropout_stream
 from lossbench.reweight.base import Reweighter
 from lossbench.sink import Sink
 from lossbench.train.checkpoint import (
@@ -35,7 +36,7 @@ from lossbench.train.checkpoint import (
 from lossbench.train.early_stopping import EarlyStopping
 from lossbench.train.objective import Objective, check_training, clip_norm
 from lossbench.train.schedulers import steps_per_batch
-from lossbench.train.threads import check_threads
+from lossbench.train.threads import bitwise_record, check_threads, warn_resumed_differently
 from lossbench.train.weights import check_save_weights
 
 log = logging.getLogger("lossbench")
@@ -235,6 +236,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(int(seed))
         aug_generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
         attack_generator = torch.Generator(device=device).manual_seed(int(seed) + 2)
+        dropout_generator = torch.Generator(device=device).manual_seed(int(seed) + 3)  # the run's own masks
         x_train, y_noisy, y_clean = split.x_train, split.y_train_noisy, split.y_train
         is_noisy = y_noisy != y_clean
         n = len(y_noisy)
@@ -249,6 +251,8 @@ class Trainer:
             model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn, scaler=scaler
         )
         partial: dict | None = None  # a checkpoint taken inside an epoch (on a stop request)
+        bitwise, _ = bitwise_record(device)  # threads and device the state is computed with
+        self.resume_notes: list[str] = []
         # grad_clip bounds the norm of everything the optimizer steps: the model's and a trainable loss's
         clipped = [p for group in optimizer.param_groups for p in group["params"]]
         max_norm = clip_norm(self.grad_clip, loss_fn)
@@ -258,10 +262,11 @@ class Trainer:
             state = {key: obj.state_dict() for key, obj in state_objects.items()}
             state.update(
                 reweight=reweight.state_dict(),
-                rng=rng_states(generator, aug_generator, attack_generator, device),
+                rng=rng_states(generator, aug_generator, attack_generator, device, dropout_generator),
                 history=history,
                 epoch=last_epoch,
                 meta=checkpoint_meta,
+                bitwise=bitwise,
             )
             return state
 
@@ -285,10 +290,15 @@ class Trainer:
                 for key, obj in state_objects.items():
                     obj.load_state_dict(state[key])
                 reweight.load_state_dict(state["reweight"])
-                restore_rng_states(state["rng"], generator, aug_generator, attack_generator, device)
+                restore_rng_states(state["rng"], generator, aug_generator, attack_generator, device,
+                                   dropout_generator)
                 history = list(state["history"])
                 start_epoch = int(state["epoch"]) + 1
                 partial = state.get("partial")
+                bitwise, change = bitwise_record(device, state.get("bitwise"))
+                self.resume_notes = bitwise["changes"]
+                if change:
+                    warn_resumed_differently(change, checkpoint_path)
                 where = f"epoch {start_epoch + 1}" + (f", batch {int(partial['next']) // self.batch_size}"
                                                   if partial is not None else "")
                 log.info("resumed from %s at %s", checkpoint_path, where)
@@ -350,7 +360,7 @@ class Trainer:
                         state["partial"]["sizes"] = [len(b) for b in batches]
                     save_checkpoint(checkpoint_path, state)
                     raise lifecycle.Interrupted(signum, where, Path(checkpoint_path))
-                with self.autocast():
+                with self.autocast(), dropout_stream(dropout_generator):
                     step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator,
                                      attack_generator)
                 loss = step.loss

@@ -35,6 +35,12 @@ def test_list_shows_every_preset(capsys):
     (["apl_mnist", "--seeds", "7"], "--seeds 7 not in preset apl_mnist's grid; known: 0, 1, 2"),
     (["apl_mnist", "trainer.epoch=3"], "unknown config key 'trainer.epoch'"),
     ([], "name a preset"),
+    # a grid key as an override would be ignored (--dry-run) or clash with the grid: refused (issue 27)
+    (["apl_mnist", "loss=ce", "--dry-run", "--no-probe"],
+     "loss=ce: the grid's losses are chosen with --losses"),
+    (["apl_mnist", "noise=sym20"], "noise=sym20: the grid's noise settings are chosen with --noise"),
+    (["apl_mnist", "seed=3", "--dry-run"], "seed=3: the grid's seeds are chosen with --seeds"),
+    (["apl_mnist", "+loss=ce"], "+loss=ce: the grid's losses are chosen with --losses"),
 ])
 def test_bad_input_is_refused_in_one_line_and_writes_nothing(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -127,3 +133,20 @@ def test_a_reproduction_without_the_data_is_refused_before_any_run(tmp_path, cap
                         str(tmp_path / "runs"), f"data_dir={tmp_path / 'empty'}"])
     assert exc.value.code == 2 and "missing: train-images-idx3-ubyte" in _error(capsys)
     assert not (tmp_path / "runs").exists()
+
+
+def test_reproduce_ends_as_run_m_does_when_every_job_failed(tmp_path, cli):
+    """Every job fails (its data files are empty, so reading them fails in the job): the sweep's closing
+    line, then exit status 1, not 0."""
+    raw = tmp_path / "empty" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
+        (raw / f"{name}-ubyte").write_bytes(b"")
+    proc = cli("reproduce", "apl_mnist", "--losses", "ce", "--noise", "sym80", "--seeds", "0", "--no-report",
+               "--dir", str(tmp_path / "runs"), f"data_dir={tmp_path / 'empty'}", "trainer.progress=none",
+               cwd=tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    [closing] = [ln for ln in proc.stderr.splitlines() if ln.startswith("lossbench: sweep ")]
+    assert "1 jobs: 0 completed" in closing and "1 failed: " in closing
+    assert (tmp_path / "runs" / "ce-sym80-s0" / "failure.json").is_file()

@@ -41,7 +41,7 @@ CASES = [
     (["optim.lr=abc"], ["optim.lr must be a number > 0, got 'abc'"]),
     (["model.hidden=abc"], ["model.hidden must be a list of integers", "got 'abc'"]),
     (["model.hidden=[a,b]"], ["model.hidden must be a list of integers"]),
-    (["model.dropout=abc"], ["model.dropout must be a number, got 'abc'"]),
+    (["model.dropout=abc"], ["model.dropout must be a number in [0, 1), got 'abc'"]),
     (["model.batch_norm=yes"], ["model.batch_norm must be true or false, got 'yes'"]),
     (["model=cnn4", "model.hidden=[3]"], ["model.hidden must be an integer, got [3]"]),
     (["seed=abc"], ["seed must be an integer >= 0, got 'abc'"]),
@@ -50,7 +50,7 @@ CASES = [
     (["noise_seed=-1"], ["noise_seed must be an integer >= 0, got -1"]),
     (["objective=123"], ["objective must be a string, got 123"]),
     (["data_dir=[1,2]"], ["data_dir must be a string"]),
-    (["dataset.split_seed=abc"], ["dataset.split_seed must be an integer, got 'abc'"]),
+    (["dataset.split_seed=abc"], ["dataset.split_seed must be an integer >= 0, got 'abc'"]),
     (["trainer.epochs=abc"], ["trainer.epochs must be a positive integer, got 'abc'"]),
     (["trainer.epochs=2.5"], ["trainer.epochs must be a positive integer, got 2.5"]),
     (["trainer.batch_size=abc"], ["trainer.batch_size must be a positive integer, got 'abc'"]),
@@ -101,7 +101,50 @@ CASES = [
     (["-m", "optim.lr=-1,-2"], ["optim.lr must be a number > 0, got -1", "no job was started"]),
     (["-m", "noise=sym20", "noise.rate=0.2,1.5"], ["got 1.5", "noise.rate=1.5", "no job was started"]),
     (["-m", "loss=ce,gce", "seed=0,-3"], ["seed must be an integer >= 0, got -3", "no job was started"]),
+    # values that were accepted silently (issue 27): ranges, NaN, empty lists, keys nothing reads
+    (["model.hidden=[0]"], ["model.hidden must be", "integers >= 1", "got [0]"]),
+    (["model.hidden=[16,-2]"], ["model.hidden must be", "got [16, -2]"]),
+    (["model=cnn4", "model.hidden=0"], ["model.hidden must be", "got 0"]),
+    (["model.dropout=nan"], ["model.dropout must be", "got nan"]),
+    (["model.dropout=1.5"], ["model.dropout must be a number in [0, 1)", "got 1.5"]),
+    (["model.dropout=-0.1"], ["model.dropout must be a number in [0, 1)", "got -0.1"]),
+    (["loss=gce", "loss.q=nan"], ["loss.q must be a number", "got nan"]),
+    (["scheduler=multistep", "scheduler.milestones=[abc]"], ["scheduler.milestones must be", "got ['abc']"]),
+    (["scheduler=multistep", "scheduler.milestones=[-1]"], ["scheduler.milestones must be", "got [-1]"]),
+    (["scheduler=multistep", "scheduler.gamma=-1"], ["scheduler.gamma must be a number > 0, got -1"]),
+    (["scheduler=multistep", "scheduler.gamma=0"], ["scheduler.gamma must be a number > 0, got 0"]),
+    (["dataset.split_seed=-1"], ["dataset.split_seed must be an integer >= 0, got -1"]),
+    (["dataset=synthetic", "dataset.seed=-1"], ["dataset.seed must be an integer >= 0, got -1"]),
+    (["calibrator=dirichlet", "calibrator.dirichlet.cv_grid=[]"], ["calibrator.dirichlet.cv_grid", "got []"]),
+    (["calibrator=temperature", "+calibrator.temperature.foo=1"],
+     ["unknown config key 'calibrator.temperature.foo'"]),
+    (["+lr=0.1"], ["unknown config key 'lr'", "did you mean optim.lr"]),
+    (["lr=0.1"], ["unknown config key 'lr'", "did you mean optim.lr"]),
+    (["trainer.epoch=3"], ["unknown config key 'trainer.epoch'", "did you mean trainer.epochs"]),
+    (["+trainer.epoch=3"], ["unknown config key 'trainer.epoch'", "trainer.epochs"]),
+    (["hydra.run.dir="], ["hydra.run.dir is empty"]),
+    (["-m", "hydra.sweep.dir=", "seed=0,1"], ["hydra.sweep.dir is empty"]),
+    (["-m", "seed=range(0,-3)"], ["seed=range(0,-3) expands to no value", "no job would run"]),
+    (["-m", "loss=glob(zz*)"], ["loss=glob(zz*) matches no loss", "known: ", "gce"]),
+    (["-m", "hydra/launcher=packed", "hydra.launcher.dry_run=maybe", "seed=0,1"],
+     ["hydra.launcher.dry_run must be true or false, got 'maybe'"]),
+    (["trainer.threads=100000"], ["trainer.threads must be 'auto' or an integer", "100000"]),
+    (["trainer.threads=0"], ["trainer.threads must be 'auto' or an integer", "got 0"]),
+    # what crashed with a traceback (issue 27): sweeps and launchers the sweeper or launcher rejects
+    (["-m", "optim.lr=interval(0.1,1)"],
+     ["optim.lr=interval(0.1,1)", "basic sweeper", "hydra/sweeper=optuna"]),
+    (["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1"],
+     ["hydra.launcher.n_jobs must be", "got 0"]),
+    (["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=-1", "seed=0,1"],
+     ["hydra.launcher.timeout_min must be an integer > 0, got -1"]),
+    (["-m", "hydra/sweeper=optuna", "loss=gce", "loss.q=interval(1.5,2)"],
+     ["gce needs q in (0, 1], got 1.5"]),
+    (["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=0", "loss=gce", "loss.q=interval(0.1,0.9)"],
+     ["hydra.sweeper.n_trials must be an integer >= 1, got 0"]),
     # output folders
+    (["hydra.run.dir=out/" + "x" * 300], ["x" * 20, "300 bytes", "at most 255"]),
+    (["hydra.run.dir=out/é"],
+     ["malformed override", "hydra.run.dir=out/é", "quote", "'hydra.run.dir=\"out/é\"'"]),
     (["hydra.run.dir=/proc/lossbench-test/run"], ["/proc/lossbench-test/run cannot be written", "proc"]),
     (["-m", "seed=0,1", "hydra.sweep.dir=/proc/lossbench-test/sweep"], ["cannot be written"]),
     (["hydra.run.dir=existing/note.txt/run"], ["note.txt is a file, not a folder"]),
@@ -145,7 +188,7 @@ def test_bad_input_is_refused_in_one_line(h, tmp_path, capsys, monkeypatch, over
 
 
 def test_the_table_is_large_enough():
-    assert len(CASES) >= 60
+    assert len(CASES) >= 100
 
 
 @pytest.mark.parametrize("dataset", ["mnist"])
@@ -162,4 +205,20 @@ def test_missing_data_files_are_refused_without_creating_the_run_directory(h, tm
     assert "missing" in lines[0]
     assert "train-images-idx3-ubyte" in lines[0]
     assert not (tmp_path / "out").exists()
+    assert h.snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), [
+    (["dataset.test_size=0.999"], "2 training, 0 validation and 1795 test samples for 10 classes"),
+    (["dataset.val_size=5"], "5 validation"),
+    (["dataset.test_size=4"], "4 test samples"),
+])
+def test_a_split_with_fewer_samples_than_classes_is_refused(h, cli, tmp_path, overrides, fragment):
+    """Known only once the dataset is read: refused there, before anything is written."""
+    before = h.snapshot(tmp_path)
+    proc = cli("run", *overrides, f"hydra.run.dir={tmp_path / 'out' / 'run'}", cwd=tmp_path, check=False)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("lossbench: error: dataset: the split leaves ") and fragment in lines[0]
+    assert "lower dataset.test_size or dataset.val_size" in lines[0]
     assert h.snapshot(tmp_path) == before

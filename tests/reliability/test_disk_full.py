@@ -49,3 +49,29 @@ def test_disk_full_fails_in_one_line_with_failure_json_and_no_temporary_file(h, 
     assert failure["status"] == "failed" and "No space left on device" in failure["error"]
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
     assert not (run / "summary.json").exists()
+
+
+@pytest.mark.parametrize("what", ["report --out", "report --plots", "evaluate --out"])
+def test_outputs_on_a_full_disk_are_whole_or_absent(h, cli, tmp_path, what):
+    """report's tables and plots and evaluate's JSON on a full file system: one line, exit status 1, and
+    no empty or cut file left (each is written to a temporary name, then renamed)."""
+    prefix = _namespace_prefix(tmp_path)
+    runs = tmp_path / "runs"
+    cli("run", f"hydra.run.dir={runs / 'r'}", "trainer.epochs=1", "model.hidden=[8]", "trainer.progress=none",
+        cwd=tmp_path)
+    small, copy = tmp_path / "small", tmp_path / "copy"
+    small.mkdir()
+    args = {"report --out": ["report", str(runs), "--out", f"{small}/t.md", "--out", f"{small}/t.tex"],
+            "report --plots": ["report", str(runs), "--plots", f"{small}/plots"],
+            "evaluate --out": ["evaluate", str(runs / "r"), "--out", f"{small}/e.json"]}[what]
+    command = " ".join([sys.executable, "-m", "lossbench", *args])
+    fill = f"(head -c 1000000 /dev/zero > {small}/filler; true)"  # the file system is full from the start
+    script = (f"mount -t tmpfs -o size=64k tmpfs {small} && {fill} && {command}; code=$?; "
+              f"rm -f {small}/filler; cp -a {small}/. {copy}/; exit $code")
+    proc = subprocess.run([*prefix, "sh", "-c", script], cwd=tmp_path, env=h.ENV, capture_output=True,
+                          text=True, timeout=600)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("lossbench") and " error: " in ln]
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert len(errors) == 1 and "No space left on device" in errors[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert [p for p in copy.rglob("*") if p.is_file()] == []

@@ -132,3 +132,36 @@ def test_checkpoint_of_another_config_is_not_resumed(h, cli, tmp_path):
     assert "belongs to a different configuration (differs in experiment.noise.rate" in other.stderr
     assert (out / "checkpoint.pt").exists()
     assert len(read_jsonl(out / "metrics.jsonl")) >= 1
+
+
+def test_a_packs_pending_checkpoint_is_cleaned_up_when_another_launcher_resumes(h, cli, tmp_path):
+    """A packed sweep killed between its two checkpoint phases leaves checkpoint.pt.next; the same job
+    resumed by the basic launcher (or alone) resumes from its checkpoint.pt and leaves nothing stale."""
+    out = tmp_path / "run"
+    args = [*h.KILLABLE, "trainer.epochs=3"]
+    proc = h.launch("run", f"hydra.run.dir={out}", *args, cwd=tmp_path)
+    h.wait_for(h.logged(out, 1), what="a first epoch")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    (out / "checkpoint.pt.next").write_bytes((out / "checkpoint.pt").read_bytes())
+    cli("run", f"hydra.run.dir={out}", *args, cwd=tmp_path)
+    assert h.summary(out)["status"] == "completed"
+    assert not (out / "checkpoint.pt.next").exists() and not (out / "checkpoint.pt").exists()
+
+
+def test_a_resume_under_another_thread_count_warns_and_the_summary_says_so(h, cli, tmp_path):
+    """Bit-identical CPU results need the same thread count: a resume with another one is accepted, said
+    in one warning line, and recorded in the summary (resumed_differently); the same count adds nothing."""
+    out, same = tmp_path / "run", tmp_path / "same"
+    args = [*h.KILLABLE, "trainer.epochs=3"]
+    for folder in (out, same):
+        proc = h.launch("run", f"hydra.run.dir={folder}", *args, "trainer.threads=1", cwd=tmp_path)
+        h.wait_for(h.logged(folder, 1), what="a first epoch")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    resumed = cli("run", f"hydra.run.dir={out}", *args, "trainer.threads=2", cwd=tmp_path)
+    warnings = [ln for ln in (resumed.stdout + resumed.stderr).splitlines() if "not bit-identical" in ln]
+    assert len(warnings) == 1 and "num_threads 1 -> 2" in warnings[0], resumed.stdout + resumed.stderr
+    assert h.summary(out)["resumed_differently"] == ["num_threads 1 -> 2"]
+    cli("run", f"hydra.run.dir={same}", *args, "trainer.threads=1", cwd=tmp_path)
+    assert "resumed_differently" not in h.summary(same)

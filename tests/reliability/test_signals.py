@@ -199,3 +199,70 @@ def test_submitit_preemption_checkpoints_requeues_and_resumes(h, tmp_path):
     assert "stopped (received SIGUSR2)" in logs and "Requeued" in logs
     assert "resumed from" in logs and ", batch " in logs
     assert len(read_jsonl(sweep / "0" / "metrics.jsonl")) == 6
+
+
+# -------------------------------------------------------------- no traceback, whenever the signal comes
+
+
+def _no_traceback(stderr: str, own_lines_only: bool = True) -> None:
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    if own_lines_only:
+        assert all(ln.startswith("lossbench:") for ln in stderr.splitlines() if ln.strip()), stderr
+
+
+@pytest.mark.parametrize("moment", ["startup", "quick-second", "late-second"])
+def test_ctrl_c_at_any_moment_ends_in_one_line_and_status_130(h, tmp_path, moment):
+    """While lossbench imports and checks, a quick second Ctrl-C during a run, or one while the command
+    exits: status 130, lossbench's own lines only."""
+    out = tmp_path / "run"
+    proc = h.launch("run", f"hydra.run.dir={out}", *h.KILLABLE, "trainer.epochs=12", cwd=tmp_path)
+    if moment == "startup":
+        time.sleep(1.0)
+    else:
+        h.wait_for(h.logged(out, 1), what="a first epoch")
+    os.kill(proc.pid, signal.SIGINT)
+    time.sleep({"startup": 0.05, "quick-second": 0.05, "late-second": 0.6}[moment])
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    _no_traceback(stderr)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "report"])
+def test_ctrl_c_in_evaluate_and_report_leaves_no_half_written_file(h, cli, tmp_path, command):
+    out = tmp_path / "run"
+    cli("run", f"hydra.run.dir={out}", "trainer.epochs=1", "model.hidden=[8]", "trainer.progress=none",
+        cwd=tmp_path)
+    target = tmp_path / ("eval.json" if command == "evaluate" else "table.md")
+    source = out if command == "evaluate" else tmp_path
+    proc = h.launch(command, str(source), "--out", str(target), cwd=tmp_path)
+    time.sleep(1.5)
+    os.kill(proc.pid, signal.SIGINT)
+    time.sleep(0.05)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    _no_traceback(stderr, own_lines_only=False)  # one that finished first printed its own lines
+    assert proc.returncode in (0, 130), stderr  # 0: it had finished before the signal came
+    assert not target.exists() or target.stat().st_size > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.slow
+def test_a_killed_joblib_worker_ends_the_sweep_in_one_line_with_its_closing_line(h, tmp_path):
+    """joblib gives up on the whole sweep when one worker dies: lossbench says so in one line, then the
+    sweep's closing line, exit status 1, no traceback; rerunning the command resumes."""
+    import re
+
+    sweep, proc, _ = _joblib_sweep(h, tmp_path)
+    holder = (sweep / "0" / ".lossbench.lock").read_text()
+    os.kill(int(re.search(r"pid (\d+)", holder).group(1)), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr
+    _no_traceback(stderr)
+    lines = h.status_lines(stderr)
+    died = "the sweep stopped: TerminatedWorkerError: a worker process died"
+    assert any(died in ln for ln in lines), stderr
+    assert lines[-1].startswith(f"lossbench: sweep {sweep}")

@@ -11,17 +11,24 @@ stderr (fds 1 and 2, redirected to files), signal handlers and exit status are i
 ends like an interpreter does
 (threading's exit hooks, atexit handlers, then the exit status of ``SystemExit`` or 1 after a
 traceback). wandb is not preloaded: it is imported afresh in each child that logs to it.
+
+On a loaded machine the kernel may refuse a fork (EAGAIN: the process or memory limit): the
+forkserver then dies and the client reads an EOF, or this process cannot start a forkserver.
+Such a start is retried ``FORK_TRIES`` times with a growing pause; when it still fails, the error
+says so instead of an EOFError.
 """
 
 from __future__ import annotations
 
 import atexit
+import errno
 import multiprocessing
 import os
 import runpy
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -29,6 +36,11 @@ PRELOAD = ["torch", "torch._dynamo", "scipy.optimize", "relplot", "hydra", "loss
            "lossbench.precheck", "lossbench.validation", "lossbench.run", "lossbench.evaluate", "forked_cli"]
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(PRELOAD)
+FORK_TRIES = 5  # starts of a child before giving up
+BACKOFF_S = 0.5  # the pause before the second try; doubled before each next one
+# What a refused fork looks like from here: the forkserver died in os.fork() (EOF on its pipe, a broken
+# pipe or a refused connection), or starting the forkserver itself failed.
+_REFUSED = (EOFError, BrokenPipeError, ConnectionRefusedError, ConnectionResetError, FileNotFoundError)
 
 
 def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
@@ -72,11 +84,35 @@ def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tupl
     """(exit status, stdout, stderr) of ``lossbench ARGS`` run in a forked child in ``cwd``."""
     with tempfile.TemporaryDirectory(prefix="lossbench-cli-") as tmp:
         out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
-        child = _CONTEXT.Process(target=_child, args=(list(args), str(cwd), dict(env), out, err))
-        child.start()
+        child = _start(_child, (list(args), str(cwd), dict(env), out, err), args)
         child.join(timeout)
         if child.is_alive():
             child.kill()
             child.join()
             raise TimeoutError(f"lossbench {' '.join(args)} ran past {timeout} s")
         return child.exitcode, Path(out).read_text(), Path(err).read_text()
+
+
+def _start(target, arguments: tuple, args: list[str]):
+    """A started child; a start refused by the kernel (EAGAIN) is retried, a bounded number of times."""
+    last: BaseException | None = None
+    waited = 0.0
+    for attempt in range(FORK_TRIES):
+        child = _CONTEXT.Process(target=target, args=arguments)
+        try:
+            child.start()
+            return child
+        except OSError as exc:
+            if not isinstance(exc, _REFUSED) and exc.errno not in (errno.EAGAIN, errno.ENOMEM):
+                raise
+            last = exc
+        except EOFError as exc:
+            last = exc
+        if attempt + 1 < FORK_TRIES:
+            pause = BACKOFF_S * 2**attempt
+            time.sleep(pause)
+            waited += pause
+    raise RuntimeError(
+        f"could not start `lossbench {' '.join(args)}` after {FORK_TRIES} tries over {waited:.1f} s: the "
+        "forkserver's fork() failed, most likely with EAGAIN (the machine is at its process or memory "
+        f"limit under load); the last error: {type(last).__name__}: {last}") from last

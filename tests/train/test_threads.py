@@ -53,7 +53,7 @@ def test_small_batch_threshold_is_where_the_default_mlp_sits():
 
 @pytest.mark.parametrize("bad", [0, -2, "many", True, 1.5])
 def test_bad_threads_are_refused_with_the_allowed_values(bad):
-    with pytest.raises(ValueError, match=r"trainer.threads must be 'auto' or a positive integer, got "):
+    with pytest.raises(ValueError, match=r"must be 'auto' or an integer from 1 to 1024, got "):
         Trainer(device="cpu", threads=bad)
 
 
@@ -131,3 +131,25 @@ def test_packed_workers_share_the_cores(hydra_job):
     assert parallel_jobs(8) == (2, "packed workers=2")
     hydra_job("hydra/launcher=packed")
     assert parallel_jobs(8) == (1, "packed workers=1")
+
+
+def test_a_change_of_threads_is_carried_through_every_later_checkpoint():
+    """Resumed with 2 threads, then again with 1: the run is still not bit-identical, and says so."""
+    cpu = torch.device("cpu")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        first, change = T.bitwise_record(cpu)
+        assert change is None and first["changes"] == [] and first["num_threads"] == 1
+        torch.set_num_threads(2)
+        second, change = T.bitwise_record(cpu, first)
+        assert change == "num_threads 1 -> 2"
+        torch.set_num_threads(1)
+        third, change = T.bitwise_record(cpu, second)
+        assert change == "num_threads 2 -> 1"
+        assert third["changes"] == ["num_threads 1 -> 2", "num_threads 2 -> 1"]
+        assert T.bitwise_record(cpu, third)[1] is None  # the same count again adds nothing
+        assert T.bitwise_record(torch.device("cpu"), {"num_threads": 1, "device": "cuda:0"})[1] == \
+            "device cuda:0 -> cpu"
+    finally:
+        torch.set_num_threads(before)
