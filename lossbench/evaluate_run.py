@@ -243,10 +243,15 @@ def load_config(run_dir: Path, overrides: list[str]):
                 cfg[bare] = node
             continue
         if OmegaConf.select(cfg, bare, default="<missing>") == "<missing>" and not key.startswith("+"):
-            from lossbench.precheck import unknown_key
+            from omegaconf import DictConfig
 
-            raise ConfigError(unknown_key(bare, [f"{g}={c}" for g, c in choices.items()
-                                                 if g not in ("experiment", "calibrator")]))
+            from lossbench.precheck import unknown_key
+            from lossbench.validation import dotted_keys
+
+            parent = bare.rpartition(".")[0]
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            siblings = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+            raise ConfigError(unknown_key(bare, siblings, dotted_keys(OmegaConf.to_container(cfg))))
         with open_dict(cfg):
             OmegaConf.update(cfg, bare, o.value(), merge=True)
     changed = config_differences(samples, _samples(cfg))

@@ -73,8 +73,9 @@ def unknown_option(group: str, name: object, options: list[str]) -> str:
     return f"unknown {group} '{name}'{hint}; known: {', '.join(options)}"
 
 
-def unknown_key(key: str, known: list[str]) -> str:
-    """The one line for a key the config does not have: "did you mean ...?" when one is close.
+def unknown_key(key: str, known: list[str], everywhere: list[str] = ()) -> str:
+    """The one line for a key the config does not have: "did you mean ...?" when one is close beside
+    it, or when a key of that name is elsewhere (``everywhere``: every dotted key; ``lr`` -> ``optim.lr``).
 
     Never "+key=VALUE": that would add a stray key and train a default run. A key inside a
     node (``loss.gama``) with nothing close may be a new argument of the node's target."""
@@ -83,15 +84,20 @@ def unknown_key(key: str, known: list[str]) -> str:
     near = closest(last, known, n=1)
     if near:
         return f"unknown config key '{key}'; did you mean {f'{parent}.' if parent else ''}{near[0]}?"
+    same = [k for k in everywhere if k != key and k.rsplit(".", 1)[-1] == last]
+    if same:
+        return f"unknown config key '{key}'; did you mean {min(same, key=len)}?"
     if parent:
         return (f"unknown config key '{key}'; {parent} sets {', '.join(known) or 'no keys'} (an argument "
                 f"of {parent}'s target that the config does not set is added with +{key}=VALUE)")
     return f"unknown config key '{key}'; the top level has {', '.join(known)}"
 
 
-def _known_keys(key: str, groups: list[str]) -> list[str]:
-    """The keys beside ``key`` in the config composed with the command line's ``groups``
-    (for a top-level key, the config groups too)."""
+def _known_keys(key: str, groups: list[str]) -> tuple[list[str], list[str]]:
+    """The keys beside ``key`` in the config composed with the command line's ``groups`` (for a
+    top-level key, the config groups too), and every dotted key of that config."""
+    from lossbench.validation import dotted_keys
+
     parent = key.rpartition(".")[0]
     try:
         cfg = compose(config_name="config", overrides=groups)
@@ -103,7 +109,7 @@ def _known_keys(key: str, groups: list[str]) -> list[str]:
         groups_here = [p.name for p in resources.files(CONFIG_MODULE).iterdir() if p.is_dir()
                        and p.name not in INTERNAL_GROUPS and not p.name.startswith(("_", "hydra"))]
         known = list(dict.fromkeys([*known, *sorted(groups_here)]))
-    return known
+    return known, dotted_keys(OmegaConf.to_container(cfg))
 
 
 def _one_line(exc: BaseException, groups: list[str] = ()) -> str:
@@ -114,7 +120,7 @@ def _one_line(exc: BaseException, groups: list[str] = ()) -> str:
     if "is not in struct" in text or "Could not override" in text:
         key = text.split("'")[1] if "'" in text else "?"
         try:
-            return unknown_key(key, _known_keys(key, list(groups)))
+            return unknown_key(key, *_known_keys(key, list(groups)))
         except Exception:  # the composition itself fails: say what we know
             return f"unknown config key '{key}'"
     if "Could not find '" in text and "Available options" in text:

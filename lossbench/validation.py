@@ -408,14 +408,15 @@ def _is_group(key: str) -> bool:
     return str(key).isidentifier() and group_options(str(key)) is not None
 
 
-def _dotted(config: dict, prefix: str = "") -> list[str]:
+def dotted_keys(config: dict, prefix: str = "") -> list[str]:
+    """Every key of ``config`` as a dotted path (hidden keys and hydra left out)."""
     keys = []
     for key, value in config.items():
         if str(key).startswith("_") or key == "hydra":
             continue
         keys.append(prefix + str(key))
         if isinstance(value, dict):
-            keys += _dotted(value, f"{prefix}{key}.")
+            keys += dotted_keys(value, f"{prefix}{key}.")
     return keys
 
 
@@ -423,7 +424,7 @@ def nearest_key(key: str, config: dict) -> str | None:
     """The setting of ``config`` someone who wrote ``key`` most likely meant: the same last name
     elsewhere (``lr`` -> ``optim.lr``), else the closest spelling (``trainer.epoch`` ->
     ``trainer.epochs``)."""
-    keys = [k for k in _dotted(config) if k != key]
+    keys = [k for k in dotted_keys(config) if k != key]
     last = key.rsplit(".", 1)[-1]
     same = [k for k in keys if k.rsplit(".", 1)[-1] == last]
     if same:

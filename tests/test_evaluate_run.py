@@ -92,7 +92,7 @@ def test_cli_checks_and_writes_json(trained, cli, tmp_path):
         # tracebacks before (issue 27)
         (["{run}", "noise=sym"], "noise.rate has no value: noise=sym has no default for it"),
         (["{truncated}"], "config.yaml is not valid YAML"),
-        (["{mnist}", "data_dir={missing}"], "cannot rebuild the run from "),
+        (["{mnist}", "data_dir={missing}"], "mnist reads train-images-idx3-ubyte"),
         (["{run}", "--out", "{folder}"], "is a folder; name the JSON file to write"),
         (["{run}", "hydra.run.dir=\u00e9"], "quote it"),
     ],

@@ -155,15 +155,14 @@ def plan(name: str, overrides: list[str], losses: str | None = None, noise: str 
 
     load_protocol(name)
     grid_keys = preset_grid(compose_preset(name))
-    examples = {"loss": "ce,gce", "noise": "sym20,sym40", "seed": "0,1", "dataset": "vowel",
-                "dataset.fold": "0,1"}
+    named = {"loss": ("losses", "ce,gce"), "noise": ("noise settings", "sym20,sym40"),
+             "seed": ("seeds", "0,1"), "dataset": ("datasets", "vowel"), "dataset.fold": ("folds", "0,1")}
     for line in overrides:  # the grid's own keys are chosen with its options, never as overrides
         key = line.partition("=")[0].lstrip("+~")
         if key in grid_keys:
-            flag = OPTIONS[key]
-            raise ProtocolError(f"{line}: the grid's {key} values are chosen with {flag} (e.g. {flag} "
-                                f"{examples[key]}); an override of {key} would be ignored or clash with "
-                                "the grid")
+            (what, example), flag = named[key], OPTIONS[key]
+            raise ProtocolError(f"{line}: the grid's {what} are chosen with {flag} (e.g. {flag} {example}); "
+                                f"an override of {key} would be ignored or clash with the grid")
     problem = check_overrides([f"+experiment={name}", *overrides], multirun=True, data=False)
     if problem:
         raise ProtocolError(problem)
