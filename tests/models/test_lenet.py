@@ -75,3 +75,33 @@ def test_lenet5_packs_as_grouped_layers_with_each_members_outputs():
     out = packed(x)
     for k, model in enumerate(models):
         torch.testing.assert_close(out[k], model(x[k]), rtol=1e-5, atol=1e-6)
+
+
+def test_a_channels_last_pack_runs_nhwc_and_equals_its_members(monkeypatch):
+    """trainer.channels_last: the members' conv weights are NHWC, so the pack's convolutions take NHWC
+    input and weights too; each member's logits and gradients are its lone model's."""
+    torch.manual_seed(0)
+    models = [LeNet5(MNIST, 10).to(memory_format=torch.channels_last) for _ in range(4)]
+    packed = PackedModel(models)
+    assert packed.channels_last and packed.grouped
+    seen = []
+    conv = F.conv2d
+
+    def recording(x, weight, *args, **kwargs):
+        seen.append((x.is_contiguous(memory_format=torch.channels_last),
+                     weight.is_contiguous(memory_format=torch.channels_last)))
+        return conv(x, weight, *args, **kwargs)
+
+    monkeypatch.setattr(F, "conv2d", recording)
+    x = torch.randn(4, 3, *MNIST)
+    out = packed(x)
+    monkeypatch.setattr(F, "conv2d", conv)
+    assert seen == [(True, True), (True, True)]
+    out.square().sum().backward()
+    for k, model in enumerate(models):
+        logits = model(x[k])
+        torch.testing.assert_close(out[k], logits, rtol=1e-5, atol=1e-6)
+        names = [n for n, _ in model.named_parameters()]
+        grads = torch.autograd.grad(logits.square().sum(), list(model.parameters()))
+        for name, g in zip(names, grads, strict=True):
+            torch.testing.assert_close(packed.params[name].grad[k], g, rtol=1e-4, atol=1e-5)

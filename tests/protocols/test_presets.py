@@ -75,7 +75,7 @@ BASE = {
                     "scheduler": "exp_decay", "scheduler.decay_rate": 0.1, "scheduler.decay_steps": 10000,
                     "scheduler.staircase": False, "trainer.grad_clip": None, "dataset.val_size": 0,
                     "dataset.augment": None, "noise_seed": 0, "noise.convention": "flip",
-                    "noise.count": "binomial", "noise.rng": "numpy_legacy"},
+                    "noise.count": "binomial", "noise.rng": "numpy_legacy", "trainer.channels_last": True},
     # Optimization-AI/ICML2023_LDR experiment.py, models.py, optimizers.py (lr: argparse default)
     "ldr_tabular": {"dataset": "vowel", "model": "ldr_mlp", "model.width": None, "model.activation": "tanh",
                     "model.init": "xavier_normal", "trainer.epochs": 100, "trainer.batch_size": 64,
