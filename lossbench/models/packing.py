@@ -284,6 +284,8 @@ class _Grouped:
         """Member k's masks from member k's stream, of the shape its lone run draws (``Dropout``)."""
         if not self.training or m.p == 0:
             return x
+        if layout == "features":  # [K, F, B]: a lone run draws [B, F]
+            return self.dropout(m, "members", x.transpose(1, 2)).transpose(1, 2)
         if layout == "members":  # [K, B, ...]: member k's rows
             return x * torch.stack([keep_mask(x.shape[1:], m.p, x, g) for g in self.generators])
         b, kc = x.shape[:2]  # [B, K*C, ...]: member k's channels
