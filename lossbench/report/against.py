@@ -31,7 +31,7 @@ from lossbench.protocols.catalogue import (
     preset_names,
 )
 from lossbench.report import escape
-from lossbench.report.render import MARKUP, status_line
+from lossbench.report.render import MARKUP, csv_text, status_line
 from lossbench.report.tables import _label, metric_direction, metric_scale
 
 # Overrides that choose a cell of the grid or do not change what a run computes.
@@ -375,7 +375,7 @@ def to_csv(result: Against) -> str:
     """Cells then claims, unrounded: one line each, with a ``kind`` column (cell or claim)."""
     cells = result.cells.assign(kind="cell", preset=result.protocol.name, compared_with=result.source)
     claims = result.claims.assign(kind="claim", preset=result.protocol.name)
-    return pd.concat([cells, claims], ignore_index=True).to_csv(index=False)
+    return csv_text(pd.concat([cells, claims], ignore_index=True))
 
 
 def render(result: Against, fmt: str, digits: int | None = None) -> str:

@@ -23,8 +23,8 @@ from lossbench.identity import experiment_key, is_housekeeping
 from lossbench.report.collect import CHOICE_KEYS, RunRecord, _flatten
 from lossbench.report.tables import MISSING, _label, _natural, _override_keys
 
-# What differs between the runs one cell pools (their replicates).
-REPLICATE_KEYS = ("seed", "noise_seed")
+# What differs between the runs one cell pools (their replicates: seeds, and a cross-validated set's folds).
+REPLICATE_KEYS = ("seed", "noise_seed", "dataset.fold")
 # Which of two records of one experiment is kept: the most finished.
 _STATUS_RANK = {"completed": 0, "diverged": 1, "failed": 2, "unfinished": 3}
 
