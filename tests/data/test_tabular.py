@@ -15,6 +15,7 @@ from sklearn.datasets import dump_svmlight_file
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
+from lossbench.data.subset import builder_config
 from lossbench.data import DATASETS
 from lossbench.data.readers import TabularFileError
 from lossbench.data.tabular import tabular
@@ -274,7 +275,7 @@ def test_every_shared_set_is_a_named_entry(shared_data):
         for name, (rows, features, classes) in SHARED.items():
             cfg = compose("config", [f"dataset={name}", f"data_dir={shared_data}"])
             assert cfg.dataset.path == f"{shared_data}/tabular/{name}.csv"
-            split = instantiate(cfg.dataset)
+            split = instantiate(builder_config(cfg.dataset))
             assert split.name == name and split.num_classes == classes and split.input_shape == (features,)
             assert len(split.y_train) + len(split.y_val) + len(split.y_test) == rows
     GlobalHydra.instance().clear()
@@ -318,7 +319,7 @@ def test_own_csv_through_run_report_and_evaluate(tmp_path, cli):
     common = ["dataset=tabular", "dataset.path=my.csv", "dataset.label=target", "model=linear",
               "trainer.epochs=3", "trainer.progress=none", "dataset.folds=2"]
     cli("run", "-m", *common, "dataset.fold=0,1", "loss=ce", "hydra.sweep.dir=sweep", cwd=tmp_path)
-    summaries = [json.loads((tmp_path / "sweep" / str(k) / "summary.json").read_text()) for k in (0, 1)]
+    summaries = [json.loads((tmp_path / "sweep" / f"dataset.fold={k}" / "summary.json").read_text()) for k in (0, 1)]
     for k, s in enumerate(summaries):
         assert s["status"] == "completed" and s["dataset"] == "tabular"
         assert s["class_names"] == ["cat", "dog", "emu"]
