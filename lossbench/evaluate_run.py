@@ -288,7 +288,9 @@ def missing_weights_advice(summary: dict, weights: str) -> str:
                 "command, or read its metrics.jsonl")
     config = summary.get("config") if isinstance(summary.get("config"), dict) else {}
     trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
-    kept = _show(trainer.get("save_weights", "?"))  # a run folder is untrusted: shown, never trusted
+    kept = trainer.get("save_weights", "?")
+    if kept not in ("none", "final", "best", "both"):
+        kept = _show(kept)  # a run folder is untrusted: anything else is shown as a quoted, printable repr
     if summary.get("status") != "completed":
         return (f"the run ended {_show(summary.get('status', '?'))} (ran with trainer.save_weights={kept}); "
                 f"only a completed run keeps its final weights")
