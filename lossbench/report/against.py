@@ -375,7 +375,12 @@ def to_csv(result: Against) -> str:
     """Cells then claims, unrounded: one line each, with a ``kind`` column (cell or claim)."""
     cells = result.cells.assign(kind="cell", preset=result.protocol.name, compared_with=result.source)
     claims = result.claims.assign(kind="claim", preset=result.protocol.name)
-    return csv_text(pd.concat([cells, claims], ignore_index=True))
+    frame = pd.concat([cells, claims], ignore_index=True)
+    for column in frame.columns:  # names from run files: no control, bidi or line-break characters
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].astype(object).map(
+                lambda v: escape.printable(v) if isinstance(v, str) else v)
+    return csv_text(frame)
 
 
 def render(result: Against, fmt: str, digits: int | None = None) -> str:
