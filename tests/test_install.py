@@ -125,7 +125,8 @@ def test_user_package_loss_and_model_through_the_search_path(user_package, tmp_p
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["loss"] == "power" and summary["model"] == "tiny"
     assert summary["loss_family"] == "robust"
-    assert summary["config"]["loss"] == {"_target_": "mywork.PowerLoss", "a": 2.5}
+    # loss.reduction is every loss's (the training step's reduction), recorded with the user's keys
+    assert summary["config"]["loss"] == {"_target_": "mywork.PowerLoss", "a": 2.5, "reduction": "mean"}
     assert summary["config"]["model"]["width"] == 12
 
 

@@ -15,9 +15,9 @@ from sklearn.datasets import dump_svmlight_file
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from lossbench.data.subset import builder_config
 from lossbench.data import DATASETS
 from lossbench.data.readers import TabularFileError
+from lossbench.data.subset import builder_config
 from lossbench.data.tabular import tabular
 
 SHARED = {  # name: (rows, features, classes), as shared/data/tabular/README.md gives them
@@ -319,7 +319,8 @@ def test_own_csv_through_run_report_and_evaluate(tmp_path, cli):
     common = ["dataset=tabular", "dataset.path=my.csv", "dataset.label=target", "model=linear",
               "trainer.epochs=3", "trainer.progress=none", "dataset.folds=2"]
     cli("run", "-m", *common, "dataset.fold=0,1", "loss=ce", "hydra.sweep.dir=sweep", cwd=tmp_path)
-    summaries = [json.loads((tmp_path / "sweep" / f"dataset.fold={k}" / "summary.json").read_text()) for k in (0, 1)]
+    summaries = [json.loads((tmp_path / "sweep" / f"dataset.fold={k}" / "summary.json").read_text())
+                 for k in (0, 1)]
     for k, s in enumerate(summaries):
         assert s["status"] == "completed" and s["dataset"] == "tabular"
         assert s["class_names"] == ["cat", "dog", "emu"]
