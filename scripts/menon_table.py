@@ -34,7 +34,8 @@ def per_run(folder: Path) -> pd.DataFrame:
     for path in sorted(folder.glob("*/summary.json")):
         s = json.loads(path.read_text())
         if s.get("status") == "completed":
-            rows.append({"loss": s["loss"], "noise": s["noise"], "seed": s["seed"], "acc": 100 * s["test_acc"]})
+            rows.append({"loss": s["loss"], "noise": s["noise"], "seed": s["seed"],
+                         "acc": 100 * s["test_acc"]})
     return pd.DataFrame(rows)
 
 
