@@ -124,7 +124,7 @@ def test_an_import_against_the_layering_is_found(tmp_path):
     imports = layers.read_imports(tmp_path)
     found = {(i.source, i.target, kind, i.lazy) for i, kind in layers.crossings(imports)}
     assert found == {("lossbench.metrics.summary", "lossbench.train.trainer", "upward", False),
-                     ("lossbench.run", "lossbench.report.collect", "sideways", False)}
+                     ("lossbench.lifecycle.run", "lossbench.report.collect", "sideways", False)}
     assert ("lossbench.train.trainer", "lossbench.metrics.summary") in {(i.source, i.target) for i in imports}
 
 

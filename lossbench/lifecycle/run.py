@@ -3,7 +3,7 @@
 The lifecycle of a job, in order (README, "Interrupting, resuming"):
 
 1. take the run directory's lock (a second command on it waits, saying so in one line);
-2. check, writing nothing: the config against the schemas (lossbench.validation), the
+2. check, writing nothing: the config against the schemas (lossbench.lifecycle.validation), the
    directory's records (a finished run of the same experiment is skipped; a summary, a
    checkpoint or an unfinished run of another experiment is refused), then build every
    part in memory (data, noise, model, loss, reweighting, optimizer);
@@ -38,20 +38,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from torch import nn
 
-from lossbench import lifecycle
 from lossbench import noise as noise_lib
 from lossbench.calibrate import Calibrator, build_calibrators
-from lossbench.callbacks import record_outcome
-from lossbench.data.split import Split, check_sizes
-from lossbench.data.subset import builder_config, describe_cut, take_subset
-from lossbench.data.transforms import BatchTransform
-from lossbench.detect import detection_scores
-from lossbench.detect.base import Detection
-from lossbench.detect.runner import detection_context, run_detector, save_detection
-from lossbench.errors import ConfigError, config_differences
-from lossbench.evaluate import evaluate_model
-from lossbench.identity import NOT_EXPERIMENT, experiment_key  # noqa: F401 (NOT_EXPERIMENT: re-exported)
-from lossbench.io import (
+from lossbench.core import signals
+from lossbench.core.errors import ConfigError, config_differences
+from lossbench.core.identity import NOT_EXPERIMENT, experiment_key  # noqa: F401 (NOT_EXPERIMENT: re-exported)
+from lossbench.core.io import (
     LOCK_NAME,
     DirectoryBusy,
     RecordError,
@@ -65,20 +57,28 @@ from lossbench.io import (
     write_text_atomic,
     write_with_atomic,
 )
+from lossbench.data.split import Split, check_sizes
+from lossbench.data.subset import builder_config, describe_cut, take_subset
+from lossbench.data.transforms import BatchTransform
+from lossbench.detect import detection_scores
+from lossbench.detect.base import Detection
+from lossbench.detect.runner import detection_context, run_detector, save_detection
+from lossbench.lifecycle.callbacks import record_outcome
+from lossbench.lifecycle.naming import register_resolvers
+from lossbench.lifecycle.summary_table import end_of_run_table
+from lossbench.lifecycle.validation import check_config, describe_error
 from lossbench.losses.base import Loss, check_reduction
 from lossbench.metrics import selection_figures
-from lossbench.naming import register_resolvers
 from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
-from lossbench.summary_table import end_of_run_table
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint
 from lossbench.train.early_stopping import EarlyStopping
+from lossbench.train.final_eval import evaluate_model
 from lossbench.train.objective import check_training, parameter_groups
 from lossbench.train.sinks import build_sinks
 from lossbench.train.threads import apply_threads
 from lossbench.train.trainer import DIVERGED_HINT, Diverged, RestartFromScratch, Trainer, set_determinism
 from lossbench.train.weights import LOSS_FILES, WEIGHT_FILES, BestWeights, kept, weights_summary
-from lossbench.validation import check_config, describe_error
 
 log = logging.getLogger("lossbench")
 register_resolvers()  # a sweep's job folder name, resolved wherever the job runs (a joblib or SLURM worker)
@@ -150,12 +150,12 @@ def run(cfg: DictConfig) -> float:
     (or winds down), and the sweep's closing line counts it.
     """
     hc = HydraConfig.get()
-    with lifecycle.handle_signals():
+    with signals.handle_signals():
         value = _Job(cfg, hc).run()
-    if lifecycle.orphaned():  # a worker whose sweep command died: its job is saved; leave now
+    if signals.orphaned():  # a worker whose sweep command died: its job is saved; leave now
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(128 + int(lifecycle.stop_requested() or 15))
+        os._exit(128 + int(signals.stop_requested() or 15))
     return value
 
 
@@ -201,7 +201,7 @@ class _Training:
 
 class _Job:
     """One run through its lifecycle (module doc). ``run`` does it all for a lone job; the packed
-    launcher (lossbench.packs) calls the phases itself, so that every member of a pack is checked,
+    launcher (lossbench.lifecycle.packs) calls the phases itself, so that every member of a pack is checked,
     set up, written and summarised by this same code: ``open`` (the lock), ``check`` (nothing
     written), ``begin`` and ``start`` (the writes before training), ``finish`` (the summary) or
     one of the endings (``fail``, ``interrupted``), then ``close``.
@@ -242,7 +242,7 @@ class _Job:
         try:
             try:
                 return self._locked()
-            except lifecycle.Interrupted as stop:
+            except signals.Interrupted as stop:
                 return self.interrupted(stop)
         finally:
             self.close()
@@ -250,17 +250,17 @@ class _Job:
     def open(self) -> float | None:
         """Take the run directory's lock (None: held; else the job ends here with this value)."""
         if self.multirun:
-            lifecycle.watch_sweep()
-            if lifecycle.sweep_stopped():
-                lifecycle.request_stop(15, "the sweep was stopped")
+            signals.watch_sweep()
+            if signals.sweep_stopped():
+                signals.request_stop(15, "the sweep was stopped")
         self.fresh = self.out_dir.is_dir() and not any(self.out_dir.iterdir())
-        signum = lifecycle.stop_requested()
+        signum = signals.stop_requested()
         if signum is not None:
             self.remove_if_fresh = True
             self.outcome("not_started")
             self._cleanup()
             if not self.multirun:  # a lone run stopped before it began ends as a stopped run does
-                why = lifecycle.stop_reason() or lifecycle.signal_name(signum)
+                why = signals.stop_reason() or signals.signal_name(signum)
                 self.say(f"stopped ({why}) before the run started; nothing was written; rerun the command")
                 sys.exit(128 + int(signum))
             return float("nan")
@@ -271,7 +271,7 @@ class _Job:
         try:
             lock.acquire(on_wait=lambda holder: self.say(
                 f"{self.out_dir} is busy ({holder} holds its lock); waiting until it is free"),
-                abort=lambda: lifecycle.stop_requested() is not None)
+                abort=lambda: signals.stop_requested() is not None)
         except DirectoryBusy:
             self.outcome("not_started")
             return float("nan")
@@ -319,7 +319,7 @@ class _Job:
                 summary = self._train(ready.parts, ready.config, ready.checkpoint_error)
             except RestartFromScratch as restart:
                 summary = self._train(self._setup(ready.config), ready.config, str(restart))
-        except lifecycle.Interrupted:
+        except signals.Interrupted:
             raise
         except Exception as exc:
             return self.fail(exc)
@@ -660,10 +660,10 @@ class _Job:
         words = ["lossbench", "run", *self.hc.overrides.task, *hydra, f"hydra.run.dir={self.out_dir}"]
         return "resume with: " + " ".join(shlex.quote(w) for w in words)
 
-    def interrupted(self, stop: lifecycle.Interrupted, chain: bool = True) -> float:
+    def interrupted(self, stop: signals.Interrupted, chain: bool = True) -> float:
         """The job stopped on request: say where and how to resume. ``chain``: hand the signal on to
         a chained handler (submitit's requeue; a pack does it once, for its last member)."""
-        reason = lifecycle.stop_reason() or f"received {lifecycle.signal_name(stop.signum)}"
+        reason = signals.stop_reason() or f"received {signals.signal_name(stop.signum)}"
         if stop.checkpoint is not None:
             saved = f"checkpoint saved to {stop.checkpoint}"
         elif (self.out_dir / CHECKPOINT).exists():
@@ -673,7 +673,7 @@ class _Job:
         job = f"job {self.num} " if self.multirun else ""
         self.say(f"{job}stopped ({reason}) {stop.where}; {saved}; {self._resume_hint()}")
         self.outcome("interrupted", checkpoint=str(stop.checkpoint) if stop.checkpoint else None)
-        chained = lifecycle.chained_handler(stop.signum) if chain else None
+        chained = signals.chained_handler(stop.signum) if chain else None
         if chained is not None:  # submitit's preemption handler: it requeues this job and exits
             chained(stop.signum, None)
         if not self.multirun:
@@ -696,7 +696,7 @@ class _Job:
         if self.multirun:
             self.say(f"job {self.num} ({self.out_dir}) failed: {message}; {where}; the sweep goes on")
             return float("nan")
-        if lifecycle.full_error():
+        if signals.full_error():
             raise exc
         print(f"lossbench: error: run failed: {message}; {where}", file=sys.stderr, flush=True)
         sys.exit(1)

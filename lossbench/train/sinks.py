@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from lossbench.io import append_jsonl, write_jsonl_atomic
-from lossbench.sink import Sink
+from lossbench.core.io import append_jsonl, write_jsonl_atomic
+from lossbench.core.sink import Sink
 
 log = logging.getLogger("lossbench")
 # Per-epoch (and, on long epochs, per-interval) lines: always logged, so run.log is complete;

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lossbench.evaluate_run import comparison, evaluate_run, main
-from lossbench.io import read_jsonl
+from lossbench.core.io import read_jsonl
+from lossbench.lifecycle.evaluate_command import comparison, evaluate_run, main
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from lossbench.conf import CONF_DIR
+from lossbench.lifecycle.run import build_loss
 from lossbench.losses.base import Loss
-from lossbench.run import build_loss
 
 LOSS_CONF = CONF_DIR / "loss"
 

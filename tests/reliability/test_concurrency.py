@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lossbench.io import DirectoryBusy, RunLock, is_locked, read_jsonl
+from lossbench.core.io import DirectoryBusy, RunLock, is_locked, read_jsonl
 
 
 def test_a_busy_directory_waits_or_says_who_holds_it(tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lossbench.cli import main
-from lossbench.io import (
+from lossbench.core.io import (
     LinkRefused,
     NoFollowFileHandler,
     RunLock,
@@ -115,7 +115,7 @@ def test_the_job_checks_its_own_folder(tmp_path):
 
     from hydra.types import RunMode
 
-    from lossbench.run import _Job
+    from lossbench.lifecycle.run import _Job
 
     sweep = tmp_path / "sweep"
     sweep.mkdir()

@@ -10,11 +10,11 @@ import pytest
 import torch
 from rich.console import Console
 
+from lossbench.core.sink import Sink
 from lossbench.data import DATASETS
 from lossbench.losses.comp_sum import CrossEntropy
 from lossbench.models.mlp import MLP
 from lossbench.reweight.base import Reweighter
-from lossbench.sink import Sink
 from lossbench.train import sinks as S
 from lossbench.train.trainer import Trainer
 
