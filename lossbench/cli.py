@@ -194,7 +194,7 @@ def visible_groups() -> list[str]:
     """The config groups a user picks from (not Hydra's, not the internal specialisations)."""
     from importlib import resources
 
-    from lossbench.lifecycle.precheck import CONFIG_MODULE, INTERNAL_GROUPS, group_options
+    from lossbench.lifecycle.config_tree import CONFIG_MODULE, INTERNAL_GROUPS, group_options
 
     root = resources.files(CONFIG_MODULE)
     return sorted(p.name for p in root.iterdir() if p.is_dir() and group_options(p.name)
@@ -210,7 +210,8 @@ def run_help(overrides: list[str]) -> str:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from lossbench.lifecycle.precheck import CONFIG_MODULE, _one_line, group_options
+    from lossbench.lifecycle.config_tree import CONFIG_MODULE, group_options
+    from lossbench.lifecycle.precheck import _one_line
 
     text = resources.files(CONFIG_MODULE).joinpath("hydra", "help", "lossbench.yaml").read_text()
     help_cfg = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
@@ -295,7 +296,7 @@ def _list(argv: list[str]) -> None:
     from rich.table import Table
 
     from lossbench.core.console import table_console
-    from lossbench.lifecycle.precheck import CONFIG_MODULE, group_options
+    from lossbench.lifecycle.config_tree import CONFIG_MODULE, group_options
 
     root = resources.files(CONFIG_MODULE)
     groups = argv or visible_groups()
@@ -321,7 +322,7 @@ def option_rows(group: str, root) -> list[tuple[str, str]]:
 
     from omegaconf import OmegaConf
 
-    from lossbench.lifecycle.precheck import group_options
+    from lossbench.lifecycle.config_tree import group_options
 
     options = group_options(group)
     rates: dict[str, list[tuple[str, object]]] = {}

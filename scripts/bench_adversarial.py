@@ -32,7 +32,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from lossbench.lifecycle.run import build_data, build_loss, build_model
+from lossbench.lifecycle.builders import build_data, build_loss, build_model
 from lossbench.train.final_eval import evaluate_model
 from lossbench.train.trainer import Diverged, Trainer, set_determinism
 

@@ -73,7 +73,8 @@ def _compose(overrides: list[str]):
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    from lossbench.lifecycle.precheck import CONFIG_MODULE, _one_line
+    from lossbench.lifecycle.config_tree import CONFIG_MODULE
+    from lossbench.lifecycle.precheck import _one_line
 
     GlobalHydra.instance().clear()
     try:
@@ -87,7 +88,7 @@ def _compose(overrides: list[str]):
 
 def _group_choices(config: dict, choices: dict, searchpath: list[str]) -> list[str]:
     """The recorded choices as overrides, each checked against the options of lossbench's group."""
-    from lossbench.lifecycle.precheck import group_options
+    from lossbench.lifecycle.config_tree import group_options
     from lossbench.lifecycle.run import SPECIALIZATIONS
 
     picked = {}
@@ -210,7 +211,7 @@ def load_config(run_dir: Path, overrides: list[str]):
     from omegaconf import OmegaConf, open_dict
 
     from lossbench.core.errors import config_differences
-    from lossbench.lifecycle.precheck import group_options
+    from lossbench.lifecycle.config_tree import group_options
     from lossbench.lifecycle.validation import check_config
 
     try:
@@ -346,7 +347,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
 
     from lossbench.calibrate import build_calibrators
     from lossbench.core.io import read_json, read_jsonl
-    from lossbench.lifecycle.run import build_data, build_loss, build_model
+    from lossbench.lifecycle.builders import build_data, build_loss, build_model
     from lossbench.losses.base import Loss
     from lossbench.train.final_eval import evaluate_model
     from lossbench.train.threads import apply_threads

@@ -232,7 +232,7 @@ class SharedData:
         from omegaconf import OmegaConf
 
         from lossbench.data.subset import builder_config
-        from lossbench.lifecycle.run import build_data
+        from lossbench.lifecycle.builders import build_data
 
         key = json.dumps(OmegaConf.to_container(cfg.dataset, resolve=True), sort_keys=True, default=str)
         if key not in self.clean:

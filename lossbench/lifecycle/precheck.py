@@ -22,36 +22,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-CONFIG_MODULE = "lossbench.conf"
-# Config groups that specialise a combination (chosen by the defaults list, never by a user):
-# hidden from `run --help`, `lossbench list` and the suggestions for a misspelt key.
-INTERNAL_GROUPS = ("dataset_loss", "protocol_loss", "protocol_noise")
-
-
-def search_roots(searchpath: list[str]) -> list:
-    """Config folders of ``hydra.searchpath`` entries (``pkg://module`` or ``file://dir``) that exist."""
-    roots = []
-    for entry in searchpath:
-        entry = str(entry)
-        try:
-            if entry.startswith("pkg://"):
-                roots.append(resources.files(entry[len("pkg://"):].strip("/").replace("/", ".")))
-            else:
-                roots.append(Path(entry.removeprefix("file://")))
-        except (ImportError, TypeError, ValueError):
-            continue  # Hydra itself reports a search path it cannot use
-    return roots
-
-
-def group_options(group: str, searchpath: list[str] = ()) -> list[str] | None:
-    """The YAML option names of config group ``group`` in lossbench's config tree and in the
-    ``hydra.searchpath`` folders (None if it is a group in none of them)."""
-    found = None
-    for root in [resources.files(CONFIG_MODULE), *search_roots(list(searchpath))]:
-        folder = root.joinpath(group)
-        if folder.is_dir():
-            found = (found or set()) | {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")}
-    return None if found is None else sorted(found)
+from lossbench.lifecycle.config_tree import CONFIG_MODULE, INTERNAL_GROUPS, group_options
 
 
 def closest(name: str, known: list[str], n: int = 3) -> list[str]:
@@ -304,7 +275,7 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
         GlobalHydra.instance().clear()
 
     from lossbench.core.errors import ConfigError
-    from lossbench.core.io import run_folder_problem, unwritable_reason
+    from lossbench.lifecycle.run_folder import run_folder_problem, unwritable_reason
     from lossbench.lifecycle.validation import check_config, check_early, check_resolved
 
     if output_dir is not None:
@@ -373,7 +344,7 @@ def _output_dir(cfg: DictConfig, multirun: bool) -> Path | None:
 
 def check_output_dir(overrides: list[str]) -> str | None:
     """None if the run/sweep output folder can be created and written, else why not."""
-    from lossbench.core.io import run_folder_problem, unwritable_reason
+    from lossbench.lifecycle.run_folder import run_folder_problem, unwritable_reason
 
     target = "outputs"
     for o in overrides:

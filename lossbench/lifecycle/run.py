@@ -17,7 +17,6 @@ The lifecycle of a job, in order (README, "Interrupting, resuming"):
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import math
 import os
@@ -38,36 +37,32 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from torch import nn
 
-from lossbench import noise as noise_lib
 from lossbench.calibrate import Calibrator, build_calibrators
 from lossbench.core import signals
 from lossbench.core.errors import ConfigError, config_differences
 from lossbench.core.identity import NOT_EXPERIMENT, experiment_key  # noqa: F401 (NOT_EXPERIMENT: re-exported)
 from lossbench.core.io import (
-    LOCK_NAME,
-    DirectoryBusy,
     RecordError,
-    RunLock,
     ensure_folder,
-    provenance,
     read_json,
     read_recorded,
-    run_folder_problem,
     write_json_atomic,
     write_text_atomic,
     write_with_atomic,
 )
 from lossbench.data.split import Split, check_sizes
-from lossbench.data.subset import builder_config, describe_cut, take_subset
+from lossbench.data.subset import describe_cut
 from lossbench.data.transforms import BatchTransform
 from lossbench.detect import detection_scores
 from lossbench.detect.base import Detection
 from lossbench.detect.runner import detection_context, run_detector, save_detection
+from lossbench.lifecycle.builders import build_data, build_loss, build_model, build_sinks
 from lossbench.lifecycle.callbacks import record_outcome
 from lossbench.lifecycle.naming import register_resolvers
+from lossbench.lifecycle.run_folder import LOCK_NAME, DirectoryBusy, RunLock, provenance, run_folder_problem
 from lossbench.lifecycle.summary_table import end_of_run_table
 from lossbench.lifecycle.validation import check_config, describe_error
-from lossbench.losses.base import Loss, check_reduction
+from lossbench.losses.base import Loss
 from lossbench.metrics import selection_figures
 from lossbench.noise.base import NoiseModel, NoisyLabels
 from lossbench.reweight.base import ReweightContext, Reweighter
@@ -75,7 +70,6 @@ from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint
 from lossbench.train.early_stopping import EarlyStopping
 from lossbench.train.final_eval import evaluate_model
 from lossbench.train.objective import check_training, parameter_groups
-from lossbench.train.sinks import build_sinks
 from lossbench.train.threads import apply_threads
 from lossbench.train.trainer import DIVERGED_HINT, Diverged, RestartFromScratch, Trainer, set_determinism
 from lossbench.train.weights import LOSS_FILES, WEIGHT_FILES, BestWeights, kept, weights_summary
@@ -94,21 +88,6 @@ RESULTS = ("summary.json", CHECKPOINT, "metrics.jsonl", "metrics.csv", "noise.np
 RECORDS = (*RESULTS, "failure.json")
 # a packed sweep's pending checkpoint (lossbench.train.packed.pending_path), which another launcher removes
 PENDING_CHECKPOINT = CHECKPOINT + ".next"
-
-
-def build_loss(cfg: DictConfig, num_classes: int, num_train: int | None = None) -> Loss:
-    """Instantiate ``cfg.loss``, passing ``num_classes`` (and ``num_train``, the size of the
-    training set, for losses with per-sample state) to losses whose constructor takes them;
-    ``loss.reduction`` (mean | sum, every loss) is set on the instance for the training step."""
-    factory = instantiate(cfg, _partial_=True)
-    given = dict(factory.keywords)
-    reduction = given.pop("reduction", "mean")  # how the step reduces the batch (Objective), not the loss's
-    params = inspect.signature(factory.func).parameters
-    known = {"num_classes": num_classes, "num_train": num_train}
-    kwargs = {k: v for k, v in known.items() if k in params and v is not None and k not in given}
-    loss = factory.func(*factory.args, **given, **kwargs)
-    loss.reduction = check_reduction(reduction)
-    return loss
 
 
 def finished_summary(out_dir: Path) -> dict | None:
@@ -705,29 +684,6 @@ class _Job:
 def _objective(cfg: DictConfig, summary: dict) -> float:
     value = summary.get(cfg.get("objective", "best_val_acc_noisy"))
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-
-
-def build_data(cfg: DictConfig, split: Split | None = None) -> tuple[NoiseModel, Split, NoisyLabels]:
-    """The run's dataset with its noisy labels (on the CPU): (noise model, split, noisy labels).
-
-    ``split``: the clean dataset, already built (the runs of a pack share it).
-    """
-    noise_model = instantiate(cfg.noise)
-    split = instantiate(builder_config(cfg.dataset)) if split is None else split
-    split, noisy = noise_lib.apply(noise_model, split, int(cfg.noise_seed))
-    subset = cfg.dataset.get("subset")
-    if subset is not None:  # after the noise: each kept sample keeps the full run's noisy label
-        try:
-            split, noisy = take_subset(split, noisy, subset, int(cfg.dataset.get("subset_seed", 0)))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    return noise_model, split, noisy
-
-
-def build_model(cfg: DictConfig, trainer: Trainer, split: Split) -> nn.Module:
-    """A freshly initialised model of the run's architecture on the trainer's device
-    (its initial weights come from torch's global generator)."""
-    return trainer.prepare_model(instantiate(cfg.model)(split.input_shape, split.num_classes))
 
 
 def _expected_rate(T: np.ndarray, y_clean: torch.Tensor, num_classes: int) -> float:

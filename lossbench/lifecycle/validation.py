@@ -403,7 +403,7 @@ def check_types(config: dict, groups: str = "all") -> None:
 
 
 def _is_group(key: str) -> bool:
-    from lossbench.lifecycle.precheck import group_options
+    from lossbench.lifecycle.config_tree import group_options
 
     return str(key).isidentifier() and group_options(str(key)) is not None
 
@@ -500,7 +500,7 @@ def check_components(cfg: DictConfig, config: dict) -> None:
 
     identity = dataset_identity(config.get("dataset", {}))
     if identity is not None:
-        from lossbench.lifecycle.run import build_loss
+        from lossbench.lifecycle.builders import build_loss
 
         name, num_classes = identity
         # num_train only sizes per-sample buffers; any count serves to check the constructor

@@ -120,7 +120,7 @@ class Loss(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.reduction = "mean"  # lossbench.lifecycle.run.build_loss sets it from loss.reduction
+        self.reduction = "mean"  # lossbench.lifecycle.builders.build_loss sets it from loss.reduction
 
     def forward(self, logits: Tensor, target: Tensor, features: Tensor | None = None,
                 index: Tensor | None = None) -> Tensor:

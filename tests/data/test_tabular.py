@@ -353,7 +353,7 @@ def test_every_loss_trains_a_step_on_a_binary_table(tmp_path):
 
     from lossbench.conf import CONF_DIR
     from lossbench.data.transforms import BatchTransform
-    from lossbench.lifecycle.run import build_loss
+    from lossbench.lifecycle.builders import build_loss
     from lossbench.losses import LOSSES
     from lossbench.models.mlp import MLP
     from lossbench.reweight.base import NoReweighting

@@ -44,7 +44,8 @@ def test_view_text_none_for_figures_without_validation():
 
 
 def test_a_noisy_run_records_both_views_per_epoch_and_in_the_summary():
-    from lossbench.lifecycle.run import _history_figures, build_data, build_loss, build_model
+    from lossbench.lifecycle.builders import build_data, build_loss, build_model
+    from lossbench.lifecycle.run import _history_figures
     from lossbench.train.final_eval import evaluate_model
     from lossbench.train.trainer import Trainer
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from lossbench.lifecycle.run import build_loss
+from lossbench.lifecycle.builders import build_loss
 from lossbench.protocols import compose_preset, preset_grid
 from lossbench.protocols.reproduce import main as reproduce_main
 from lossbench.protocols.reproduce import plan, run_subdir

@@ -19,7 +19,8 @@ from omegaconf import OmegaConf
 
 from lossbench.core import signals
 from lossbench.core.io import read_jsonl, write_json_atomic, write_jsonl_atomic
-from lossbench.lifecycle.run import build_data, build_loss, build_model, experiment_key
+from lossbench.lifecycle.builders import build_data, build_loss, build_model
+from lossbench.lifecycle.run import experiment_key
 from lossbench.reweight.base import ReweightContext
 from lossbench.train.checkpoint import load_checkpoint, save_checkpoint
 from lossbench.train.sinks import JsonlSink

@@ -19,14 +19,13 @@ from lossbench.cli import main
 from lossbench.core.io import (
     LinkRefused,
     NoFollowFileHandler,
-    RunLock,
     append_jsonl,
     atomic_file,
     ensure_folder,
-    run_folder_problem,
     write_json_atomic,
     write_text_atomic,
 )
+from lossbench.lifecycle.run_folder import RunLock, run_folder_problem
 
 # What a run folder holds, each of which a hostile folder may plant as a link (or as a folder).
 ENTRIES = [".lossbench.lock", "run.log", ".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml",

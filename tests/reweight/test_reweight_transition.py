@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lossbench.lifecycle.run import build_loss
+from lossbench.lifecycle.builders import build_loss
 from lossbench.losses import LOSSES, Loss
 from lossbench.losses.comp_sum import CrossEntropy
 from lossbench.losses.robust import MeanAbsoluteError

@@ -16,8 +16,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from hydra_plugins.lossbench_packed_launcher.packed_launcher import check_settings
 from lossbench.cli import main
-from lossbench.core.io import is_locked
 from lossbench.lifecycle import packs
+from lossbench.lifecycle.run_folder import is_locked
 from lossbench.reweight.base import Reweighter
 from lossbench.tracking.wandb_file import read_run, run_files
 from lossbench.train import packed
