@@ -26,18 +26,15 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
-from torch import nn
 
-from lossbench.calibrate import Calibrator, build_calibrators
 from lossbench.core import signals
 from lossbench.core.errors import ConfigError, config_differences
 from lossbench.core.identity import NOT_EXPERIMENT, experiment_key  # noqa: F401 (NOT_EXPERIMENT: re-exported)
@@ -50,28 +47,22 @@ from lossbench.core.io import (
     write_text_atomic,
     write_with_atomic,
 )
-from lossbench.data.split import Split, check_sizes
+from lossbench.data.split import Split
 from lossbench.data.subset import describe_cut
-from lossbench.data.transforms import BatchTransform
 from lossbench.detect import detection_scores
-from lossbench.detect.base import Detection
-from lossbench.detect.runner import detection_context, run_detector, save_detection
-from lossbench.lifecycle.builders import build_data, build_loss, build_model, build_sinks
+from lossbench.detect.runner import save_detection
+from lossbench.lifecycle.builders import Parts, build_data, build_parts, build_sinks
 from lossbench.lifecycle.callbacks import record_outcome
 from lossbench.lifecycle.naming import register_resolvers
 from lossbench.lifecycle.run_folder import LOCK_NAME, DirectoryBusy, RunLock, provenance, run_folder_problem
 from lossbench.lifecycle.summary_table import end_of_run_table
 from lossbench.lifecycle.validation import check_config, describe_error
-from lossbench.losses.base import Loss
 from lossbench.metrics import selection_figures
 from lossbench.noise.base import NoiseModel, NoisyLabels
-from lossbench.reweight.base import ReweightContext, Reweighter
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint
 from lossbench.train.early_stopping import EarlyStopping
 from lossbench.train.final_eval import evaluate_model
-from lossbench.train.objective import check_training, parameter_groups
-from lossbench.train.threads import apply_threads
-from lossbench.train.trainer import DIVERGED_HINT, Diverged, RestartFromScratch, Trainer, set_determinism
+from lossbench.train.trainer import DIVERGED_HINT, Diverged, RestartFromScratch
 from lossbench.train.weights import LOSS_FILES, WEIGHT_FILES, BestWeights, kept, weights_summary
 
 log = logging.getLogger("lossbench")
@@ -139,31 +130,10 @@ def run(cfg: DictConfig) -> float:
 
 
 @dataclass
-class _Parts:
-    """Everything a run trains with, built in memory before anything is written."""
-
-    trainer: Trainer
-    seed: int
-    noise_model: NoiseModel
-    split: Split
-    noisy: NoisyLabels
-    model: nn.Module
-    loss_fn: Loss
-    reweight: Reweighter
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    calibrators: list[Calibrator]
-    detection: Detection | None
-    adversarial: object
-    robust: object
-    threads: object
-
-
-@dataclass
 class _Ready:
     """A job past its checks, with its parts built: what the writing phase starts from."""
 
-    parts: _Parts
+    parts: Parts
     config: dict
     force: bool
     checkpoint_error: str | None
@@ -404,57 +374,18 @@ class _Job:
                 )
         return None
 
-    def _setup(self, config: dict) -> _Parts:
-        """Build every part in memory; a problem is a ConfigError (nothing has been written)."""
-        cfg = self.cfg
+    def _setup(self, config: dict) -> Parts:
+        """Build every part in memory (lossbench.lifecycle.builders.build_parts); a problem is a
+        ConfigError (nothing has been written)."""
         try:
-            trainer = Trainer(**config["trainer"])
-            seed = int(cfg.seed)
-            set_determinism(seed, trainer.deterministic)
-            noise_model, split, noisy = self.data(cfg)
-            try:
-                check_sizes(split)
-            except ValueError as exc:
-                raise ConfigError(f"dataset: {exc}") from None
-            device = trainer.torch_device
-            split = split.to(device) if self.to_device is None else self.to_device(split, device)
-            torch.manual_seed(seed)
-            model = build_model(cfg, trainer, split)
-            threads = apply_threads(trainer.threads, model, BatchTransform(split, trainer.channels_last)(
-                split.x_train[:2], train=False), trainer.batch_size, device)
-            loss_fn = trainer.prepare_loss(build_loss(cfg.loss, split.num_classes, len(split.y_train)))
-            calibrators = build_calibrators(cfg.get("calibrator"))
-            for calibrator in calibrators:
-                calibrator.check(len(split.y_val), split.num_classes)
-            reweight = instantiate(cfg.reweight)
-            adversarial = instantiate(cfg.adversarial)
-            check_training(loss_fn, reweight, split.y_train_noisy, trainer.batch_size, device, adversarial)
-            detector = instantiate(cfg.detect)
-            # computed here, written with noise.npz once nothing can refuse the run any more
-            detection = run_detector(detector, detection_context(
-                split, seed, device, trainer.eval_batch_size,
-                make_model=lambda s: build_model(cfg, trainer, s),
-                train=lambda m, s, epochs: _warmup(cfg, trainer, m, s, epochs, seed),
-            ), self.out_dir, reuse=(self.out_dir / CHECKPOINT).exists(), save=False)
-            reweight.setup(ReweightContext(
-                split=split, loss=loss_fn, true_T=noisy.expected_T, device=device, seed=seed,
-                make_model=lambda: build_model(cfg, trainer, split),
-                train_warmup=lambda m, epochs: _warmup(cfg, trainer, m, split, epochs, seed),
-                detection=detection,
-            ))
-            adversarial.setup(split)
-            robust = instantiate(cfg.attack)
-            robust.setup(split)
-            optimizer = instantiate(cfg.optim)(parameter_groups(model, loss_fn))
-            scheduler = instantiate(cfg.scheduler)(optimizer)
+            resuming = (self.out_dir / CHECKPOINT).exists()
+            return build_parts(self.cfg, config, self.out_dir, resuming, self.data, self.to_device)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 -- whatever stops setup is reported in one line
             if isinstance(exc, (MemoryError, RecursionError)):
                 raise
             raise ConfigError(describe_error(exc)) from exc
-        return _Parts(trainer, seed, noise_model, split, noisy, model, loss_fn, reweight, optimizer,
-                      scheduler, calibrators, detection, adversarial, robust, threads)
 
     def _refuse(self, exc: ConfigError, setup_failed: bool) -> float:
         message = str(exc).replace("\n", " ")
@@ -502,7 +433,7 @@ class _Job:
         })
         return path
 
-    def _train(self, parts: _Parts, config: dict, checkpoint_error: str | None,
+    def _train(self, parts: Parts, config: dict, checkpoint_error: str | None,
                training: _Training | None = None) -> dict:
         """Train the built run (``training``: its records already opened by ``start``) and summarise it."""
         training = self.start(parts) if training is None else training
@@ -530,7 +461,7 @@ class _Job:
         """What the run's checkpoints carry to tell its experiment from another."""
         return {"experiment": experiment_key(config)}
 
-    def start(self, parts: _Parts) -> _Training:
+    def start(self, parts: Parts) -> _Training:
         """Write noise.npz (and detect.npz) and open the sinks: the run is about to train."""
         out_dir, split, noisy, trainer = self.out_dir, parts.split, parts.noisy, parts.trainer
         training = _Training(sinks=[], best=None)
@@ -561,7 +492,7 @@ class _Job:
             except Exception as exc:  # noqa: BLE001 -- the original error matters more
                 log.warning("%s failed to finish: %s", type(sink).__name__, exc)
 
-    def finish(self, parts: _Parts, config: dict, training: _Training, history: list[dict],
+    def finish(self, parts: Parts, config: dict, training: _Training, history: list[dict],
                status: str = "completed", diverged_epoch: int | None = None,
                checkpoint_error: str | None = None, provenance_extra: dict | None = None) -> dict:
         """Evaluate the trained model (unless diverged), save its weights, close the sinks, write
@@ -690,21 +621,6 @@ def _expected_rate(T: np.ndarray, y_clean: torch.Tensor, num_classes: int) -> fl
     """The share of labels the noise model meant to change: sum_i prior_i (1 - T_ii)."""
     prior = np.bincount(y_clean.numpy(), minlength=num_classes) / max(len(y_clean), 1)
     return float(prior @ (1.0 - np.diag(T)))
-
-
-def _warmup(cfg: DictConfig, trainer: Trainer, model, split, epochs: int, seed: int):
-    """Train ``model`` with cross-entropy on the noisy labels for ``epochs`` (estimators).
-
-    The run's optimizer at a constant learning rate: the run's scheduler is sized
-    for ``trainer.epochs``, not for the warm-up.
-    """
-    from lossbench.losses.comp_sum import CrossEntropy
-
-    warm = replace(trainer, epochs=int(epochs), progress="none", checkpoint_every=0)
-    optimizer = instantiate(cfg.optim)(model.parameters())
-    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    warm.fit(model, CrossEntropy(), Reweighter(), optimizer, scheduler, split, seed)
-    return model
 
 
 def _history_figures(history: list[dict]) -> dict:
