@@ -9,7 +9,7 @@ import pytest
 
 from lossbench.core import extras
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
