@@ -45,7 +45,7 @@ def quiet_libraries(overrides: list[str]) -> None:
         return
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    from lossbench.extras import chosen_options, installed
+    from lossbench.core.extras import chosen_options, installed
 
     if ("hydra/sweeper", "optuna") in chosen_options(overrides) and installed("optuna"):
         import optuna  # its loggers reset to INFO when first configured: configure them now
@@ -103,7 +103,7 @@ def _run(argv: list[str]) -> None:
     before anything started, 128 + signal when stopped by SIGTERM (143) or SIGINT (130)."""
     import hydra
 
-    from lossbench import lifecycle
+    from lossbench.core import signals
 
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]
@@ -111,7 +111,7 @@ def _run(argv: list[str]) -> None:
     if any(a in ("--help", "-h") for a in argv):
         print(run_help(overrides))
         return
-    from lossbench.extras import missing_extra
+    from lossbench.core.extras import missing_extra
 
     missing = missing_extra(overrides)  # first: composing a missing plugin's config fails less clearly
     if missing:
@@ -119,7 +119,7 @@ def _run(argv: list[str]) -> None:
         sys.exit(2)
     mode = UNKNOWN
     if not any(a in HYDRA_INFO_FLAGS for a in argv):
-        from lossbench.precheck import check
+        from lossbench.lifecycle.precheck import check
 
         result = check(overrides, multirun)
         if result.problem:
@@ -128,31 +128,31 @@ def _run(argv: list[str]) -> None:
         output_dir, mode = result.output_dir, result.mode
     existing = _nearest_existing(output_dir) if output_dir is not None else None
     quiet_libraries(overrides)
-    from lossbench.naming import exclude_override, register_resolvers
+    from lossbench.lifecycle.naming import exclude_override, register_resolvers
 
     register_resolvers()
     if multirun:  # the run folders are named by what the sweep varies: the constant settings stay out
         argv = [*argv, *exclude_override(overrides)]
-        from lossbench.extras import chosen_options
+        from lossbench.core.extras import chosen_options
 
         if not any(group == "hydra/sweeper" for group, _ in chosen_options(overrides)):
             argv.append("hydra/sweeper=lossbench")  # Hydra's basic sweeper, each job composed once
 
-    from lossbench import callbacks
-    from lossbench.run import run
+    from lossbench.lifecycle import callbacks
+    from lossbench.lifecycle.run import run
 
     main = hydra.main(config_path="pkg://lossbench.conf", config_name="config", version_base="1.3")(run)
     # -m first: Hydra's argument parser takes no override after a flag (`run a=1 -m b=1,2`)
     flags = [a for a in argv if a in ("-m", "--multirun")]
     sys.argv = ["lossbench run", *flags, *(a for a in argv if a not in flags)]
-    lifecycle.reset()
+    signals.reset()
     callbacks.LAST_SWEEP.clear()
     code: int | str | None = 0
-    user_full_error = lifecycle.full_error()
-    saved = {k: os.environ.get(k) for k in ("HYDRA_FULL_ERROR", lifecycle.FULL_ERROR_ENV)}
-    os.environ[lifecycle.FULL_ERROR_ENV] = "1" if user_full_error else "0"
+    user_full_error = signals.full_error()
+    saved = {k: os.environ.get(k) for k in ("HYDRA_FULL_ERROR", signals.FULL_ERROR_ENV)}
+    os.environ[signals.FULL_ERROR_ENV] = "1" if user_full_error else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # what a launcher or a sweeper raises comes to the handler below
-    with lifecycle.handle_signals(command=True), _mode_known(mode):
+    with signals.handle_signals(command=True), _mode_known(mode):
         try:
             main()
         except SystemExit as exc:
@@ -161,7 +161,7 @@ def _run(argv: list[str]) -> None:
             import signal
 
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # answered: a third Ctrl-C cannot cut the goodbye
-            if lifecycle.stop_requested() is None:  # the parent of a cluster sweep: Ctrl-C detaches
+            if signals.stop_requested() is None:  # the parent of a cluster sweep: Ctrl-C detaches
                 print("lossbench: stopped waiting; jobs already submitted keep running; rerun the same "
                       "command to collect them (finished runs are skipped)", file=sys.stderr)
             else:
@@ -181,7 +181,7 @@ def _run(argv: list[str]) -> None:
     if code == 2 and not multirun and output_dir is not None and existing is not None:
         _remove_created(output_dir, existing)
     if multirun:
-        signum = lifecycle.stop_requested()
+        signum = signals.stop_requested()
         if callbacks.LAST_SWEEP and not code:
             code = callbacks.LAST_SWEEP["status"]
         elif not callbacks.LAST_SWEEP and signum is not None and code in (0, 1, None):
@@ -194,7 +194,7 @@ def visible_groups() -> list[str]:
     """The config groups a user picks from (not Hydra's, not the internal specialisations)."""
     from importlib import resources
 
-    from lossbench.precheck import CONFIG_MODULE, INTERNAL_GROUPS, group_options
+    from lossbench.lifecycle.config_tree import CONFIG_MODULE, INTERNAL_GROUPS, group_options
 
     root = resources.files(CONFIG_MODULE)
     return sorted(p.name for p in root.iterdir() if p.is_dir() and group_options(p.name)
@@ -210,7 +210,8 @@ def run_help(overrides: list[str]) -> str:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from lossbench.precheck import CONFIG_MODULE, _one_line, group_options
+    from lossbench.lifecycle.config_tree import CONFIG_MODULE, group_options
+    from lossbench.lifecycle.precheck import _one_line
 
     text = resources.files(CONFIG_MODULE).joinpath("hydra", "help", "lossbench.yaml").read_text()
     help_cfg = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
@@ -233,8 +234,9 @@ def run_help(overrides: list[str]) -> str:
 def _gave_up(exc: Exception, multirun: bool) -> int:
     """One line for what stopped a run or a sweep outside any job, then a sweep's closing line (the
     jobs that reported, from its ledger); the exit status 1."""
-    from lossbench import callbacks, lifecycle
-    from lossbench.precheck import _one_line
+    from lossbench.core import signals
+    from lossbench.lifecycle import callbacks
+    from lossbench.lifecycle.precheck import _one_line
     from lossbench.report.escape import printable
 
     what = "the sweep" if multirun else "the run"
@@ -246,7 +248,7 @@ def _gave_up(exc: Exception, multirun: bool) -> int:
         text = f"Optuna gave up on a trial whose job failed (its objective is not a number): {text}"
     print(f"lossbench: error: {what} stopped: {type(exc).__name__}: {printable(text, 300)} "
           "(HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr, flush=True)
-    ledger = os.environ.pop(lifecycle.LEDGER_ENV, None)
+    ledger = os.environ.pop(signals.LEDGER_ENV, None)
     if multirun and ledger and Path(ledger).is_dir():
         import shutil
 
@@ -265,7 +267,7 @@ def _losses(argv: list[str]) -> None:
     from rich.table import Table
 
     from lossbench.conf import CONF_DIR
-    from lossbench.console import table_console
+    from lossbench.core.console import table_console
     from lossbench.losses import FAMILIES, LOSSES
     from lossbench.losses.settings import dataset_settings, describe
 
@@ -293,8 +295,8 @@ def _list(argv: list[str]) -> None:
 
     from rich.table import Table
 
-    from lossbench.console import table_console
-    from lossbench.precheck import CONFIG_MODULE, group_options
+    from lossbench.core.console import table_console
+    from lossbench.lifecycle.config_tree import CONFIG_MODULE, group_options
 
     root = resources.files(CONFIG_MODULE)
     groups = argv or visible_groups()
@@ -320,7 +322,7 @@ def option_rows(group: str, root) -> list[tuple[str, str]]:
 
     from omegaconf import OmegaConf
 
-    from lossbench.precheck import group_options
+    from lossbench.lifecycle.config_tree import group_options
 
     options = group_options(group)
     rates: dict[str, list[tuple[str, object]]] = {}
@@ -380,9 +382,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     finally:
         if argv is None:  # the process ends here: a signal it answered cannot cut its exit hooks
-            from lossbench import lifecycle
+            from lossbench.core import signals
 
-            lifecycle.quiet_exit()
+            signals.quiet_exit()
 
 
 def _dispatch(argv: list[str]) -> None:
@@ -402,7 +404,7 @@ def _dispatch(argv: list[str]) -> None:
     elif command == "list":
         _list(rest)
     elif command == "evaluate":
-        from lossbench.evaluate_run import main as evaluate_main
+        from lossbench.lifecycle.evaluate_command import main as evaluate_main
 
         evaluate_main(rest)
     elif command == "reproduce":

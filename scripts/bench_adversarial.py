@@ -7,7 +7,7 @@
     python scripts/bench_adversarial.py --report           # benchmarks/adversarial.md from the .jsonl files
     python scripts/bench_adversarial.py --part digits --smoke   # 1 seed, 2 epochs, a few cells (CPU check)
 
-Runs are in process (Hydra compose of the package's config, then lossbench.run's own build_*
+Runs are in process (Hydra compose of the package's config, then lossbench.lifecycle.run's own build_*
 functions, Trainer.fit and evaluate_model), one JSON line per finished run; an interrupted part
 resumes where it stopped. The MNIST part trains on a fixed, seeded subset of the training split
 (``--mnist-train``), since adversarial training costs k + 1 forward-backward passes per step.
@@ -32,8 +32,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from lossbench.evaluate import evaluate_model
-from lossbench.run import build_data, build_loss, build_model
+from lossbench.lifecycle.builders import build_data, build_loss, build_model
+from lossbench.train.final_eval import evaluate_model
 from lossbench.train.trainer import Diverged, Trainer, set_determinism
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def run_one(
     val_subset: int | None = None,
     test_subset: int | None = None,
 ) -> dict:
-    """One run as lossbench.run._run does it (no output directory): the figures the tables use."""
+    """One run as lossbench.lifecycle.run._run does it (no output directory): the figures the tables use."""
     cfg = compose_cfg(
         [o for o in overrides if not (o.startswith("adversarial.") and "adversarial=none" in overrides)]
     )

@@ -44,10 +44,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
+from lossbench.core.sink import Sink
 from lossbench.data.split import Split
 from lossbench.losses.comp_sum import CrossEntropy
 from lossbench.reweight.base import NoReweighting
-from lossbench.sink import Sink
 from lossbench.train.trainer import Trainer, set_determinism
 
 CONF = resources.files("lossbench.conf")

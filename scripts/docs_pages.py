@@ -4,7 +4,7 @@ mkdocs.yml runs this file through the mkdocs-gen-files plugin; nothing it writes
 
 - ``reference/config/``: every config group and option, from lossbench/conf/ (each file's first
   comment paragraph, as `lossbench list` shows it, its keys and values) and the validation schemas
-  (lossbench/validation.py: the targets' signatures, the Trainer and logger dataclasses, RULES);
+  (lossbench/lifecycle/validation.py: the targets' signatures, the Trainer and logger dataclasses, RULES);
 - ``reference/losses.md``: every loss of the registry with its formula, paper, hyperparameters and
   per-dataset settings, as `lossbench losses` prints them;
 - ``reference/presets.md``: every preset with its grid and published numbers (lossbench/protocols/);
@@ -37,14 +37,14 @@ import import_layers  # noqa: E402  (scripts/import_layers.py, beside this file)
 # Where the things the pages are generated from live. A package move changes these lines only.
 MODULES = {
     "conf": "lossbench.conf",                        # CONF_DIR: the config tree
-    "validation": "lossbench.validation",            # _schema_of, _hint_text, RULES, TopLevel, LoggerSettings
+    "validation": "lossbench.lifecycle.validation",  # _schema_of, _hint_text, RULES, TopLevel, LoggerSettings
     "trainer": "lossbench.train.trainer",            # Trainer (the trainer group's schema)
     "losses": "lossbench.losses",                    # LOSSES, FAMILIES
     "loss_settings": "lossbench.losses.settings",    # dataset_settings, describe
     "catalogue": "lossbench.protocols.catalogue",    # preset_names, load_protocol, compose_preset, MARKS
     "cli": "lossbench.cli",                          # describe (a config file's description), USAGE
     "commands": {                                    # each command's main(argv), for its --help
-        "evaluate": "lossbench.evaluate_run",
+        "evaluate": "lossbench.lifecycle.evaluate_command",
         "report": "lossbench.report.cli",
         "reproduce": "lossbench.protocols.reproduce",
     },
@@ -306,7 +306,8 @@ def config_index() -> str:
         "Every setting of a run is a key of the composed Hydra config. Config **groups** are folders of "
         "small YAML files under `lossbench/conf/`; pick one file (an **option**) per group with "
         "`group=option` and change any key with `group.key=value`. This reference is generated from those "
-        "files and from the validation schemas (`lossbench/validation.py`) at every build of the site; "
+        "files and from the validation schemas (`lossbench/lifecycle/validation.py`) at every build of the "
+        "site; "
         "`lossbench list [GROUP]` and `lossbench run --help` show the same in the terminal.", "",
         "Bad values are refused before anything runs, with one line naming the key, the value and what is "
         "allowed; see [the run's lifecycle](../../concepts/lifecycle.md).", "",
@@ -579,8 +580,11 @@ def architecture_parts() -> dict[str, str]:
         modules += [f"| `{m}` | {_cell(doc)} |" for m, doc in members]
         modules.append("")
     found = import_layers.crossings(imports)
-    lines = [f"{len(found)} imports go against the layering today (generated from the code):", "",
-             "| import | from layer | to layer | direction | when |", "| --- | --- | --- | --- | --- |"]
+    if not found:
+        lines = ["No import goes against the layering today (generated from the code)."]
+    else:
+        lines = [f"{len(found)} imports go against the layering today (generated from the code):", "",
+                 "| import | from layer | to layer | direction | when |", "| --- | --- | --- | --- | --- |"]
     def title(module: str) -> str:
         return import_layers.layer_of(module).title
 

@@ -35,25 +35,20 @@ class Layer:
     modules: tuple[str, ...]  # module path prefixes (dotted)
 
 
-# The layers, top to bottom. Two layers of one rank are peers and import neither way.
+# The layers, top to bottom (each rank its own layer: no two layers are peers today).
 LAYERS = (
     Layer("cli", "command line", 0, (
-        "lossbench.cli", "lossbench.__main__", "lossbench.evaluate_run", "lossbench.report.cli",
+        "lossbench.cli", "lossbench.__main__", "lossbench.lifecycle.evaluate_command", "lossbench.report.cli",
         "lossbench.protocols.reproduce")),
-    Layer("lifecycle", "the run's lifecycle", 1, (
-        "lossbench.run", "lossbench.packs", "lossbench.precheck", "lossbench.validation",
-        "lossbench.lifecycle", "lossbench.callbacks", "lossbench.io", "hydra_plugins")),
-    Layer("reports", "reports and tracking", 1, (
+    Layer("lifecycle", "the run's lifecycle", 1, ("lossbench.lifecycle", "hydra_plugins")),
+    Layer("reports", "reports and tracking", 2, (
         "lossbench.report", "lossbench.protocols", "lossbench.tracking")),
-    Layer("trainer", "the trainer and objective", 2, (
-        "lossbench.train", "lossbench.evaluate", "lossbench.sink")),
-    Layer("plugins", "the plug-in families", 3, (
+    Layer("trainer", "the trainer and objective", 3, ("lossbench.train",)),
+    Layer("plugins", "the plug-in families", 4, (
         "lossbench.losses", "lossbench.noise", "lossbench.reweight", "lossbench.detect",
         "lossbench.calibrate", "lossbench.adversarial", "lossbench.models", "lossbench.data")),
-    Layer("metrics", "metrics", 4, ("lossbench.metrics",)),
-    Layer("foundation", "shared foundation", 5, (
-        "lossbench", "lossbench.registry", "lossbench.errors", "lossbench.console", "lossbench.extras",
-        "lossbench.identity", "lossbench.conf")),
+    Layer("metrics", "metrics", 5, ("lossbench.metrics",)),
+    Layer("foundation", "shared foundation", 6, ("lossbench", "lossbench.core", "lossbench.conf")),
 )
 # The plug-in families, as the diagram names them inside their layer.
 FAMILIES = ("losses", "noise", "reweight", "detect", "calibrate", "adversarial", "models", "data")

@@ -150,9 +150,9 @@ def test_the_torch_free_tables_match_what_they_stand_for():
     torchvision are the truth they copy."""
     import torchvision.datasets as tvd
 
-    from lossbench.dataset_files import FILES
+    from lossbench.core.dataset_files import FILES
+    from lossbench.lifecycle.validation import PRECISION_NAMES
     from lossbench.train.trainer import PRECISIONS
-    from lossbench.validation import PRECISION_NAMES
 
     assert tuple(PRECISIONS) == PRECISION_NAMES
     for name, cls in (("cifar10", tvd.CIFAR10), ("cifar100", tvd.CIFAR100)):

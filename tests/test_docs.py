@@ -114,7 +114,10 @@ def test_an_import_against_the_layering_is_found(tmp_path):
         "metrics/summary.py": "from lossbench.train import trainer\n",   # metrics -> trainer: upward
         "train/__init__.py": "",
         "train/trainer.py": "def f():\n    from ..metrics import summary\n",  # trainer -> metrics: allowed
-        "run.py": "import lossbench.report.collect\n",                     # lifecycle -> reports: sideways
+        "core/__init__.py": "",
+        "core/io.py": "def f():\n    import lossbench.lifecycle.run\n",  # foundation -> lifecycle, lazily
+        "lifecycle/__init__.py": "",
+        "lifecycle/run.py": "import lossbench.report.collect\n",         # lifecycle -> reports: allowed
         "report/__init__.py": "",
         "report/collect.py": "",
     }.items():
@@ -124,8 +127,21 @@ def test_an_import_against_the_layering_is_found(tmp_path):
     imports = layers.read_imports(tmp_path)
     found = {(i.source, i.target, kind, i.lazy) for i, kind in layers.crossings(imports)}
     assert found == {("lossbench.metrics.summary", "lossbench.train.trainer", "upward", False),
-                     ("lossbench.run", "lossbench.report.collect", "sideways", False)}
+                     ("lossbench.core.io", "lossbench.lifecycle.run", "upward", True)}
     assert ("lossbench.train.trainer", "lossbench.metrics.summary") in {(i.source, i.target) for i in imports}
+
+
+def test_no_module_imports_a_higher_layer():
+    """Every import of lossbench's own modules, at the top of a file or inside a function, goes down
+    the layers of scripts/import_layers.py (or stays in its layer); and no two modules import each
+    other, except the command line and ``lossbench reproduce`` (which runs presets through it)."""
+    layers = _script("import_layers")
+    imports = layers.read_imports()
+    wrong = [f"{i.source}:{i.line} ({layers.layer_of(i.source).key}) imports {i.target} "
+             f"({layers.layer_of(i.target).key}){' lazily' if i.lazy else ''}: {kind}"
+             for i, kind in layers.crossings(imports)]
+    assert wrong == []
+    assert layers.cycles(imports) == [("lossbench.cli", "lossbench.protocols.reproduce")]
 
 
 def test_the_readme_links_to_files_that_exist():

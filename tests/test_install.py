@@ -131,7 +131,7 @@ def test_user_package_loss_and_model_through_the_search_path(user_package, tmp_p
 
 
 def test_user_options_are_checked_like_lossbench_options(user_package, monkeypatch):
-    from lossbench.precheck import check_overrides
+    from lossbench.lifecycle.precheck import check_overrides
 
     monkeypatch.syspath_prepend(str(user_package))
     search = "hydra.searchpath=[pkg://mywork.conf]"

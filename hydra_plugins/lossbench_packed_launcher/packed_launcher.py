@@ -4,9 +4,9 @@
         loss=ce,gce,nce_rce noise=sym20,sym40,sym60,sym80 seed=0,1,2
 
 Jobs that share dataset, model and the pack's trainer settings are grouped
-(``lossbench.packs.plan``), at most ``pack_size`` to a pack; the others run as
+(``lossbench.lifecycle.packs.plan``), at most ``pack_size`` to a pack; the others run as
 usual, one Hydra job each, and the plan says why (among them every job with
-adversarial training, a robust evaluation or a detector: ``lossbench.packs.NOT_PACKED``).
+adversarial training, a robust evaluation or a detector: ``lossbench.lifecycle.packs.NOT_PACKED``).
 ``executor=local`` trains the packs on this machine, ``workers`` of them at once (each
 in a process forked from this one when ``workers`` > 1: two packs side by side use a
 2-core CPU's second core). Packs go wide through submitit: ``executor=slurm`` submits
@@ -56,13 +56,13 @@ def check_settings(pack_size: Any, executor: Any, devices: Any, workers: Any = 1
 
 
 def _remove_ledger() -> None:
-    """Undo what the sweep's ledger callback (lossbench.callbacks) made before the launcher started:
+    """Undo what the sweep's ledger callback (lossbench.lifecycle.callbacks) made before the launcher started:
     its ledger folder, and the sweep folder if nothing else is in it."""
     import shutil
 
-    from lossbench import lifecycle
+    from lossbench.core import signals
 
-    ledger = os.environ.pop(lifecycle.LEDGER_ENV, None)
+    ledger = os.environ.pop(signals.LEDGER_ENV, None)
     if not ledger:
         return
     shutil.rmtree(ledger, ignore_errors=True)
@@ -134,8 +134,8 @@ class PackedLauncher(Launcher):
             instance.cfg = saved
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from lossbench.io import write_text_atomic
-        from lossbench.packs import describe, plan, plan_json
+        from lossbench.core.io import write_text_atomic
+        from lossbench.lifecycle.packs import describe, plan, plan_json
 
         setup_globals()
         assert self.config is not None
@@ -169,7 +169,7 @@ class PackedLauncher(Launcher):
 
     def run_unit(self, unit: list[tuple[list[str], int]]) -> list[JobReturn]:
         """One pack (or one lone job, run as Hydra runs any job) in this process."""
-        from lossbench.packs import run_pack
+        from lossbench.lifecycle.packs import run_pack
 
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         for overrides, idx in unit:

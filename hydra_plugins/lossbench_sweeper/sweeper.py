@@ -3,7 +3,7 @@
 Before launching a batch, Hydra's basic sweeper composes every job's config to catch a config that
 cannot be composed ("This can be a bit slow for large jobs", its own comment says); its launcher
 then composes each job again. ``lossbench run`` has already composed and validated every
-combination of the command's overrides before Hydra started (lossbench.precheck), so when the
+combination of the command's overrides before Hydra started (lossbench.lifecycle.precheck), so when the
 sweep is exactly those combinations (no ``hydra.sweeper.params`` from a preset, no range or
 interval the check could not expand) the sweeper skips that pass: about 0.25 s of CPU a job on a
 2-core VM. Otherwise it validates as Hydra does. Imported by Hydra's plugin scan on every start:
@@ -22,7 +22,7 @@ class CheckedBasicSweeper(BasicSweeper):
     """BasicSweeper that trusts lossbench's check of the same overrides."""
 
     def sweep(self, arguments: list[str]) -> Any:
-        from lossbench.precheck import validated
+        from lossbench.lifecycle.precheck import validated
 
         self._checked = not self.params and validated(arguments)
         return super().sweep(arguments)

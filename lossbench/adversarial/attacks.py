@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lossbench.core.registry import Registry
 from lossbench.data.transforms import BatchTransform
-from lossbench.registry import Registry
 
 ATTACKS: Registry = Registry("attack")
 register_attack = ATTACKS.register

@@ -27,8 +27,8 @@ from lossbench.adversarial.attacks import (
     score_distance,
     step_size_or_default,
 )
+from lossbench.core.registry import Registry
 from lossbench.data.transforms import BatchTransform
-from lossbench.registry import Registry
 
 ADVERSARIAL: Registry = Registry("adversarial training method")
 register_adversarial = ADVERSARIAL.register

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from lossbench.registry import Registry
+from lossbench.core.registry import Registry
 
 CALIBRATORS: Registry = Registry("calibrator")
 register_calibrator = CALIBRATORS.register

@@ -1,6 +1,6 @@
 """Registry of dataset builders."""
 
-from lossbench.registry import Registry
+from lossbench.core.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
 register_dataset = DATASETS.register

@@ -15,10 +15,10 @@ from urllib.error import URLError
 import numpy as np
 import torch
 
+from lossbench.core.dataset_files import expected_files, missing_message
 from lossbench.data.registry import register_dataset
 from lossbench.data.split import Split, split_from_pool
 from lossbench.data.transforms import check_augment
-from lossbench.dataset_files import expected_files, missing_message
 
 # Per-channel mean and std of the training images scaled to [0, 1].
 STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -42,7 +42,7 @@ def _open(
     **kwargs,
 ) -> object:
     """``factory(download=..., **kwargs)``, or an error naming the files and their folder
-    (lossbench.dataset_files: the same line the config checks give before the run starts)."""
+    (lossbench.core.dataset_files: the same line the config checks give before the run starts)."""
     expected = expected_files(name, data_dir)
     missing = [p for p in expected if not p.is_file()]
     where = f"{name} reads {', '.join(p.name for p in expected)} in {expected[0].parent}"

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lossbench.registry import Registry
+from lossbench.core.registry import Registry
 
 DETECTORS: Registry = Registry("detector")
 register_detector = DETECTORS.register

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from lossbench.choices import REDUCTIONS
-from lossbench.registry import Registry
+from lossbench.core.choices import REDUCTIONS
+from lossbench.core.registry import Registry
 
 LOSSES: Registry[type[Loss]] = Registry("loss")
 register_loss = LOSSES.register
@@ -120,7 +120,7 @@ class Loss(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.reduction = "mean"  # lossbench.run.build_loss sets it from loss.reduction
+        self.reduction = "mean"  # lossbench.lifecycle.builders.build_loss sets it from loss.reduction
 
     def forward(self, logits: Tensor, target: Tensor, features: Tensor | None = None,
                 index: Tensor | None = None) -> Tensor:

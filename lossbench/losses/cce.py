@@ -159,7 +159,7 @@ class CutCrossEntropy(Loss):
             try:
                 import cut_cross_entropy  # noqa: F401
             except ImportError:
-                from lossbench.extras import hint
+                from lossbench.core.extras import hint
 
                 raise ValueError(f"{hint('cce', f'loss.backend={backend}')}; or loss.backend=chunked, "
                                  f"which needs nothing") from None

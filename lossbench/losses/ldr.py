@@ -184,7 +184,7 @@ class ALDRKL(Loss):
         if isinstance(num_train, bool) or not isinstance(num_train, int) or num_train < 1:
             raise ValueError(
                 f"aldr_kl keeps a lambda per training sample and needs num_train (the training-set size, "
-                f"filled in by lossbench.run.build_loss), got {num_train!r}"
+                f"filled in by lossbench.lifecycle.builders.build_loss), got {num_train!r}"
             )
         self.lam0, self.alpha, self.margin = float(lam0), float(alpha), float(margin)
         self.score_transform, self.q_floor = score_transform, float(q_floor)

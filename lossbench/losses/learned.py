@@ -160,7 +160,7 @@ class LegendreTron(Loss):
             raise ValueError(f"legendretron needs weight_decay >= 0 (or null), got {weight_decay}")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"legendretron learns a link on C - 1 dimensions and needs num_classes >= 2 "
-                             f"(filled in by lossbench.run.build_loss), got {num_classes!r}")
+                             f"(filled in by lossbench.lifecycle.builders.build_loss), got {num_classes!r}")
         generator = torch.Generator().manual_seed(INIT_SEED)
         self.potentials = nn.ModuleList(
             ConvexPotential(num_classes - 1, hidden, depth, generator, data_init=actnorm_init == "data")

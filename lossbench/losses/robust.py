@@ -129,8 +129,8 @@ class TruncatedGCE(Loss):
             if isinstance(num_train, bool) or not isinstance(num_train, int) or num_train < 1:
                 raise ValueError(
                     "tgce with schedule=epoch stores a keep/prune choice per training sample and needs "
-                    "num_train (the training-set size, filled in by lossbench.run.build_loss), "
-                    f"got {num_train!r}"
+                    "num_train (the training-set size, filled in by "
+                    f"lossbench.lifecycle.builders.build_loss), got {num_train!r}"
                 )
             self.register_buffer("keep", torch.ones(num_train, dtype=torch.bool))
 

@@ -77,7 +77,8 @@ def summarize(val_logits: Tensor, val_labels: Tensor, test_logits: Tensor, test_
 
     ``val_clean_labels`` are the validation split's true labels (None: the
     validation labels are clean, both views coincide). ``calibrators``
-    (lossbench.calibrate; default: temperature scaling) are each fitted on the
+    (lossbench.calibrate objects; none when None: lossbench.train.final_eval passes the default,
+    temperature scaling) are each fitted on the
     validation logits once per view v in (noisy, clean) and applied to test;
     ``val_views`` / ``test_views`` hold, per calibrator key that needs them, the
     model's logits on transformed inputs ([V, N, C]).
@@ -98,10 +99,7 @@ def summarize(val_logits: Tensor, val_labels: Tensor, test_logits: Tensor, test_
     smooth_sigma, smece_classwise and the smoothed curves) only with ``smoothed`` (the run's
     ``smooth_ece=true``): relplot's import and bandwidth searches cost seconds.
     """
-    if calibrators is None:
-        from lossbench.calibrate import default_calibrators
-
-        calibrators = default_calibrators()
+    calibrators = list(calibrators or ())
     views = {"noisy": val_labels, "clean": val_labels if val_clean_labels is None else val_clean_labels}
     num_classes = test_logits.shape[1]
     out: dict = {"test_acc": accuracy(test_logits, test_labels)}

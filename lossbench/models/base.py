@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lossbench.registry import Registry
+from lossbench.core.registry import Registry
 
 MODELS: Registry = Registry("model")
 register_model = MODELS.register

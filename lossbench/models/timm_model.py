@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from lossbench.extras import require
+from lossbench.core.extras import require
 from lossbench.models.base import Classifier, register_model
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lossbench.registry import Registry
+from lossbench.core.registry import Registry
 
 NOISE_MODELS: Registry = Registry("noise model")
 register_noise = NOISE_MODELS.register

@@ -131,7 +131,7 @@ def run_subdir(pattern: str, loss: str, noise: str, seed: str, dataset: str | No
 
 
 def _state(run_dir: Path) -> tuple[str, int]:
-    from lossbench.io import read_json, read_jsonl
+    from lossbench.core.io import read_json, read_jsonl
 
     summary = read_json(run_dir / "summary.json")
     if summary and summary.get("status") == "completed":
@@ -151,7 +151,7 @@ def plan(name: str, overrides: list[str], losses: str | None = None, noise: str 
          folds: str | None = None) -> tuple[list[PlannedRun], dict, object]:
     """The runs of preset ``name``'s grid (or the subset), with their states; (runs, subset, config).
     ``subset`` holds every key the grid sweeps, in GRID_ORDER."""
-    from lossbench.precheck import check_output_dir, check_overrides
+    from lossbench.lifecycle.precheck import check_output_dir, check_overrides
 
     load_protocol(name)
     grid_keys = preset_grid(compose_preset(name))
@@ -202,8 +202,8 @@ def missing_data(cfg) -> str | None:
     """One line when the preset's dataset files are not below its ``data_dir`` (None: they are)."""
     from omegaconf import OmegaConf
 
-    from lossbench.errors import ConfigError
-    from lossbench.validation import check_dataset_files
+    from lossbench.core.errors import ConfigError
+    from lossbench.lifecycle.validation import check_dataset_files
 
     try:
         check_dataset_files({"dataset": OmegaConf.to_container(cfg.dataset, resolve=True)})
@@ -252,7 +252,7 @@ def print_plan(name: str, runs: list[PlannedRun], epochs: int, measured: dict | 
     """The runs with their states, how many epochs are left, then (``measured``) the estimate."""
     from rich.table import Table
 
-    from lossbench.console import table_console
+    from lossbench.core.console import table_console
 
     console = table_console()
     table = Table(title=f"lossbench reproduce {name}: {len(runs)} runs")
@@ -291,7 +291,7 @@ def print_estimate(runs: list[PlannedRun], epochs: int, measured: dict) -> None:
 def list_presets() -> None:
     from rich.table import Table
 
-    from lossbench.console import table_console
+    from lossbench.core.console import table_console
 
     table = Table(title="lossbench reproduce: presets")
     for column in ("preset", "paper", "dataset", "reports", "runs", "published numbers"):

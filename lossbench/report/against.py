@@ -399,7 +399,7 @@ def render(result: Against, fmt: str, digits: int | None = None) -> str:
 def print_rich(result: Against, digits: int | None = None, console=None) -> None:
     from rich.table import Table
 
-    from lossbench.console import table_console
+    from lossbench.core.console import table_console
 
     console = console or table_console()
     for frame, heading, caption in (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lossbench.console import table_console
+from lossbench.core.console import table_console
 from lossbench.report.collect import CHOICE_KEYS, RunRecord, deduplicate, local_records, read_run, runs_frame
 from lossbench.report.escape import printable
 from lossbench.report.render import (
@@ -237,7 +237,7 @@ def _status_console(to_stdout: bool):
 
 def _write(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all (a full disk leaves no empty or cut file)."""
-    from lossbench.io import write_text_atomic
+    from lossbench.core.io import write_text_atomic
 
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

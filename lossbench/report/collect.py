@@ -31,7 +31,7 @@ _INTEGER_KEYS = ("seed", "noise_seed")
 _NUMBER_KEYS = ("noise_rate", "expected_noise_rate", "realized_noise_rate", "epochs", "diverged_epoch",
                 "throughput", "wall_time_s", "epochs_logged")
 _NUMBER_PREFIXES = ("test_", "val_", "best_", "final_", "train_", "num_", "temperature")
-_INFINITIES = {"inf": math.inf, "-inf": -math.inf}  # as lossbench.io.jsonable writes them
+_INFINITIES = {"inf": math.inf, "-inf": -math.inf}  # as lossbench.core.io.jsonable writes them
 # Files the report reads are small; anything bigger (or not a regular file: a FIFO, /dev/zero) is refused.
 MAX_FILE_BYTES = 256 * 2**20
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")

@@ -13,7 +13,7 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from lossbench.io import write_with_atomic
+from lossbench.core.io import write_with_atomic
 from lossbench.report.collect import RunRecord, load_history
 from lossbench.report.escape import file_stem, printable
 from lossbench.report.tables import _label, metric_direction, metric_scale

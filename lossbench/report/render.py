@@ -396,7 +396,7 @@ def print_rich(table: ComparisonTable, frame: pd.DataFrame, digits: int | None =
     output shows no styles, e.g. piped)."""
     from rich.table import Table
 
-    from lossbench.console import table_console
+    from lossbench.core.console import table_console
 
     console = console or table_console()
     fmt = "rich" if styled(console) else "plain"
@@ -424,7 +424,7 @@ def print_status(frame: pd.DataFrame, console=None) -> None:
     """Counts per status and every run that is not completed."""
     from rich.table import Table
 
-    from lossbench.console import table_console
+    from lossbench.core.console import table_console
 
     console = console or table_console()
     console.print(f"[bold]Runs[/bold]: {escape.rich_text(status_line(frame))}", highlight=False)

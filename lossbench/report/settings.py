@@ -6,7 +6,7 @@ column would be averaged as if they were seeds of one experiment; instead the ru
 are split, one table per setting (:func:`split_by_setting`), or the report refuses.
 Settings are read from each run's recorded config (summary.json's ``config``, else
 ``.hydra/config.yaml``) and its Hydra choices; housekeeping that does not change a
-result (lossbench.identity.NOT_EXPERIMENT: progress, threads, data_dir, ...) never
+result (lossbench.core.identity.NOT_EXPERIMENT: progress, threads, data_dir, ...) never
 splits. A run recorded twice (the same experiment and seed in two folders, e.g. one
 sweep under two launchers) counts once (:func:`drop_duplicates`).
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from lossbench.identity import experiment_key, is_housekeeping
+from lossbench.core.identity import experiment_key, is_housekeeping
 from lossbench.report.collect import CHOICE_KEYS, RunRecord, _flatten
 from lossbench.report.tables import MISSING, _label, _natural, _override_keys
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lossbench.identity import is_housekeeping
+from lossbench.core.identity import is_housekeeping
 from lossbench.report.stats import WILCOXON_MIN_PAIRS, paired_test
 
 DIRECTIONS = ("max", "min", "abs")

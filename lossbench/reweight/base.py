@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lossbench.registry import Registry
+from lossbench.core.registry import Registry
 
 if TYPE_CHECKING:
     from lossbench.data.split import Split

@@ -14,8 +14,8 @@ import csv
 import math
 from pathlib import Path
 
-from lossbench.io import atomic_file
-from lossbench.sink import Sink
+from lossbench.core.io import atomic_file
+from lossbench.core.sink import Sink
 
 CSV_NAME = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"

@@ -12,8 +12,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lossbench.io import jsonable, read_jsonl
-from lossbench.sink import Sink
+from lossbench.core.io import jsonable, read_jsonl
+from lossbench.core.sink import Sink
 
 log = logging.getLogger("lossbench")
 

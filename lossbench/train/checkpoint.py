@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from lossbench.io import atomic_file
+from lossbench.core.io import atomic_file
 
 log = logging.getLogger(__name__)
 

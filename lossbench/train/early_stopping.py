@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lossbench.errors import ConfigError
+from lossbench.core.errors import ConfigError
 
 METRICS = {"acc": "max", "nll": "min", "brier": "min", "ece": "min"}
 VIEWS = {"noisy": "val", "clean": "val_clean"}

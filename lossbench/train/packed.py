@@ -25,13 +25,13 @@ Checkpoints are the members' ordinary ``checkpoint.pt`` files, in the layout
 written in two phases so that a pack killed while writing resumes every member
 from the same epoch: each member's new state goes to ``checkpoint.pt.next``
 first, then all are renamed. ``resolve_pending`` finishes (or undoes) an
-interrupted commit before resuming. A stop request (``lossbench.lifecycle``:
+interrupted commit before resuming. A stop request (``lossbench.core.signals``:
 SIGTERM, SIGINT, preemption) is honoured at the next batch boundary as
 ``Trainer.fit`` honours it: every running member's epoch so far (order,
 position, statistics) is committed the same way, then ``PackInterrupted`` is
 raised; the members resume from that batch.
 
-Records number epochs from 1, as ``Trainer.fit``'s do (``lossbench.sink``).
+Records number epochs from 1, as ``Trainer.fit``'s do (``lossbench.core.sink``).
 """
 
 from __future__ import annotations
@@ -50,15 +50,15 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lossbench import lifecycle
+from lossbench.core import signals
+from lossbench.core.errors import ConfigError, config_differences
+from lossbench.core.sink import Sink
 from lossbench.data.split import Split
 from lossbench.data.transforms import BatchTransform
-from lossbench.errors import ConfigError, config_differences
 from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
 from lossbench.models.packing import NotPackable, PackedModel
 from lossbench.reweight.base import Reweighter
-from lossbench.sink import Sink
 from lossbench.train.checkpoint import (
     CorruptCheckpoint,
     load_checkpoint,
@@ -145,7 +145,7 @@ class PackMember:
                     scaler=self.scaler)
 
 
-class PackInterrupted(lifecycle.Interrupted):
+class PackInterrupted(signals.Interrupted):
     """A pack stopped on request; ``saved`` maps the index of each member whose state was just
     checkpointed (in the list given to ``fit_pack``) to its checkpoint."""
 
@@ -630,7 +630,7 @@ def _fit_group(members: list[PackMember], start_epoch: int,
         lrs = {k: members[k].optimizer.param_groups[0]["lr"] for k in running}
         stepped = [k for k in per_step if k in running]  # schedulers stepped after every step
         for i in range(first, total, batch_size):
-            signum = lifecycle.stop_requested()
+            signum = signals.stop_requested()
             if signum is not None:  # a batch boundary: commit every running member's epoch so far
                 where = f"at epoch {epoch + 1}, batch {i // batch_size} of {-(-total // batch_size)}"
                 seconds = carried + time.perf_counter() - started

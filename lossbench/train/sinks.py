@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from lossbench.io import append_jsonl, write_jsonl_atomic
-from lossbench.sink import Sink
+from lossbench.core.io import append_jsonl, write_jsonl_atomic
+from lossbench.core.sink import Sink
 
 log = logging.getLogger("lossbench")
 # Per-epoch (and, on long epochs, per-interval) lines: always logged, so run.log is complete;
@@ -230,33 +230,3 @@ def progress_sinks(mode: str, name: str = "") -> list[Sink]:
     display: list[Sink] = {"rich": lambda: [RichProgress(name)], "none": lambda: [ConsoleQuiet()],
                            "plain": lambda: []}[mode]()
     return [EpochLog(name), *display]
-
-
-def _display_name(out_dir: Path, choices: dict) -> str:
-    """``#N loss/noise`` for a job of a sweep; empty for a single run."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return ""
-    job = HydraConfig.get().job.num
-    return f"#{job} {choices.get('loss', '?')}/{choices.get('noise', '?')}"
-
-
-def build_sinks(cfg, out_dir: Path, choices: dict, progress: str) -> list[Sink]:
-    """metrics.jsonl always; the log lines and progress display; metrics.csv, TensorBoard and W&B when
-    ``logger.csv``, ``logger.tensorboard``, ``logger.wandb`` are set."""
-    sinks: list[Sink] = [JsonlSink(Path(out_dir) / "metrics.jsonl")]
-    sinks.extend(progress_sinks(str(progress), name=_display_name(out_dir, choices)))
-    if cfg.logger.get("csv", False) or cfg.logger.get("tensorboard", False):
-        from lossbench.tracking.files import CSV_NAME, TENSORBOARD_DIR, CsvSink, TensorBoardSink
-
-        if cfg.logger.get("csv", False):
-            sinks.append(CsvSink(Path(out_dir) / CSV_NAME))
-        if cfg.logger.get("tensorboard", False):
-            sinks.append(TensorBoardSink(Path(out_dir) / TENSORBOARD_DIR))
-    if cfg.logger.get("wandb", False):
-        from lossbench.tracking.wandb import WandbSink
-
-        sinks.append(WandbSink(cfg, Path(out_dir), choices))
-    return sinks

@@ -14,18 +14,18 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lossbench import lifecycle
 from lossbench.adversarial.evaluation import RobustEvaluation
 from lossbench.adversarial.training import AdversarialMethod
+from lossbench.core import signals
+from lossbench.core.errors import ConfigError, config_differences
+from lossbench.core.sink import Sink
 from lossbench.data.split import Split
 from lossbench.data.subset import batch_limit
 from lossbench.data.transforms import BatchTransform
-from lossbench.errors import ConfigError, config_differences
 from lossbench.losses.base import Loss
 from lossbench.metrics import epoch_metrics
 from lossbench.models.dropout import dropout_stream
 from lossbench.reweight.base import Reweighter
-from lossbench.sink import Sink
 from lossbench.train.checkpoint import (
     CorruptCheckpoint,
     load_checkpoint,
@@ -222,9 +222,9 @@ class Trainer:
         training); its random starts come from a seeded, checkpointed generator.
         ``robust`` adds its figures to the records of the epochs it is due at.
 
-        When ``lifecycle.stop_requested()`` (SIGTERM, SIGINT, preemption) at a
+        When ``signals.stop_requested()`` (SIGTERM, SIGINT, preemption) at a
         batch boundary, the state so far, including the epoch's sample order,
-        position and statistics, is checkpointed and ``lifecycle.Interrupted``
+        position and statistics, is checkpointed and ``signals.Interrupted``
         is raised; resuming from it continues bit for bit as if never stopped.
         Sinks get ``resume(history)`` (the records the checkpoint holds, [] on a
         fresh start) before ``start``.
@@ -345,11 +345,11 @@ class Trainer:
                 i, end = end, end + len(index)  # positions in order of the batch's first and next samples
                 if i < first:
                     continue
-                signum = lifecycle.stop_requested()
+                signum = signals.stop_requested()
                 if signum is not None:  # a batch boundary: save the epoch so far, then stop
                     where = f"at epoch {epoch + 1}, batch {number} of {len(batches)}"
                     if checkpoint_path is None:
-                        raise lifecycle.Interrupted(signum, where, None)
+                        raise signals.Interrupted(signum, where, None)
                     state = snapshot(epoch - 1)
                     state["partial"] = {
                         "next": i, "order": order.cpu(), "seen_loss": seen_loss.cpu(),
@@ -359,7 +359,7 @@ class Trainer:
                     if any(len(b) != self.batch_size for b in batches[:-1]):
                         state["partial"]["sizes"] = [len(b) for b in batches]
                     save_checkpoint(checkpoint_path, state)
-                    raise lifecycle.Interrupted(signum, where, Path(checkpoint_path))
+                    raise signals.Interrupted(signum, where, Path(checkpoint_path))
                 with self.autocast(), dropout_stream(dropout_generator):
                     step = objective(step_model, x_train[index], y_noisy[index], index, aug_generator,
                                      attack_generator)

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lossbench.io import read_jsonl, write_with_atomic
-from lossbench.sink import Sink
+from lossbench.core.io import read_jsonl, write_with_atomic
+from lossbench.core.sink import Sink
 
 SAVE_WEIGHTS = ("final", "best", "both", "none")
 WEIGHT_FILES = {"final": "model_final.pt", "best": "model_best.pt"}
@@ -40,7 +40,7 @@ def kept(setting: str) -> tuple[str, ...]:
 
 def save_state_dict(model: nn.Module, path: Path) -> None:
     """``model``'s state_dict as CPU tensors, written atomically with the user's umask
-    (``lossbench.io.write_with_atomic``).
+    (``lossbench.core.io.write_with_atomic``).
 
     Each tensor is copied into storage of its own (a packed model's member holds views of the
     pack's stacked tensors, and ``torch.save`` of a view writes the whole storage)."""

@@ -155,7 +155,7 @@ def test_matrix_scaling_with_fewer_validation_samples_than_parameters_is_refused
 
 
 def test_unknown_or_repeated_calibrators_are_refused_in_one_line():
-    from lossbench.precheck import check_overrides
+    from lossbench.lifecycle.precheck import check_overrides
 
     assert check_overrides(["calibrator=[temperature,vectr]"]) == (
         "unknown calibrator 'vectr'; closest: vector; "

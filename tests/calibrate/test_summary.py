@@ -56,9 +56,9 @@ def test_a_calibrator_the_validation_split_cannot_support_is_skipped():
 def test_a_trained_model_with_every_calibrator():
     from hydra.utils import instantiate
 
-    from lossbench.evaluate import evaluate_model
+    from lossbench.lifecycle.builders import build_data, build_loss, build_model
     from lossbench.reweight.base import Reweighter
-    from lossbench.run import build_data, build_loss, build_model
+    from lossbench.train.final_eval import evaluate_model
     from lossbench.train.trainer import Trainer
 
     with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):

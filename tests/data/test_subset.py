@@ -89,10 +89,10 @@ def test_bad_cut_down_settings_are_refused_in_one_line(capsys, monkeypatch, tmp_
 
 
 def test_the_batch_cap_limits_the_steps_of_each_epoch():
+    from lossbench.core.sink import Sink
     from lossbench.losses.comp_sum import CrossEntropy
     from lossbench.models.mlp import MLP
     from lossbench.reweight.base import Reweighter
-    from lossbench.sink import Sink
     from lossbench.train.trainer import Trainer
 
     class Count(Sink):
@@ -121,7 +121,7 @@ def test_the_batch_cap_limits_the_steps_of_each_epoch():
 
 
 def test_runs_made_before_the_cut_down_settings_are_still_the_same_experiment():
-    from lossbench.run import experiment_key
+    from lossbench.lifecycle.run import experiment_key
 
     old = {"dataset": {"_target_": "x", "val_size": 0.1}, "trainer": {"epochs": 3}}
     new = {"dataset": {"_target_": "x", "val_size": 0.1, "subset": None, "subset_seed": 0},

@@ -353,10 +353,10 @@ def test_every_loss_trains_a_step_on_a_binary_table(tmp_path):
 
     from lossbench.conf import CONF_DIR
     from lossbench.data.transforms import BatchTransform
+    from lossbench.lifecycle.builders import build_loss
     from lossbench.losses import LOSSES
     from lossbench.models.mlp import MLP
     from lossbench.reweight.base import NoReweighting
-    from lossbench.run import build_loss
     from lossbench.train.objective import Objective, check_training
 
     x, _ = _frame(120)

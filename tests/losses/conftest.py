@@ -6,8 +6,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from lossbench.conf import CONF_DIR
+from lossbench.lifecycle.builders import build_loss
 from lossbench.losses.base import Loss
-from lossbench.run import build_loss
 
 LOSS_CONF = CONF_DIR / "loss"
 
@@ -16,7 +16,7 @@ NUM_TRAIN = 64  # the training-set size given to losses with per-sample state
 
 
 def load_loss(name: str, num_classes: int = 10, num_train: int = NUM_TRAIN, **overrides) -> Loss:
-    """conf/loss/NAME.yaml with ``overrides`` merged in, instantiated by run.build_loss."""
+    """conf/loss/NAME.yaml with ``overrides`` merged in, instantiated by builders.build_loss."""
     cfg = OmegaConf.merge(OmegaConf.load(LOSS_CONF / f"{name}.yaml"), overrides)
     return build_loss(cfg, num_classes, num_train)
 

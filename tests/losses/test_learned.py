@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossbench.errors import ConfigError
+from lossbench.core.errors import ConfigError
 from lossbench.losses import LOSSES
 from lossbench.train.objective import parameter_groups
 
@@ -183,9 +183,9 @@ def test_resuming_from_a_checkpoint_without_the_loss_parameters_is_refused(digit
 
 def test_evaluation_and_training_statistics_score_the_link(digits):
     from lossbench.data.transforms import BatchTransform
-    from lossbench.evaluate import evaluate_model
     from lossbench.models.mlp import MLP
     from lossbench.reweight.base import NoReweighting
+    from lossbench.train.final_eval import evaluate_model
     from lossbench.train.objective import Objective
     from lossbench.train.trainer import Trainer
 

@@ -92,7 +92,7 @@ def test_unknown_inner_lists_the_known_losses():
 def test_hydra_overrides_reach_the_inner_loss():
     from hydra import compose, initialize_config_module
 
-    from lossbench.run import build_loss
+    from lossbench.lifecycle.builders import build_loss
 
     overrides = ["loss=logit_clip", "loss.inner=gce", "loss.inner_kwargs={q: 0.3}", "loss.delta=2.0"]
     with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lossbench.lifecycle.run import _history_figures
 from lossbench.metrics import selection_figures
-from lossbench.run import _history_figures
 
 
 def test_history_figures_by_hand():

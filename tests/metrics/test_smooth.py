@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from lossbench.calibrate import default_calibrators
 from lossbench.metrics import smooth
 
 relplot = pytest.importorskip("relplot", reason="pip install relplot==1.0.3")
@@ -74,7 +75,7 @@ def test_missing_relplot_leaves_smooth_keys_out_with_the_pip_hint(monkeypatch, c
     monkeypatch.setattr(smooth, "_warned", False)
     logits = P.log()
     with caplog.at_level(logging.WARNING, logger="lossbench"):
-        out = summarize(logits, Y, logits, Y, smoothed=True)
+        out = summarize(logits, Y, logits, Y, None, default_calibrators(), smoothed=True)
     assert "test_ece" in out and "test_smece" not in out and "smooth" not in out["test_reliability"]
     assert "pip install relplot==1.0.3" in caplog.text
     with pytest.raises(ImportError, match="pip install relplot==1.0.3"):
@@ -89,6 +90,6 @@ def test_summarize_leaves_smooth_ece_out_unless_asked_and_never_touches_relplot(
 
     monkeypatch.setattr(smooth, "relplot_available", forbidden)
     with caplog.at_level(logging.WARNING, logger="lossbench"):
-        out = summarize(P.log(), Y, P.log(), Y)
+        out = summarize(P.log(), Y, P.log(), Y, None, default_calibrators())
     assert "test_ece" in out and not any("smece" in k for k in out)
     assert "smooth" not in out["test_reliability"] and caplog.text == ""

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from lossbench.calibrate import default_calibrators
 from lossbench.metrics import CALIBRATION_KEYS, RENAMED, ece, fit_temperature, nll, summarize
 
 
@@ -63,7 +64,7 @@ def test_temperature_falls_back_to_one():
 def test_summarize_keys_and_consistency():
     z, y = _calibrated(600, 10, 3)
     noisy = _flip(y[:200], 10, 0.4, 0)
-    out = summarize(2.5 * z[:200], noisy, 2.5 * z[200:], y[200:], y[:200])
+    out = summarize(2.5 * z[:200], noisy, 2.5 * z[200:], y[200:], y[:200], default_calibrators())
     for view in ("noisy", "clean"):
         assert f"temperature_{view}" in out and f"test_reliability_ts_{view}" in out
         for key in CALIBRATION_KEYS:
@@ -100,7 +101,7 @@ def test_noisy_validation_labels_flatten_the_temperature_and_the_oracle_does_not
     z, y = _calibrated(6000, 10, 5)
     val, test = slice(0, 2000), slice(2000, None)
     noisy = _flip(y[val], 10, 0.6, 1)
-    out = summarize(z[val], noisy, z[test], y[test], y[val])
+    out = summarize(z[val], noisy, z[test], y[test], y[val], default_calibrators())
     assert out["temperature_clean"] == pytest.approx(1.0, abs=0.1)
     assert out["temperature_noisy"] > 3.0
     assert out["test_ece"] < 0.04 and out["test_ece_ts_clean"] < 0.04
@@ -111,7 +112,7 @@ def test_noisy_validation_labels_flatten_the_temperature_and_the_oracle_does_not
 
 def test_summarize_without_clean_labels_gives_equal_views():
     z, y = _calibrated(600, 10, 6)
-    out = summarize(2.0 * z[:200], y[:200], 2.0 * z[200:], y[200:])
+    out = summarize(2.0 * z[:200], y[:200], 2.0 * z[200:], y[200:], None, default_calibrators())
     assert out["temperature_noisy"] == out["temperature_clean"]
     assert out["test_ece_ts_noisy"] == out["test_ece_ts_clean"]
     assert out["val_acc"] == out["val_clean_acc"]
@@ -119,7 +120,7 @@ def test_summarize_without_clean_labels_gives_equal_views():
 
 def test_summarize_top5_and_empty_validation():
     z, y = _calibrated(300, 20, 4)
-    out = summarize(z[:0], y[:0], z, y, y[:0])
+    out = summarize(z[:0], y[:0], z, y, y[:0], default_calibrators())
     assert 0 <= out["test_acc"] <= out["test_top5_acc"] <= 1
     assert out["temperature_noisy"] == out["temperature_clean"] == 1.0
     assert "val_nll" not in out and "val_clean_nll" not in out

@@ -44,8 +44,9 @@ def test_view_text_none_for_figures_without_validation():
 
 
 def test_a_noisy_run_records_both_views_per_epoch_and_in_the_summary():
-    from lossbench.evaluate import evaluate_model
-    from lossbench.run import _history_figures, build_data, build_loss, build_model
+    from lossbench.lifecycle.builders import build_data, build_loss, build_model
+    from lossbench.lifecycle.run import _history_figures
+    from lossbench.train.final_eval import evaluate_model
     from lossbench.train.trainer import Trainer
 
     with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):
@@ -79,9 +80,9 @@ def test_a_noisy_run_records_both_views_per_epoch_and_in_the_summary():
 
 
 def test_a_removed_objective_is_refused_before_any_job():
-    from lossbench.errors import ConfigError
-    from lossbench.precheck import check_overrides
-    from lossbench.validation import check_config
+    from lossbench.core.errors import ConfigError
+    from lossbench.lifecycle.precheck import check_overrides
+    from lossbench.lifecycle.validation import check_config
 
     problem = check_overrides(["objective=best_val_acc_noisy,best_val_acc"], multirun=True)
     assert problem.startswith("objective=best_val_acc: 'best_val_acc' is recorded once per validation view: "

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
-from lossbench.validation import check_config
+from lossbench.lifecycle.validation import check_config
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_tabular.py"
 

@@ -30,8 +30,8 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
+from lossbench.lifecycle.builders import build_loss
 from lossbench.protocols import compose_preset, preset_grid
-from lossbench.run import build_loss
 
 A = math.log(1e-4)  # RCE's constant in the APL / ANL / SCE code
 P = 1e-7  # the APL / ANL code's probability clamp

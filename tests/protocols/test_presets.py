@@ -15,8 +15,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from lossbench.lifecycle.builders import build_loss
 from lossbench.protocols import compose_preset, load_protocol, preset_grid, preset_names
-from lossbench.run import build_loss
 
 LOG_1E4 = math.log(1e-4)  # RCE's A in the APL/ANL code: the one-hot clamped at 1e-4
 

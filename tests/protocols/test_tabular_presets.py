@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
+from lossbench.lifecycle.builders import build_loss
 from lossbench.protocols import compose_preset, preset_grid
 from lossbench.protocols.reproduce import main as reproduce_main
 from lossbench.protocols.reproduce import plan, run_subdir
-from lossbench.run import build_loss
 
 C = 11
 Z = torch.tensor([[2.0, -1.0, 0.5, 0.0, 1.5, -2.0, 0.3, 0.1, -0.4, 0.9, -1.2],

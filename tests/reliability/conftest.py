@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lossbench.io import read_jsonl
+from lossbench.core.io import read_jsonl
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1",
        "HYDRA_FULL_ERROR": "0"}

@@ -17,10 +17,11 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from lossbench import lifecycle
-from lossbench.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from lossbench.core import signals
+from lossbench.core.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from lossbench.lifecycle.builders import build_data, build_loss, build_model
+from lossbench.lifecycle.run import experiment_key
 from lossbench.reweight.base import ReweightContext
-from lossbench.run import build_data, build_loss, build_model, experiment_key
 from lossbench.train.checkpoint import load_checkpoint, save_checkpoint
 from lossbench.train.sinks import JsonlSink
 from lossbench.train.trainer import Trainer, set_determinism
@@ -31,7 +32,7 @@ OVERRIDES = ["noise=sym40", "model.hidden=[16]", "model.dropout=0.2", "optim.lr=
 
 
 def _parts(overrides=OVERRIDES):
-    """What lossbench.run builds for one run, in process: (cfg, trainer, fit arguments)."""
+    """What lossbench.lifecycle.run builds for one run, in process: (cfg, trainer, fit arguments)."""
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):
         cfg = compose("config", overrides=list(overrides))
@@ -64,9 +65,9 @@ def _fit(tmp_path, name, stop_at_call=None, monkeypatch=None):
             calls["n"] += 1
             return signal.SIGTERM if calls["n"] >= stop_at_call else None
 
-        monkeypatch.setattr(lifecycle, "stop_requested", stop)
+        monkeypatch.setattr(signals, "stop_requested", stop)
     else:
-        monkeypatch.setattr(lifecycle, "stop_requested", lambda: None)
+        monkeypatch.setattr(signals, "stop_requested", lambda: None)
     history = trainer.fit(*args, sinks=[JsonlSink(folder / "metrics.jsonl")],
                           checkpoint_path=folder / "checkpoint.pt", checkpoint_meta=meta)
     return history, args[0]
@@ -80,7 +81,7 @@ def _strip(records):
 def test_stop_inside_an_epoch_resumes_bit_for_bit(tmp_path, monkeypatch):
     ref_history, ref_model = _fit(tmp_path, "ref", monkeypatch=monkeypatch)
     # 38 batches per epoch: call 40 is the second batch boundary of epoch 1
-    with pytest.raises(lifecycle.Interrupted) as stopped:
+    with pytest.raises(signals.Interrupted) as stopped:
         _fit(tmp_path, "run", stop_at_call=40, monkeypatch=monkeypatch)
     assert stopped.value.checkpoint == tmp_path / "run" / "checkpoint.pt"
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
@@ -95,7 +96,7 @@ def test_stop_inside_an_epoch_resumes_bit_for_bit(tmp_path, monkeypatch):
 
 def test_second_interruption_while_metrics_are_rebuilt_loses_nothing(tmp_path, monkeypatch):
     ref_history, _ = _fit(tmp_path, "ref", monkeypatch=monkeypatch)
-    with pytest.raises(lifecycle.Interrupted):
+    with pytest.raises(signals.Interrupted):
         _fit(tmp_path, "run", stop_at_call=80, monkeypatch=monkeypatch)  # batch 3 of epoch 2
     metrics = tmp_path / "run" / "metrics.jsonl"
     with metrics.open("a") as f:  # an epoch logged after the last checkpoint, as a kill can leave

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from lossbench.io import DirectoryBusy, RunLock, is_locked, read_jsonl
+from lossbench.core.io import read_jsonl
+from lossbench.lifecycle.run_folder import DirectoryBusy, RunLock, is_locked
 
 
 def test_a_busy_directory_waits_or_says_who_holds_it(tmp_path):

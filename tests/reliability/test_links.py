@@ -16,17 +16,16 @@ from pathlib import Path
 import pytest
 
 from lossbench.cli import main
-from lossbench.io import (
+from lossbench.core.io import (
     LinkRefused,
     NoFollowFileHandler,
-    RunLock,
     append_jsonl,
     atomic_file,
     ensure_folder,
-    run_folder_problem,
     write_json_atomic,
     write_text_atomic,
 )
+from lossbench.lifecycle.run_folder import RunLock, run_folder_problem
 
 # What a run folder holds, each of which a hostile folder may plant as a link (or as a folder).
 ENTRIES = [".lossbench.lock", "run.log", ".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml",
@@ -115,7 +114,7 @@ def test_the_job_checks_its_own_folder(tmp_path):
 
     from hydra.types import RunMode
 
-    from lossbench.run import _Job
+    from lossbench.lifecycle.run import _Job
 
     sweep = tmp_path / "sweep"
     sweep.mkdir()

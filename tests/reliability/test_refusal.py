@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from lossbench.io import read_jsonl
+from lossbench.core.io import read_jsonl
 
 
 def test_a_refused_run_leaves_an_interrupted_directory_byte_identical_and_resumable(h, cli, tmp_path):

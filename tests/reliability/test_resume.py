@@ -5,7 +5,7 @@ import json
 import os
 import signal
 
-from lossbench.io import read_jsonl
+from lossbench.core.io import read_jsonl
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run_even_with_damaged_metrics(h, cli, tmp_path):

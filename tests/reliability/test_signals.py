@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lossbench import lifecycle
-from lossbench.io import read_jsonl
+from lossbench.core import signals
+from lossbench.core.io import read_jsonl
 from lossbench.train.checkpoint import load_checkpoint
 
 
@@ -62,34 +62,34 @@ def test_preemption_signal_chains_to_submitits_handler(monkeypatch):
     and keeps submitit's handler to call once the checkpoint is written (submitit then requeues)."""
     calls = []
     previous = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))
-    lifecycle.reset()
+    signals.reset()
     try:
-        with lifecycle.handle_signals():
+        with signals.handle_signals():
             os.kill(os.getpid(), signal.SIGUSR2)
-            assert lifecycle.stop_requested() == signal.SIGUSR2
+            assert signals.stop_requested() == signal.SIGUSR2
             assert calls == [], "not handed over before the checkpoint"
-            lifecycle.chained_handler(signal.SIGUSR2)(signal.SIGUSR2, None)
+            signals.chained_handler(signal.SIGUSR2)(signal.SIGUSR2, None)
             assert calls == [signal.SIGUSR2]
-        assert signal.getsignal(signal.SIGUSR2) is not lifecycle._handler
+        assert signal.getsignal(signal.SIGUSR2) is not signals._handler
     finally:
         signal.signal(signal.SIGUSR2, previous)
-        lifecycle.reset()
+        signals.reset()
 
 
 def test_without_submitit_usr2_is_left_alone_and_a_second_signal_stops_the_command_at_once():
-    lifecycle.reset()
+    signals.reset()
     previous_usr2, previous_int = signal.getsignal(signal.SIGUSR2), signal.getsignal(signal.SIGINT)
     try:
-        with lifecycle.handle_signals(command=True):
+        with signals.handle_signals(command=True):
             assert signal.getsignal(signal.SIGUSR2) is previous_usr2
             os.kill(os.getpid(), signal.SIGINT)
-            assert lifecycle.stop_requested() == signal.SIGINT
+            assert signals.stop_requested() == signal.SIGINT
             with pytest.raises(KeyboardInterrupt):
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(1)
         assert signal.getsignal(signal.SIGINT) is previous_int
     finally:
-        lifecycle.reset()
+        signals.reset()
 
 
 def _alive(pid: int) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from lossbench import lifecycle
-from lossbench.callbacks import tally
+from lossbench.core import signals
+from lossbench.lifecycle.callbacks import tally
 
 
 def _ledger(tmp_path, outcomes: dict[int, dict]):
@@ -17,7 +17,7 @@ def _ledger(tmp_path, outcomes: dict[int, dict]):
 
 
 def test_completed_skipped_and_diverged_jobs_exit_0(tmp_path):
-    lifecycle.reset()
+    signals.reset()
     ledger = _ledger(tmp_path, {0: {"status": "completed"}, 1: {"status": "completed", "skipped": True},
                                 2: {"status": "diverged"}})
     status, line = tally(ledger, tmp_path)
@@ -27,7 +27,7 @@ def test_completed_skipped_and_diverged_jobs_exit_0(tmp_path):
 
 
 def test_failures_are_listed_refusals_and_missing_reports_fail_the_sweep(tmp_path):
-    lifecycle.reset()
+    signals.reset()
     outcomes = {n: {"status": "failed", "failure": f"/s/{n}/failure.json"} for n in range(7)}
     outcomes[8] = {"status": "refused"}
     outcomes[9] = {"status": "completed"}  # job 7 never reported
@@ -41,12 +41,12 @@ def test_failures_are_listed_refusals_and_missing_reports_fail_the_sweep(tmp_pat
 
 
 def test_an_interrupted_sweep_exits_128_plus_the_signal(tmp_path):
-    lifecycle.reset()
-    lifecycle.request_stop(2, "received SIGINT")
+    signals.reset()
+    signals.request_stop(2, "received SIGINT")
     try:
         status, line = tally(_ledger(tmp_path, {0: {"status": "completed"}, 1: {"status": "interrupted"},
                                                 2: {"status": "not_started"}}), tmp_path)
     finally:
-        lifecycle.reset()
+        signals.reset()
     assert status == 130
     assert "1 interrupted and 1 not started (rerun the same command to resume)" in line

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lossbench.evaluate_run import main as evaluate_main
+from lossbench.lifecycle.evaluate_command import main as evaluate_main
 
 MARKER = "pwned-marker"
 
@@ -163,7 +163,7 @@ def test_a_recorded_searchpath_is_not_followed(trained, tmp_path, capsys):
 
 def test_plain_recorded_values_are_kept(trained, tmp_path):
     """What a run may record is taken: its group choices and plain values (a list, a number, null)."""
-    from lossbench.evaluate_run import load_config
+    from lossbench.lifecycle.evaluate_command import load_config
 
     run = _copy(trained, tmp_path)
     cfg = load_config(run, [])

@@ -10,13 +10,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from lossbench.lifecycle.builders import build_loss
 from lossbench.losses import LOSSES, Loss
 from lossbench.losses.comp_sum import CrossEntropy
 from lossbench.losses.robust import MeanAbsoluteError
 from lossbench.reweight.correction import BackwardCorrection, ForwardCorrection, backward_corrected
 from lossbench.reweight.importance import RENT, ImportanceReweighting
 from lossbench.reweight.transition import anchor_transition, parse_source, transition_mae
-from lossbench.run import build_loss
 from lossbench.train.objective import check_pairing
 
 # An asymmetric, invertible noise model on 3 classes (rows: clean class, columns: noisy label).

@@ -33,7 +33,8 @@ import traceback
 from pathlib import Path
 
 PRELOAD = ["torch", "torch._dynamo", "scipy.optimize", "relplot", "hydra", "lossbench.cli",
-           "lossbench.precheck", "lossbench.validation", "lossbench.run", "lossbench.evaluate", "forked_cli"]
+           "lossbench.lifecycle.precheck", "lossbench.lifecycle.validation", "lossbench.lifecycle.run",
+           "lossbench.train.final_eval", "forked_cli"]
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(PRELOAD)
 FORK_TRIES = 5  # starts of a child before giving up

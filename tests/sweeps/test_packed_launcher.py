@@ -15,9 +15,9 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 from hydra_plugins.lossbench_packed_launcher.packed_launcher import check_settings
-from lossbench import packs
 from lossbench.cli import main
-from lossbench.io import is_locked
+from lossbench.lifecycle import packs
+from lossbench.lifecycle.run_folder import is_locked
 from lossbench.reweight.base import Reweighter
 from lossbench.tracking.wandb_file import read_run, run_files
 from lossbench.train import packed
@@ -292,7 +292,7 @@ def test_packs_go_wide_through_submitit(tmp_path, monkeypatch):
 def test_stop_request_checkpoints_every_member_and_the_sweep_resumes(tmp_path, monkeypatch, capsys):
     """A stop request (as SIGTERM makes) in epoch 2: every member checkpoints that batch and ends
     as an interrupted job (exit 143); the same command resumes them to the same summaries."""
-    from lossbench import lifecycle
+    from lossbench.core import signals
     from lossbench.train.checkpoint import load_checkpoint
 
     monkeypatch.chdir(tmp_path)
@@ -303,7 +303,7 @@ def test_stop_request_checkpoints_every_member_and_the_sweep_resumes(tmp_path, m
     def stopping(*a):
         calls["n"] += 1
         if calls["n"] == 20:
-            lifecycle.request_stop(15, "test")
+            signals.request_stop(15, "test")
         return real(*a)
 
     stopped = tmp_path / "stopped"

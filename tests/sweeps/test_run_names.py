@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lossbench.naming import MAX_NAME, constant_keys, run_dirname
+from lossbench.lifecycle.naming import MAX_NAME, constant_keys, run_dirname
 
 
 def test_plain_overrides_are_the_name():
@@ -73,7 +73,7 @@ def test_the_sweeper_validates_what_the_check_did_not_enumerate(monkeypatch):
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
     from hydra_plugins.lossbench_sweeper.sweeper import CheckedBasicSweeper
-    from lossbench import precheck
+    from lossbench.lifecycle import precheck
 
     monkeypatch.setattr(BasicSweeper, "sweep", lambda self, arguments: self._checked)
     assert precheck.check(["seed=0,1", "trainer.epochs=1"], multirun=True).problem is None

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lossbench import extras
+from lossbench.core import extras
 
 
 def _records(out):

@@ -25,12 +25,12 @@ def test_trackers_depend_on_the_contract_not_on_the_trainer():
     for path in files:
         train = {m for m in imported_modules(path) if m.split(".")[:2] == ["lossbench", "train"]}
         assert not train, f"{path.name} imports {train}"
-    assert "lossbench.sink" in imported_modules(PACKAGE / "tracking" / "wandb.py")
+    assert "lossbench.core.sink" in imported_modules(PACKAGE / "tracking" / "wandb.py")
 
 
 def test_sink_contract_depends_on_nothing_in_lossbench():
-    assert not {m for m in imported_modules(PACKAGE / "sink.py") if m.startswith("lossbench")}
-    from lossbench.sink import Sink
+    assert not {m for m in imported_modules(PACKAGE / "core" / "sink.py") if m.startswith("lossbench")}
+    from lossbench.core.sink import Sink
     from lossbench.tracking.wandb import WandbSink
     from lossbench.train import sinks
 

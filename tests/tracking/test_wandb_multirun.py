@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from lossbench.io import read_jsonl
+from lossbench.core.io import read_jsonl
 from lossbench.report.collect import load_history, local_records, runs_frame
 from lossbench.report.wandb_source import offline_records, online_records
 from lossbench.tracking.wandb_file import read_run, run_files

@@ -8,7 +8,7 @@ import logging
 import pytest
 from hydra import compose, initialize_config_module
 
-from lossbench.io import append_jsonl
+from lossbench.core.io import append_jsonl
 from lossbench.tracking import wandb as tracking
 from lossbench.tracking.wandb import WandbSink, flatten, run_config, sweep_group
 from lossbench.tracking.wandb_file import read_run, run_files

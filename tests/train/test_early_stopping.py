@@ -40,7 +40,7 @@ def test_a_loss_like_figure_is_minimised_and_the_view_picks_the_labels():
     ({"patience": 2, "wait": 3}, "unknown config key 'trainer.early_stopping.wait'"),
 ])
 def test_bad_settings_are_one_line(settings, fragment):
-    from lossbench.errors import ConfigError
+    from lossbench.core.errors import ConfigError
     from lossbench.train.early_stopping import check_settings
 
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(".", r"\.")):
@@ -63,7 +63,7 @@ def test_early_stopping_is_off_by_default(run_once):
 
 
 def test_packing_runs_early_stopping_and_capped_runs_alone():
-    from lossbench.packs import unpackable
+    from lossbench.lifecycle.packs import unpackable
 
     base = {"trainer": {"early_stopping": {"patience": None}, "limit_train_batches": None}}
     assert unpackable(base) is None

@@ -13,15 +13,15 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
-from lossbench import lifecycle
 from lossbench.adversarial.training import ADVERSARIAL
-from lossbench.errors import ConfigError
+from lossbench.core import signals
+from lossbench.core.errors import ConfigError
+from lossbench.lifecycle.validation import check_config
 from lossbench.losses import LOSSES
 from lossbench.reweight.base import NoReweighting
 from lossbench.train.checkpoint import load_checkpoint
 from lossbench.train.objective import check_pairing, parameter_groups
 from lossbench.train.trainer import Trainer
-from lossbench.validation import check_config
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def _fit(split, loss_name, path, stop_at_call=None, monkeypatch=None, **loss_kwa
         calls["n"] += 1
         return signal.SIGTERM if stop_at_call is not None and calls["n"] >= stop_at_call else None
 
-    monkeypatch.setattr(lifecycle, "stop_requested", stop)
+    monkeypatch.setattr(signals, "stop_requested", stop)
     history = trainer.fit(model, loss, NoReweighting(), opt, sched, split, seed=0, checkpoint_path=path)
     return history, model, loss
 
@@ -63,7 +63,7 @@ def test_stop_inside_an_epoch_resumes_bit_for_bit(digits, tmp_path, monkeypatch,
                                             **kwargs)
     path = tmp_path / "run.pt"
     # stop_requested is called once per batch: this call is the third batch boundary of epoch 2
-    with pytest.raises(lifecycle.Interrupted):
+    with pytest.raises(signals.Interrupted):
         _fit(digits, name, path, stop_at_call=len_batches(digits, name) + 3, monkeypatch=monkeypatch,
              **kwargs)
     state = load_checkpoint(path)

@@ -144,7 +144,7 @@ def _built(name: str, reduction: str, **kwargs):
     from omegaconf import OmegaConf
 
     from lossbench.conf import CONF_DIR
-    from lossbench.run import build_loss
+    from lossbench.lifecycle.builders import build_loss
 
     cfg = OmegaConf.merge(OmegaConf.load(CONF_DIR / "loss" / f"{name}.yaml"),
                           {"reduction": reduction, **kwargs})

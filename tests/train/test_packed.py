@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from lossbench import lifecycle
+from lossbench.core import signals
 from lossbench.data import DATASETS
 from lossbench.data.transforms import BatchTransform
 from lossbench.losses import LOSSES
@@ -502,7 +502,7 @@ class _StopAt(Sink):
     def batch(self, epoch: int, done: int, total: int) -> None:
         self.seen += 1
         if self.seen == self.steps:
-            lifecycle.request_stop(15, "test")
+            signals.request_stop(15, "test")
 
     def epoch(self, record: dict) -> None:
         pass
@@ -515,12 +515,12 @@ def test_stop_request_inside_an_epoch_resumes_bit_identically(tmp_path):
     (tmp_path / "b").mkdir()
     straight = fit_pack(_pack(tmp_path / "a", 3))
     stopped = _pack(tmp_path / "b", 3, sinks=lambda k: (_StopAt(60),) if k == 0 else ())
-    lifecycle.reset()
+    signals.reset()
     try:
         with pytest.raises(PackInterrupted) as stop:
             fit_pack(stopped)
     finally:
-        lifecycle.reset()
+        signals.reset()
     assert sorted(stop.value.saved) == [0, 1, 2] and "at epoch 2, batch" in stop.value.where
     for m in stopped:
         state = load_checkpoint(m.checkpoint_path)

@@ -10,11 +10,11 @@ import pytest
 import torch
 from rich.console import Console
 
+from lossbench.core.sink import Sink
 from lossbench.data import DATASETS
 from lossbench.losses.comp_sum import CrossEntropy
 from lossbench.models.mlp import MLP
 from lossbench.reweight.base import Reweighter
-from lossbench.sink import Sink
 from lossbench.train import sinks as S
 from lossbench.train.trainer import Trainer
 
@@ -156,7 +156,9 @@ def test_auto_display(monkeypatch, hydra_job):
     assert S.RichProgress in [type(s) for s in S.progress_sinks("auto")]
     hydra_job("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")  # two jobs share the terminal
     assert [type(s) for s in S.progress_sinks("auto")] == [S.EpochLog]
-    assert S._display_name(None, {"loss": "ce", "noise": "sym20"}) == "#3 ce/sym20"
+    from lossbench.lifecycle.builders import _display_name
+
+    assert _display_name(None, {"loss": "ce", "noise": "sym20"}) == "#3 ce/sym20"
 
 
 def test_unknown_progress_mode():

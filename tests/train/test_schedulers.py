@@ -8,7 +8,7 @@ import signal
 import pytest
 import torch
 
-from lossbench import lifecycle
+from lossbench.core import signals
 from lossbench.data import DATASETS
 from lossbench.losses import LOSSES
 from lossbench.models.mlp import MLP
@@ -113,9 +113,9 @@ def test_a_stop_inside_an_epoch_resumes_a_per_step_schedule_bit_for_bit(digits, 
         calls["n"] += 1
         return signal.SIGTERM if calls["n"] == batches + 5 else None  # the 5th batch boundary of epoch 2
 
-    monkeypatch.setattr(lifecycle, "stop_requested", stop)
+    monkeypatch.setattr(signals, "stop_requested", stop)
     path = tmp_path / "run.pt"
-    with pytest.raises(lifecycle.Interrupted):
+    with pytest.raises(signals.Interrupted):
         _fit(_member(digits, 0, path=path))
     state = load_checkpoint(path)
     assert state["partial"]["next"] == 4 * 64 and state["scheduler"]["last_epoch"] == batches + 4

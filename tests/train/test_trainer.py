@@ -110,11 +110,11 @@ def test_a_loss_that_declares_clipping_is_clipped(monkeypatch):
 
 def test_epoch_checkpoints_skip_fsync_unless_seconds_passed_since_the_last_synced_one(monkeypatch, tmp_path):
     """fsync guards against the machine's crash, not the process's: short epochs skip it (issue 30)."""
-    import lossbench.io
+    import lossbench.core.io
     from lossbench.train import trainer as trainer_module
 
     synced = []
-    monkeypatch.setattr(lossbench.io.os, "fsync", lambda fd: synced.append(fd))
+    monkeypatch.setattr(lossbench.core.io.os, "fsync", lambda fd: synced.append(fd))
 
     def fit():
         split = DATASETS.get("digits")()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lossbench.io import append_jsonl
+from lossbench.core.io import append_jsonl
 from lossbench.models.mlp import MLP
 from lossbench.train.trainer import Trainer
 from lossbench.train.weights import (

@@ -3,7 +3,7 @@
 The lifecycle of a job, in order (README, "Interrupting, resuming"):
 
 1. take the run directory's lock (a second command on it waits, saying so in one line);
-2. check, writing nothing: the config against the schemas (lossbench.validation), the
+2. check, writing nothing: the config against the schemas (lossbench.lifecycle.validation), the
    directory's records (a finished run of the same experiment is skipped; a summary, a
    checkpoint or an unfinished run of another experiment is refused), then build every
    part in memory (data, noise, model, loss, reweighting, optimizer);
@@ -17,7 +17,6 @@ The lifecycle of a job, in order (README, "Interrupting, resuming"):
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import math
 import os
@@ -27,58 +26,44 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
-from torch import nn
 
-from lossbench import lifecycle
-from lossbench import noise as noise_lib
-from lossbench.calibrate import Calibrator, build_calibrators
-from lossbench.callbacks import record_outcome
-from lossbench.data.split import Split, check_sizes
-from lossbench.data.subset import builder_config, describe_cut, take_subset
-from lossbench.data.transforms import BatchTransform
-from lossbench.detect import detection_scores
-from lossbench.detect.base import Detection
-from lossbench.detect.runner import detection_context, run_detector, save_detection
-from lossbench.errors import ConfigError, config_differences
-from lossbench.evaluate import evaluate_model
-from lossbench.identity import NOT_EXPERIMENT, experiment_key  # noqa: F401 (NOT_EXPERIMENT: re-exported)
-from lossbench.io import (
-    LOCK_NAME,
-    DirectoryBusy,
+from lossbench.core import signals
+from lossbench.core.errors import ConfigError, config_differences
+from lossbench.core.identity import NOT_EXPERIMENT, experiment_key  # noqa: F401 (NOT_EXPERIMENT: re-exported)
+from lossbench.core.io import (
     RecordError,
-    RunLock,
     ensure_folder,
-    provenance,
     read_json,
     read_recorded,
-    run_folder_problem,
     write_json_atomic,
     write_text_atomic,
     write_with_atomic,
 )
-from lossbench.losses.base import Loss, check_reduction
+from lossbench.data.split import Split
+from lossbench.data.subset import describe_cut
+from lossbench.detect import detection_scores
+from lossbench.detect.runner import save_detection
+from lossbench.lifecycle.builders import Parts, build_data, build_parts, build_sinks
+from lossbench.lifecycle.callbacks import record_outcome
+from lossbench.lifecycle.naming import register_resolvers
+from lossbench.lifecycle.run_folder import LOCK_NAME, DirectoryBusy, RunLock, provenance, run_folder_problem
+from lossbench.lifecycle.summary_table import end_of_run_table
+from lossbench.lifecycle.validation import check_config, describe_error
 from lossbench.metrics import selection_figures
-from lossbench.naming import register_resolvers
 from lossbench.noise.base import NoiseModel, NoisyLabels
-from lossbench.reweight.base import ReweightContext, Reweighter
-from lossbench.summary_table import end_of_run_table
 from lossbench.train.checkpoint import CorruptCheckpoint, load_checkpoint
 from lossbench.train.early_stopping import EarlyStopping
-from lossbench.train.objective import check_training, parameter_groups
-from lossbench.train.sinks import build_sinks
-from lossbench.train.threads import apply_threads
-from lossbench.train.trainer import DIVERGED_HINT, Diverged, RestartFromScratch, Trainer, set_determinism
+from lossbench.train.final_eval import evaluate_model
+from lossbench.train.trainer import DIVERGED_HINT, Diverged, RestartFromScratch
 from lossbench.train.weights import LOSS_FILES, WEIGHT_FILES, BestWeights, kept, weights_summary
-from lossbench.validation import check_config, describe_error
 
 log = logging.getLogger("lossbench")
 register_resolvers()  # a sweep's job folder name, resolved wherever the job runs (a joblib or SLURM worker)
@@ -94,21 +79,6 @@ RESULTS = ("summary.json", CHECKPOINT, "metrics.jsonl", "metrics.csv", "noise.np
 RECORDS = (*RESULTS, "failure.json")
 # a packed sweep's pending checkpoint (lossbench.train.packed.pending_path), which another launcher removes
 PENDING_CHECKPOINT = CHECKPOINT + ".next"
-
-
-def build_loss(cfg: DictConfig, num_classes: int, num_train: int | None = None) -> Loss:
-    """Instantiate ``cfg.loss``, passing ``num_classes`` (and ``num_train``, the size of the
-    training set, for losses with per-sample state) to losses whose constructor takes them;
-    ``loss.reduction`` (mean | sum, every loss) is set on the instance for the training step."""
-    factory = instantiate(cfg, _partial_=True)
-    given = dict(factory.keywords)
-    reduction = given.pop("reduction", "mean")  # how the step reduces the batch (Objective), not the loss's
-    params = inspect.signature(factory.func).parameters
-    known = {"num_classes": num_classes, "num_train": num_train}
-    kwargs = {k: v for k, v in known.items() if k in params and v is not None and k not in given}
-    loss = factory.func(*factory.args, **given, **kwargs)
-    loss.reduction = check_reduction(reduction)
-    return loss
 
 
 def finished_summary(out_dir: Path) -> dict | None:
@@ -150,41 +120,20 @@ def run(cfg: DictConfig) -> float:
     (or winds down), and the sweep's closing line counts it.
     """
     hc = HydraConfig.get()
-    with lifecycle.handle_signals():
+    with signals.handle_signals():
         value = _Job(cfg, hc).run()
-    if lifecycle.orphaned():  # a worker whose sweep command died: its job is saved; leave now
+    if signals.orphaned():  # a worker whose sweep command died: its job is saved; leave now
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(128 + int(lifecycle.stop_requested() or 15))
+        os._exit(128 + int(signals.stop_requested() or 15))
     return value
-
-
-@dataclass
-class _Parts:
-    """Everything a run trains with, built in memory before anything is written."""
-
-    trainer: Trainer
-    seed: int
-    noise_model: NoiseModel
-    split: Split
-    noisy: NoisyLabels
-    model: nn.Module
-    loss_fn: Loss
-    reweight: Reweighter
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    calibrators: list[Calibrator]
-    detection: Detection | None
-    adversarial: object
-    robust: object
-    threads: object
 
 
 @dataclass
 class _Ready:
     """A job past its checks, with its parts built: what the writing phase starts from."""
 
-    parts: _Parts
+    parts: Parts
     config: dict
     force: bool
     checkpoint_error: str | None
@@ -201,7 +150,7 @@ class _Training:
 
 class _Job:
     """One run through its lifecycle (module doc). ``run`` does it all for a lone job; the packed
-    launcher (lossbench.packs) calls the phases itself, so that every member of a pack is checked,
+    launcher (lossbench.lifecycle.packs) calls the phases itself, so that every member of a pack is checked,
     set up, written and summarised by this same code: ``open`` (the lock), ``check`` (nothing
     written), ``begin`` and ``start`` (the writes before training), ``finish`` (the summary) or
     one of the endings (``fail``, ``interrupted``), then ``close``.
@@ -242,7 +191,7 @@ class _Job:
         try:
             try:
                 return self._locked()
-            except lifecycle.Interrupted as stop:
+            except signals.Interrupted as stop:
                 return self.interrupted(stop)
         finally:
             self.close()
@@ -250,17 +199,17 @@ class _Job:
     def open(self) -> float | None:
         """Take the run directory's lock (None: held; else the job ends here with this value)."""
         if self.multirun:
-            lifecycle.watch_sweep()
-            if lifecycle.sweep_stopped():
-                lifecycle.request_stop(15, "the sweep was stopped")
+            signals.watch_sweep()
+            if signals.sweep_stopped():
+                signals.request_stop(15, "the sweep was stopped")
         self.fresh = self.out_dir.is_dir() and not any(self.out_dir.iterdir())
-        signum = lifecycle.stop_requested()
+        signum = signals.stop_requested()
         if signum is not None:
             self.remove_if_fresh = True
             self.outcome("not_started")
             self._cleanup()
             if not self.multirun:  # a lone run stopped before it began ends as a stopped run does
-                why = lifecycle.stop_reason() or lifecycle.signal_name(signum)
+                why = signals.stop_reason() or signals.signal_name(signum)
                 self.say(f"stopped ({why}) before the run started; nothing was written; rerun the command")
                 sys.exit(128 + int(signum))
             return float("nan")
@@ -271,7 +220,7 @@ class _Job:
         try:
             lock.acquire(on_wait=lambda holder: self.say(
                 f"{self.out_dir} is busy ({holder} holds its lock); waiting until it is free"),
-                abort=lambda: lifecycle.stop_requested() is not None)
+                abort=lambda: signals.stop_requested() is not None)
         except DirectoryBusy:
             self.outcome("not_started")
             return float("nan")
@@ -319,7 +268,7 @@ class _Job:
                 summary = self._train(ready.parts, ready.config, ready.checkpoint_error)
             except RestartFromScratch as restart:
                 summary = self._train(self._setup(ready.config), ready.config, str(restart))
-        except lifecycle.Interrupted:
+        except signals.Interrupted:
             raise
         except Exception as exc:
             return self.fail(exc)
@@ -425,57 +374,18 @@ class _Job:
                 )
         return None
 
-    def _setup(self, config: dict) -> _Parts:
-        """Build every part in memory; a problem is a ConfigError (nothing has been written)."""
-        cfg = self.cfg
+    def _setup(self, config: dict) -> Parts:
+        """Build every part in memory (lossbench.lifecycle.builders.build_parts); a problem is a
+        ConfigError (nothing has been written)."""
         try:
-            trainer = Trainer(**config["trainer"])
-            seed = int(cfg.seed)
-            set_determinism(seed, trainer.deterministic)
-            noise_model, split, noisy = self.data(cfg)
-            try:
-                check_sizes(split)
-            except ValueError as exc:
-                raise ConfigError(f"dataset: {exc}") from None
-            device = trainer.torch_device
-            split = split.to(device) if self.to_device is None else self.to_device(split, device)
-            torch.manual_seed(seed)
-            model = build_model(cfg, trainer, split)
-            threads = apply_threads(trainer.threads, model, BatchTransform(split, trainer.channels_last)(
-                split.x_train[:2], train=False), trainer.batch_size, device)
-            loss_fn = trainer.prepare_loss(build_loss(cfg.loss, split.num_classes, len(split.y_train)))
-            calibrators = build_calibrators(cfg.get("calibrator"))
-            for calibrator in calibrators:
-                calibrator.check(len(split.y_val), split.num_classes)
-            reweight = instantiate(cfg.reweight)
-            adversarial = instantiate(cfg.adversarial)
-            check_training(loss_fn, reweight, split.y_train_noisy, trainer.batch_size, device, adversarial)
-            detector = instantiate(cfg.detect)
-            # computed here, written with noise.npz once nothing can refuse the run any more
-            detection = run_detector(detector, detection_context(
-                split, seed, device, trainer.eval_batch_size,
-                make_model=lambda s: build_model(cfg, trainer, s),
-                train=lambda m, s, epochs: _warmup(cfg, trainer, m, s, epochs, seed),
-            ), self.out_dir, reuse=(self.out_dir / CHECKPOINT).exists(), save=False)
-            reweight.setup(ReweightContext(
-                split=split, loss=loss_fn, true_T=noisy.expected_T, device=device, seed=seed,
-                make_model=lambda: build_model(cfg, trainer, split),
-                train_warmup=lambda m, epochs: _warmup(cfg, trainer, m, split, epochs, seed),
-                detection=detection,
-            ))
-            adversarial.setup(split)
-            robust = instantiate(cfg.attack)
-            robust.setup(split)
-            optimizer = instantiate(cfg.optim)(parameter_groups(model, loss_fn))
-            scheduler = instantiate(cfg.scheduler)(optimizer)
+            resuming = (self.out_dir / CHECKPOINT).exists()
+            return build_parts(self.cfg, config, self.out_dir, resuming, self.data, self.to_device)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 -- whatever stops setup is reported in one line
             if isinstance(exc, (MemoryError, RecursionError)):
                 raise
             raise ConfigError(describe_error(exc)) from exc
-        return _Parts(trainer, seed, noise_model, split, noisy, model, loss_fn, reweight, optimizer,
-                      scheduler, calibrators, detection, adversarial, robust, threads)
 
     def _refuse(self, exc: ConfigError, setup_failed: bool) -> float:
         message = str(exc).replace("\n", " ")
@@ -523,7 +433,7 @@ class _Job:
         })
         return path
 
-    def _train(self, parts: _Parts, config: dict, checkpoint_error: str | None,
+    def _train(self, parts: Parts, config: dict, checkpoint_error: str | None,
                training: _Training | None = None) -> dict:
         """Train the built run (``training``: its records already opened by ``start``) and summarise it."""
         training = self.start(parts) if training is None else training
@@ -551,7 +461,7 @@ class _Job:
         """What the run's checkpoints carry to tell its experiment from another."""
         return {"experiment": experiment_key(config)}
 
-    def start(self, parts: _Parts) -> _Training:
+    def start(self, parts: Parts) -> _Training:
         """Write noise.npz (and detect.npz) and open the sinks: the run is about to train."""
         out_dir, split, noisy, trainer = self.out_dir, parts.split, parts.noisy, parts.trainer
         training = _Training(sinks=[], best=None)
@@ -582,7 +492,7 @@ class _Job:
             except Exception as exc:  # noqa: BLE001 -- the original error matters more
                 log.warning("%s failed to finish: %s", type(sink).__name__, exc)
 
-    def finish(self, parts: _Parts, config: dict, training: _Training, history: list[dict],
+    def finish(self, parts: Parts, config: dict, training: _Training, history: list[dict],
                status: str = "completed", diverged_epoch: int | None = None,
                checkpoint_error: str | None = None, provenance_extra: dict | None = None) -> dict:
         """Evaluate the trained model (unless diverged), save its weights, close the sinks, write
@@ -660,10 +570,10 @@ class _Job:
         words = ["lossbench", "run", *self.hc.overrides.task, *hydra, f"hydra.run.dir={self.out_dir}"]
         return "resume with: " + " ".join(shlex.quote(w) for w in words)
 
-    def interrupted(self, stop: lifecycle.Interrupted, chain: bool = True) -> float:
+    def interrupted(self, stop: signals.Interrupted, chain: bool = True) -> float:
         """The job stopped on request: say where and how to resume. ``chain``: hand the signal on to
         a chained handler (submitit's requeue; a pack does it once, for its last member)."""
-        reason = lifecycle.stop_reason() or f"received {lifecycle.signal_name(stop.signum)}"
+        reason = signals.stop_reason() or f"received {signals.signal_name(stop.signum)}"
         if stop.checkpoint is not None:
             saved = f"checkpoint saved to {stop.checkpoint}"
         elif (self.out_dir / CHECKPOINT).exists():
@@ -673,7 +583,7 @@ class _Job:
         job = f"job {self.num} " if self.multirun else ""
         self.say(f"{job}stopped ({reason}) {stop.where}; {saved}; {self._resume_hint()}")
         self.outcome("interrupted", checkpoint=str(stop.checkpoint) if stop.checkpoint else None)
-        chained = lifecycle.chained_handler(stop.signum) if chain else None
+        chained = signals.chained_handler(stop.signum) if chain else None
         if chained is not None:  # submitit's preemption handler: it requeues this job and exits
             chained(stop.signum, None)
         if not self.multirun:
@@ -696,7 +606,7 @@ class _Job:
         if self.multirun:
             self.say(f"job {self.num} ({self.out_dir}) failed: {message}; {where}; the sweep goes on")
             return float("nan")
-        if lifecycle.full_error():
+        if signals.full_error():
             raise exc
         print(f"lossbench: error: run failed: {message}; {where}", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -707,48 +617,10 @@ def _objective(cfg: DictConfig, summary: dict) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def build_data(cfg: DictConfig, split: Split | None = None) -> tuple[NoiseModel, Split, NoisyLabels]:
-    """The run's dataset with its noisy labels (on the CPU): (noise model, split, noisy labels).
-
-    ``split``: the clean dataset, already built (the runs of a pack share it).
-    """
-    noise_model = instantiate(cfg.noise)
-    split = instantiate(builder_config(cfg.dataset)) if split is None else split
-    split, noisy = noise_lib.apply(noise_model, split, int(cfg.noise_seed))
-    subset = cfg.dataset.get("subset")
-    if subset is not None:  # after the noise: each kept sample keeps the full run's noisy label
-        try:
-            split, noisy = take_subset(split, noisy, subset, int(cfg.dataset.get("subset_seed", 0)))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    return noise_model, split, noisy
-
-
-def build_model(cfg: DictConfig, trainer: Trainer, split: Split) -> nn.Module:
-    """A freshly initialised model of the run's architecture on the trainer's device
-    (its initial weights come from torch's global generator)."""
-    return trainer.prepare_model(instantiate(cfg.model)(split.input_shape, split.num_classes))
-
-
 def _expected_rate(T: np.ndarray, y_clean: torch.Tensor, num_classes: int) -> float:
     """The share of labels the noise model meant to change: sum_i prior_i (1 - T_ii)."""
     prior = np.bincount(y_clean.numpy(), minlength=num_classes) / max(len(y_clean), 1)
     return float(prior @ (1.0 - np.diag(T)))
-
-
-def _warmup(cfg: DictConfig, trainer: Trainer, model, split, epochs: int, seed: int):
-    """Train ``model`` with cross-entropy on the noisy labels for ``epochs`` (estimators).
-
-    The run's optimizer at a constant learning rate: the run's scheduler is sized
-    for ``trainer.epochs``, not for the warm-up.
-    """
-    from lossbench.losses.comp_sum import CrossEntropy
-
-    warm = replace(trainer, epochs=int(epochs), progress="none", checkpoint_every=0)
-    optimizer = instantiate(cfg.optim)(model.parameters())
-    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    warm.fit(model, CrossEntropy(), Reweighter(), optimizer, scheduler, split, seed)
-    return model
 
 
 def _history_figures(history: list[dict]) -> dict:

@@ -1,6 +1,6 @@
 """Validate command-line overrides before Hydra starts any job: one clear line per problem.
 
-Every combination of a sweep is composed and validated (lossbench.validation) before the
+Every combination of a sweep is composed and validated (lossbench.lifecycle.validation) before the
 first job starts: names and keys first (no torch needed), then the types and values of each
 combination. Composing costs a fraction of a second, so it is done once per distinct choice
 of config groups; value overrides (``seed=0,1,2``, ``optim.lr=0.1,0.01``) are applied to a
@@ -22,36 +22,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-CONFIG_MODULE = "lossbench.conf"
-# Config groups that specialise a combination (chosen by the defaults list, never by a user):
-# hidden from `run --help`, `lossbench list` and the suggestions for a misspelt key.
-INTERNAL_GROUPS = ("dataset_loss", "protocol_loss", "protocol_noise")
-
-
-def search_roots(searchpath: list[str]) -> list:
-    """Config folders of ``hydra.searchpath`` entries (``pkg://module`` or ``file://dir``) that exist."""
-    roots = []
-    for entry in searchpath:
-        entry = str(entry)
-        try:
-            if entry.startswith("pkg://"):
-                roots.append(resources.files(entry[len("pkg://"):].strip("/").replace("/", ".")))
-            else:
-                roots.append(Path(entry.removeprefix("file://")))
-        except (ImportError, TypeError, ValueError):
-            continue  # Hydra itself reports a search path it cannot use
-    return roots
-
-
-def group_options(group: str, searchpath: list[str] = ()) -> list[str] | None:
-    """The YAML option names of config group ``group`` in lossbench's config tree and in the
-    ``hydra.searchpath`` folders (None if it is a group in none of them)."""
-    found = None
-    for root in [resources.files(CONFIG_MODULE), *search_roots(list(searchpath))]:
-        folder = root.joinpath(group)
-        if folder.is_dir():
-            found = (found or set()) | {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")}
-    return None if found is None else sorted(found)
+from lossbench.lifecycle.config_tree import CONFIG_MODULE, INTERNAL_GROUPS, group_options
 
 
 def closest(name: str, known: list[str], n: int = 3) -> list[str]:
@@ -96,7 +67,7 @@ def unknown_key(key: str, known: list[str], everywhere: list[str] = ()) -> str:
 def _known_keys(key: str, groups: list[str]) -> tuple[list[str], list[str]]:
     """The keys beside ``key`` in the config composed with the command line's ``groups`` (for a
     top-level key, the config groups too), and every dotted key of that config."""
-    from lossbench.validation import dotted_keys
+    from lossbench.lifecycle.validation import dotted_keys
 
     parent = key.rpartition(".")[0]
     try:
@@ -303,9 +274,9 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
     finally:
         GlobalHydra.instance().clear()
 
-    from lossbench.errors import ConfigError
-    from lossbench.io import run_folder_problem, unwritable_reason
-    from lossbench.validation import check_config, check_early, check_resolved
+    from lossbench.core.errors import ConfigError
+    from lossbench.lifecycle.run_folder import run_folder_problem, unwritable_reason
+    from lossbench.lifecycle.validation import check_config, check_early, check_resolved
 
     if output_dir is not None:
         reason = unwritable_reason(output_dir)
@@ -330,8 +301,8 @@ def check(overrides: list[str], multirun: bool = False, data: bool = True) -> Pr
 
 def _sweep_problem(cfg: DictConfig, intervals: list[str]) -> str | None:
     """Why the sweeper or launcher a sweep composed cannot run it (their own errors are tracebacks)."""
-    from lossbench.errors import ConfigError
-    from lossbench.validation import check_hydra
+    from lossbench.core.errors import ConfigError
+    from lossbench.lifecycle.validation import check_hydra
 
     sweeper = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default=""))
     if intervals and sweeper.endswith("BasicSweeper"):
@@ -373,7 +344,7 @@ def _output_dir(cfg: DictConfig, multirun: bool) -> Path | None:
 
 def check_output_dir(overrides: list[str]) -> str | None:
     """None if the run/sweep output folder can be created and written, else why not."""
-    from lossbench.io import run_folder_problem, unwritable_reason
+    from lossbench.lifecycle.run_folder import run_folder_problem, unwritable_reason
 
     target = "outputs"
     for o in overrides:

@@ -1,7 +1,7 @@
 """The files each image dataset reads below ``data_dir`` (torchvision's layout), checked without torch.
 
 One table serves the builders (lossbench.data.vision) and the config checks before a run starts
-(lossbench.validation), so that a missing file is refused in a fraction of a second, and a
+(lossbench.lifecycle.validation), so that a missing file is refused in a fraction of a second, and a
 ``data_dir`` that points one level too deep (at ``MNIST/`` rather than the folder that holds it)
 is recognised and the right folder named.
 """

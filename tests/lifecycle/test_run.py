@@ -2,7 +2,7 @@
 
 import json
 
-from lossbench.io import read_jsonl
+from lossbench.core.io import read_jsonl
 
 EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "test_acc", "lr", "seconds"}
 IGNORED = {"wall_time_s", "train_seconds", "throughput", "provenance"}
@@ -58,7 +58,7 @@ def test_same_seed_gives_identical_metrics(run_once):
 
 
 def test_runs_recorded_before_loss_reduction_and_gce_min_prob_existed_are_the_same_experiment():
-    from lossbench.run import experiment_key
+    from lossbench.lifecycle.run import experiment_key
 
     old = {"loss": {"_target_": "lossbench.losses.robust.GeneralizedCrossEntropy", "q": 0.7}, "seed": 0}
     new = {"loss": {**old["loss"], "reduction": "mean", "min_prob": 0.0}, "seed": 0}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from lossbench.adversarial.evaluation import RobustEvaluation
-from lossbench.calibrate import Calibrator
+from lossbench.calibrate import Calibrator, default_calibrators
 from lossbench.calibrate.views import view_logits
 from lossbench.data.split import Split
 from lossbench.data.transforms import BatchTransform
@@ -37,6 +37,8 @@ def evaluate_model(trainer: Trainer, model: nn.Module, split: Split,
     ``loss.prediction_logits`` of the model's (a learned link, LegendreTron's). ``smoothed``: SmoothECE
     too (the run's ``smooth_ece``).
     """
+    if calibrators is None:
+        calibrators = default_calibrators()
     transform = BatchTransform(split, trainer.channels_last)
     val_logits = trainer.predict(model, split.x_val, transform, loss)
     test_logits = trainer.predict(model, split.x_test, transform, loss)

@@ -7,7 +7,7 @@ else (loss, noise, seed, strategy, optimizer, scheduler, logger, grad_clip,
 l1, threads, save_weights, calibrators) is per job. Every job still goes
 through Hydra's ``run_job`` and gets its ordinary run directory: it is locked,
 checked, set up, written and summarised by the same code as a lone run
-(the phases of ``lossbench.run._Job``), so its summary has the keys of a lone
+(the phases of ``lossbench.lifecycle.run._Job``), so its summary has the keys of a lone
 run's (the pack's size is in its provenance).
 
 Not packed (they run as ordinary jobs, the plan says why): adversarial
@@ -131,7 +131,7 @@ def plan(configs: Sequence[dict | None], pack_size: int) -> list[Unit]:
     as usual. ``configs[i]`` is None for a job whose config could not be resolved
     before it starts (it runs as usual and reports its own error).
     """
-    from lossbench.errors import config_differences
+    from lossbench.core.errors import config_differences
 
     if int(pack_size) < 1:
         raise ValueError(f"pack_size must be >= 1, got {pack_size}")
@@ -232,7 +232,7 @@ class SharedData:
         from omegaconf import OmegaConf
 
         from lossbench.data.subset import builder_config
-        from lossbench.run import build_data
+        from lossbench.lifecycle.builders import build_data
 
         key = json.dumps(OmegaConf.to_container(cfg.dataset, resolve=True), sort_keys=True, default=str)
         if key not in self.clean:
@@ -261,12 +261,12 @@ class SharedData:
 
 @dataclass
 class _Member:
-    """One job of a pack between its checks and its summary (its ``lossbench.run._Job`` phases)."""
+    """One job of a pack between its checks and its summary (its ``lossbench.lifecycle.run._Job`` phases)."""
 
     ret: Any  # the JobReturn of its run_job
-    job: Any = None  # lossbench.run._Job, holding the run directory's lock
-    ready: Any = None  # lossbench.run._Ready: checked and built
-    training: Any = None  # lossbench.run._Training: records written, sinks open
+    job: Any = None  # lossbench.lifecycle.run._Job, holding the run directory's lock
+    ready: Any = None  # lossbench.lifecycle.run._Ready: checked and built
+    training: Any = None  # lossbench.lifecycle.run._Training: records written, sinks open
     member: Any = None  # lossbench.train.packed.PackMember
     value: float | None = None  # the objective, once the job has ended
 
@@ -290,11 +290,11 @@ def run_pack(
     """
     from hydra.core.utils import JobStatus, run_job
 
-    from lossbench import lifecycle
+    from lossbench.core import signals
 
     shared = SharedData()
     members: list[_Member] = []
-    with lifecycle.handle_signals():
+    with signals.handle_signals():
         try:
             for config in configs:
                 holder: dict = {}
@@ -318,10 +318,10 @@ def run_pack(
         if member.ret.status != JobStatus.FAILED:
             member.ret.return_value = member.value
             member.ret.status = JobStatus.COMPLETED
-    if lifecycle.orphaned():  # a worker whose sweep command died: its jobs are saved; leave now
+    if signals.orphaned():  # a worker whose sweep command died: its jobs are saved; leave now
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(128 + int(lifecycle.stop_requested() or 15))
+        os._exit(128 + int(signals.stop_requested() or 15))
     return [member.ret for member in members]
 
 
@@ -329,8 +329,8 @@ def _prepare(cfg: DictConfig, holder: dict, shared: SharedData) -> None:
     """The task function of a pack's job (inside run_job): the lone job's phases up to training."""
     from hydra.core.hydra_config import HydraConfig
 
-    from lossbench import lifecycle
-    from lossbench.run import CHECKPOINT, _Job, _Ready
+    from lossbench.core import signals
+    from lossbench.lifecycle.run import CHECKPOINT, _Job, _Ready
     from lossbench.train.packed import pending_path
 
     job = _Job(cfg, HydraConfig.get(), data=shared.data, to_device=shared.to_device, progress="none")
@@ -347,18 +347,18 @@ def _prepare(cfg: DictConfig, holder: dict, shared: SharedData) -> None:
         try:
             job.begin(ready, extra_files=(pending_path(Path(CHECKPOINT)).name,))
             holder["training"] = job.start(ready.parts)
-        except lifecycle.Interrupted:
+        except signals.Interrupted:
             raise
         except Exception as exc:
             holder["value"] = job.fail(exc)
             return
         holder["ready"] = ready
-    except lifecycle.Interrupted as stop:
+    except signals.Interrupted as stop:
         holder["value"] = job.interrupted(stop)
 
 
 def _pack_member(m: _Member):
-    from lossbench.run import CHECKPOINT, _Job
+    from lossbench.lifecycle.run import CHECKPOINT, _Job
     from lossbench.train.packed import PackMember
 
     p, config = m.ready.parts, m.ready.config
@@ -393,7 +393,7 @@ def _rebuild(m: _Member, checkpoint_error: str) -> None:
 
 def _alone(m: _Member) -> float:
     """Train one job of the pack on its own, from its open records (the lone job's training)."""
-    from lossbench.run import RestartFromScratch
+    from lossbench.lifecycle.run import RestartFromScratch
 
     try:
         summary = m.job._train(m.ready.parts, m.ready.config, m.ready.checkpoint_error, m.training)
@@ -403,9 +403,9 @@ def _alone(m: _Member) -> float:
 
 
 def _train(members: list[_Member]) -> None:
-    from lossbench import lifecycle
+    from lossbench.core import signals
+    from lossbench.lifecycle.run import CHECKPOINT, RestartFromScratch
     from lossbench.models.packing import NotPackable
-    from lossbench.run import CHECKPOINT, RestartFromScratch
     from lossbench.train.packed import MemberResult, PackInterrupted, fit_pack, pending_path, resolve_pending
     from lossbench.train.packed import restore as restore_member
 
@@ -458,7 +458,7 @@ def _train(members: list[_Member]) -> None:
             m.job.abandon(m.training)
             where = stop.where if saved is not None else "while waiting for its turn in the pack"
             _ended(m, lambda m=m, signum=stop.signum, where=where, saved=saved, last=k == left[-1]:
-                   m.job.interrupted(lifecycle.Interrupted(signum, where, saved), chain=last))
+                   m.job.interrupted(signals.Interrupted(signum, where, saved), chain=last))
     except Exception as exc:
         for m in todo:
             if m.value is None:

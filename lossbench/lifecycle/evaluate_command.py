@@ -2,7 +2,7 @@
 
 No training: the run's recorded config rebuilds its data (same split, same noisy
 labels) and its model, the weights are loaded (``weights_only=True``), and
-``lossbench.evaluate.evaluate_model`` computes what summary.json holds about the
+``lossbench.train.final_eval.evaluate_model`` computes what summary.json holds about the
 trained model, including any metric added since the run. On the run's device
 and thread count the figures are the summary's exactly.
 """
@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from lossbench.errors import ConfigError
+from lossbench.core.errors import ConfigError
 
 CONFIG = Path(".hydra") / "config.yaml"
 HYDRA = Path(".hydra") / "hydra.yaml"
@@ -34,8 +34,8 @@ def _show(value, limit: int = 60) -> str:
 
 
 def _read(path: Path):
-    """A run folder's record within bounds (``lossbench.io.read_recorded``); None when absent."""
-    from lossbench.io import RecordError, read_recorded
+    """A run folder's record within bounds (``lossbench.core.io.read_recorded``); None when absent."""
+    from lossbench.core.io import RecordError, read_recorded
 
     try:
         return read_recorded(path)
@@ -73,7 +73,8 @@ def _compose(overrides: list[str]):
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    from lossbench.precheck import CONFIG_MODULE, _one_line
+    from lossbench.lifecycle.config_tree import CONFIG_MODULE
+    from lossbench.lifecycle.precheck import _one_line
 
     GlobalHydra.instance().clear()
     try:
@@ -87,8 +88,8 @@ def _compose(overrides: list[str]):
 
 def _group_choices(config: dict, choices: dict, searchpath: list[str]) -> list[str]:
     """The recorded choices as overrides, each checked against the options of lossbench's group."""
-    from lossbench.precheck import group_options
-    from lossbench.run import SPECIALIZATIONS
+    from lossbench.lifecycle.config_tree import group_options
+    from lossbench.lifecycle.run import SPECIALIZATIONS
 
     picked = {}
     for group, choice in choices.items():
@@ -197,7 +198,7 @@ def _samples(cfg) -> dict:
 
 
 def load_config(run_dir: Path, overrides: list[str]):
-    """The run's config (``rebuild_config``) with ``overrides``, validated (lossbench.validation).
+    """The run's config (``rebuild_config``) with ``overrides``, validated (lossbench.lifecycle.validation).
 
     ``key=value`` changes a setting (``+key=value`` adds one), ``group=option``
     replaces a whole config group by the option's file (as ``lossbench run``
@@ -209,14 +210,14 @@ def load_config(run_dir: Path, overrides: list[str]):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf, open_dict
 
-    from lossbench.errors import config_differences
-    from lossbench.precheck import group_options
-    from lossbench.validation import check_config
+    from lossbench.core.errors import config_differences
+    from lossbench.lifecycle.config_tree import group_options
+    from lossbench.lifecycle.validation import check_config
 
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except Exception as exc:  # noqa: BLE001 -- Hydra's grammar errors
-        from lossbench.precheck import malformed
+        from lossbench.lifecycle.precheck import malformed
 
         raise ConfigError(malformed(list(overrides), exc)) from None
     searchpath = []
@@ -245,8 +246,8 @@ def load_config(run_dir: Path, overrides: list[str]):
         if OmegaConf.select(cfg, bare, default="<missing>") == "<missing>" and not key.startswith("+"):
             from omegaconf import DictConfig
 
-            from lossbench.precheck import unknown_key
-            from lossbench.validation import dotted_keys
+            from lossbench.lifecycle.precheck import unknown_key
+            from lossbench.lifecycle.validation import dotted_keys
 
             parent = bare.rpartition(".")[0]
             node = OmegaConf.select(cfg, parent) if parent else cfg
@@ -324,7 +325,7 @@ def _load(module, path: Path, device) -> None:
 
 def _same(a, b) -> bool:
     """Equal as summary.json holds them (JSON round trip; NaN is null)."""
-    from lossbench.io import jsonable
+    from lossbench.core.io import jsonable
 
     a, b = jsonable(a), jsonable(b)
     if isinstance(a, float) and isinstance(b, float):
@@ -345,10 +346,10 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
     from omegaconf import OmegaConf
 
     from lossbench.calibrate import build_calibrators
-    from lossbench.evaluate import evaluate_model
-    from lossbench.io import read_json, read_jsonl
+    from lossbench.core.io import read_json, read_jsonl
+    from lossbench.lifecycle.builders import build_data, build_loss, build_model
     from lossbench.losses.base import Loss
-    from lossbench.run import build_data, build_loss, build_model
+    from lossbench.train.final_eval import evaluate_model
     from lossbench.train.threads import apply_threads
     from lossbench.train.trainer import Trainer, set_determinism
     from lossbench.train.weights import LOSS_FILES, WEIGHT_FILES
@@ -399,7 +400,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] = (), weights: str = "final
     except Exception as exc:  # noqa: BLE001 -- a missing dataset, a bad recorded value: one line
         if isinstance(exc, (MemoryError, RecursionError)):
             raise
-        from lossbench.validation import describe_error
+        from lossbench.lifecycle.validation import describe_error
 
         raise ConfigError(f"cannot rebuild the run from {run_dir}: {describe_error(exc)}") from exc
     _load(model, path, trainer.torch_device)
@@ -489,7 +490,7 @@ def main(argv: list[str]) -> None:
           f"{sum(r[3] == 'new' for r in rows)} not in the run's record; "
           f"{timings} timings (measured, not compared)", file=sys.stderr)
     if args.out:
-        from lossbench.io import write_json_atomic
+        from lossbench.core.io import write_json_atomic
 
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)

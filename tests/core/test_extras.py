@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lossbench import extras
+from lossbench.core import extras
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_run_refuses_before_anything_starts(nothing_installed, capsys, tmp_path,
 
 
 def test_timm_model_without_timm_is_a_one_line_config_error(nothing_installed):
-    from lossbench.errors import ConfigError
+    from lossbench.core.errors import ConfigError
     from lossbench.models.timm_model import TimmModel
 
     with pytest.raises(ConfigError, match=r"model=timm needs the optional package timm .*pip install 'timm"):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lossbench.evaluate_run import comparison, evaluate_run, main
-from lossbench.io import read_jsonl
+from lossbench.core.io import read_jsonl
+from lossbench.lifecycle.evaluate_command import comparison, evaluate_run, main
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +213,29 @@ def test_evaluate_refits_the_runs_own_calibrators(cli, tmp_path):
     assert metrics["calibrators"] == summary["calibrators"] == ["ts", "vs"]
     rows, same, compared = comparison(metrics, summary)
     assert same == compared, [r for r in rows if r[3] == "differs"]
+
+
+# Module paths before the run's lifecycle moved into lossbench/lifecycle and lossbench/core: a run
+# folder written then records the old ones in .hydra/hydra.yaml (the sweep callback, the log handler).
+OLD_PATHS = {"lossbench.lifecycle.callbacks": "lossbench.callbacks", "lossbench.core.io": "lossbench.io"}
+
+
+def test_a_run_folder_written_before_the_modules_moved_still_evaluates(trained, tmp_path):
+    """evaluate takes only group choices and plain values from a run folder and compares a recorded
+    ``_target_`` with lossbench's own option: the job config names no module that moved (plug-ins stay
+    where they were), so an old folder's figures come back identical without any mapping."""
+    import shutil
+
+    out, summary, _ = trained
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    hydra = old / ".hydra" / "hydra.yaml"
+    text = hydra.read_text()
+    for new, before in OLD_PATHS.items():
+        assert f"{new}." in text
+        text = text.replace(f"{new}.", f"{before}.")
+    hydra.write_text(text)
+    config = (old / ".hydra" / "config.yaml").read_text()
+    assert "lossbench.lifecycle" not in config and "lossbench.core" not in config
+    rows, same, compared = comparison(evaluate_run(old)["metrics"], summary)
+    assert same == compared > 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lossbench.summary_table import end_of_run_table
+from lossbench.lifecycle.summary_table import end_of_run_table
 
 
 def test_the_table_holds_the_figures_a_researcher_looks_at_first(run_once):

@@ -1,5 +1,5 @@
 """One validation layer: the schema of every config group, checked for every sweep combination
-before any job starts (lossbench.precheck) and again inside each job (values a sweeper picks).
+before any job starts (lossbench.lifecycle.precheck) and again inside each job (values a sweeper picks).
 
 Where each group's schema comes from (one place each, so a new plug-in brings its own):
 
@@ -33,7 +33,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lossbench.errors import ConfigError
+from lossbench.core.errors import ConfigError
 
 
 @dataclass
@@ -109,7 +109,7 @@ def _choices(values: Callable[[], typing.Iterable[str]]) -> tuple[Callable[[Any]
 
 
 def _reductions() -> tuple[str, ...]:
-    from lossbench.choices import REDUCTIONS
+    from lossbench.core.choices import REDUCTIONS
 
     return tuple(REDUCTIONS)
 
@@ -403,7 +403,7 @@ def check_types(config: dict, groups: str = "all") -> None:
 
 
 def _is_group(key: str) -> bool:
-    from lossbench.precheck import group_options
+    from lossbench.lifecycle.config_tree import group_options
 
     return str(key).isidentifier() and group_options(str(key)) is not None
 
@@ -500,7 +500,7 @@ def check_components(cfg: DictConfig, config: dict) -> None:
 
     identity = dataset_identity(config.get("dataset", {}))
     if identity is not None:
-        from lossbench.run import build_loss
+        from lossbench.lifecycle.builders import build_loss
 
         name, num_classes = identity
         # num_train only sizes per-sample buffers; any count serves to check the constructor
@@ -608,8 +608,9 @@ def check_device(config: dict) -> None:
 
 
 def check_dataset_files(config: dict) -> None:
-    """An image dataset's files below ``data_dir`` (lossbench.dataset_files), before anything is imported."""
-    from lossbench.dataset_files import FILES, missing_message
+    """An image dataset's files below ``data_dir`` (lossbench.core.dataset_files), before anything is
+    imported."""
+    from lossbench.core.dataset_files import FILES, missing_message
 
     node = config.get("dataset")
     if not isinstance(node, dict):
@@ -626,7 +627,7 @@ def check_dataset_files(config: dict) -> None:
 
 def check_extras(config: dict) -> None:
     """A setting that needs an optional package that is not installed: the one-line pip hint."""
-    from lossbench.extras import require
+    from lossbench.core.extras import require
 
     if config.get("smooth_ece") is True:
         require("calibration", "smooth_ece=true (SmoothECE)")

@@ -11,7 +11,7 @@ import importlib.util
 import re
 from importlib import resources
 
-from lossbench.errors import ConfigError
+from lossbench.core.errors import ConfigError
 
 # extra -> (module that must import, pip requirement) ; pyproject.toml's extras hold the same names
 EXTRAS: dict[str, tuple[str, str]] = {

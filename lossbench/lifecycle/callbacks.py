@@ -23,8 +23,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from lossbench import lifecycle
-from lossbench.io import write_json_atomic
+from lossbench.core import signals
+from lossbench.core.io import write_json_atomic
 
 # The outcome of the last sweep of this process: (exit status, closing line), for the CLI.
 LAST_SWEEP: dict[str, Any] = {}
@@ -54,18 +54,18 @@ class SweepLedger(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         ledger = Path(str(config.hydra.sweep.dir)).absolute() / f".lossbench-sweep-{uuid.uuid4().hex[:12]}"
         ledger.mkdir(parents=True, exist_ok=True)
-        os.environ[lifecycle.LEDGER_ENV] = str(ledger)
-        os.environ[lifecycle.CLI_PID_ENV] = str(os.getpid())
-        os.environ[lifecycle.CLI_HOST_ENV] = socket.gethostname()
+        os.environ[signals.LEDGER_ENV] = str(ledger)
+        os.environ[signals.CLI_PID_ENV] = str(os.getpid())
+        os.environ[signals.CLI_HOST_ENV] = socket.gethostname()
         kind = launcher_kind(config)
         if kind == "children":
-            lifecycle.stop_children_via(ledger)
+            signals.stop_children_via(ledger)
         elif kind == "remote":
-            lifecycle.default_signals()  # Ctrl-C stops waiting; the cluster's jobs go on
+            signals.default_signals()  # Ctrl-C stops waiting; the cluster's jobs go on
         LAST_SWEEP.clear()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        ledger_env = os.environ.pop(lifecycle.LEDGER_ENV, None)
+        ledger_env = os.environ.pop(signals.LEDGER_ENV, None)
         if not ledger_env:
             return
         ledger = Path(ledger_env)
@@ -77,7 +77,7 @@ class SweepLedger(Callback):
 
 def record_outcome(job_num: int | str, outcome: dict) -> None:
     """In a job of a multirun: leave ``outcome`` (status, run_dir, ...) in the sweep's ledger."""
-    ledger = os.environ.get(lifecycle.LEDGER_ENV)
+    ledger = os.environ.get(signals.LEDGER_ENV)
     if not ledger or not Path(ledger).is_dir():
         return
     try:
@@ -123,7 +123,7 @@ def tally(ledger: Path, sweep_dir: Path) -> tuple[int, str]:
         parts.append(f"{missing} gave no report (killed?)")
     line = f"lossbench: sweep {sweep_dir}: {total} jobs: " + ", ".join(parts)
     if stopped:  # a signal that came after every job had trained does not change how the sweep went
-        return 128 + int(lifecycle.stop_requested() or 15), line
+        return 128 + int(signals.stop_requested() or 15), line
     return (1 if count["failed"] or refused or missing else 0), line
 
 
