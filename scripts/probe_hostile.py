@@ -173,6 +173,15 @@ def _no_markup_written(ws: Path) -> list[str]:
     return problems
 
 
+def _corrupt_mnist(ws: Path) -> None:
+    """MNIST's four files, present (the check before the sweep passes) but not MNIST: every job fails."""
+    from lossbench.core.dataset_files import expected_files
+
+    for path in expected_files("mnist", ws / "baddata"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not an idx file\n")
+
+
 def _sweep_link(ws: Path) -> None:
     (ws / "sweep").mkdir()
     (ws / "sweep" / "1").symlink_to(ws / "outside" / "folder")
@@ -276,8 +285,8 @@ CASES = [
         fragment="--losses"),
     Case("reproduce", "every job fails", lambda ws: [
         "reproduce", "apl_mnist", "--losses", "ce", "--noise", "sym80", "--seeds", "0", "--no-report",
-        "--dir", str(ws / "repro"), f"data_dir={ws / 'outside' / 'folder'}", "trainer.progress=none"],
-        fast=False, fragment="1 failed"),
+        "--dir", str(ws / "repro"), f"data_dir={ws / 'baddata'}", "trainer.progress=none"],
+        plant=_corrupt_mnist, fast=False, fragment="1 failed"),
     # unclear refusals
     Case("unclear refusal", "unicode path", lambda ws: ["run", f"hydra.run.dir={ws / 'é'}", *FAST_RUN],
          fragment="quote it"),
