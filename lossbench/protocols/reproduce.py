@@ -288,7 +288,14 @@ def print_estimate(runs: list[PlannedRun], epochs: int, measured: dict) -> None:
         highlight=False)
 
 
+def _cells_and_marks(cells) -> str:
+    """"24 cells [README]": how many published cells, and their confidence marks."""
+    marks = " ".join(sorted({c.mark for c in cells if c.mark}))
+    return f"{len(cells)} cell{'s' if len(cells) > 1 else ''}" + (f" {marks}" if marks else "")
+
+
 def list_presets() -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from lossbench.core.console import table_console
@@ -305,18 +312,19 @@ def list_presets() -> None:
         for values in grid.values():
             n *= len(values)
         shape = f"{n} (" + " x ".join(f"{len(v)} {words[k]}" for k, v in grid.items()) + ")"
-        marks = sorted({c.mark for c in protocol.published})
         if protocol.published:
-            k = len(protocol.published)
-            sources = len(protocol.compared_sources())
-            published = f"yes: {k} cell{'s' if k > 1 else ''} {' '.join(marks)}"
-            published += f" ({sources} sources)" if sources > 1 else ""
+            compared = protocol.compared_sources()
+            if len(compared) > 1:  # per source, its cells and marks: "24 cells [figure], 24 cells [README]"
+                published = "yes: " + ", ".join(_cells_and_marks(cells) for _, cells in compared)
+            else:
+                published = "yes: " + _cells_and_marks(protocol.published)
         elif protocol.reference:
             published = f"none known; lossbench reference ({len(protocol.reference)} cells)"
         else:
             published = "none known"
-        table.add_row(name, protocol.paper, protocol.dataset, f"{protocol.metric} ({protocol.kind})", shape,
-                      published)
+        cells = (name, protocol.paper, protocol.dataset, f"{protocol.metric} ({protocol.kind})", shape,
+                 published)
+        table.add_row(*(escape(cell) for cell in cells))  # text: "[figure]" is a mark, not a rich style
     table_console().print(table)
 
 

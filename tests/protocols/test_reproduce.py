@@ -26,6 +26,8 @@ def test_list_shows_every_preset(capsys):
     for name in ("apl_mnist", "apl_cifar10", "anl_cifar100", "sce_cifar10", "mukhoti_cifar10", "cifar10n"):
         assert name in out
     assert "84 (7 losses x 4 noise x 3 seeds)" in out and "none known" in out and "[README]" in out
+    # marks are text, not rich styles (lower-case ones were swallowed as markup); one count per source
+    assert "24 cells [figure], 24 cells [README]" in out and "1 cell [code]" in out
 
 
 @pytest.mark.parametrize("argv, message", [
