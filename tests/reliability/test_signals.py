@@ -210,6 +210,20 @@ def _no_traceback(stderr: str, own_lines_only: bool = True) -> None:
         assert all(ln.startswith("lossbench:") for ln in stderr.splitlines() if ln.strip()), stderr
 
 
+def test_ctrl_c_while_the_command_imports_ends_in_one_line_and_status_130(h, tmp_path):
+    """A Ctrl-C a tenth of a second in, while lossbench's own modules may still import: one line, 130.
+    (A traceback from an import was seen once in 25 runs of the startup case below; these moments did
+    not reproduce it on a quiet machine, so this guards the promise rather than that one race.)"""
+    for delay in (0.08, 0.12, 0.16):
+        out = tmp_path / f"run{delay}"
+        proc = h.launch("run", f"hydra.run.dir={out}", *h.KILLABLE, cwd=tmp_path)
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 130, stderr
+        _no_traceback(stderr)
+
+
 @pytest.mark.parametrize("moment", ["startup", "quick-second", "late-second"])
 def test_ctrl_c_at_any_moment_ends_in_one_line_and_status_130(h, tmp_path, moment):
     """While lossbench imports and checks, a quick second Ctrl-C during a run, or one while the command
