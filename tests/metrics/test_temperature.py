@@ -61,6 +61,44 @@ def test_temperature_falls_back_to_one():
     assert fit_temperature(torch.full((3, 3), float("nan")), y) == 1.0
 
 
+def _nll_of(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(300, 10, generator=g).double() * (0.1 + 10 * torch.rand(1, generator=g).item())
+    y = torch.randint(0, 10, (300,), generator=g)
+    return lambda log_t: torch.nn.functional.cross_entropy(z / math.exp(log_t), y).item()
+
+
+SEARCHED = [_nll_of(seed) for seed in range(12)] + [
+    lambda x: (x - 0.3) ** 2, lambda x: abs(x - 1.7), lambda x: -x, lambda x: x,  # inside, kink, both ends
+    lambda x: math.cos(3 * x), lambda x: (x - 4.6) ** 4]  # several minima; flat near one end
+
+
+@pytest.mark.parametrize("bounds, xatol, maxfun", [((math.log(1e-2), math.log(1e2)), 1e-6, 500),
+                                                    ((-1.0, 1.0), 1e-5, 500), ((0.0, 10.0), 1e-3, 500),
+                                                    ((0.0, 10.0), 1e-6, 6)])
+def test_bounded_search_is_scipys_to_the_bit(bounds, xatol, maxfun):
+    """The run's own Brent search stands in for scipy.optimize (whose import costs a run 0.25 s):
+    every x, f(x) and call count must be scipy's, so temperatures recorded by either agree exactly."""
+    from scipy.optimize import minimize_scalar
+
+    from lossbench.metrics.temperature import minimize_bounded
+
+    for f in SEARCHED:
+        ours = minimize_bounded(f, *bounds, xatol=xatol, maxfun=maxfun)
+        theirs = minimize_scalar(f, bounds=bounds, method="bounded",
+                                 options={"xatol": xatol, "maxiter": maxfun})
+        assert (ours.x, ours.fun, ours.nfev) == (theirs.x, theirs.fun, theirs.nfev)
+
+
+def test_bounded_search_finds_a_parabolas_vertex_on_concrete_numbers():
+    from lossbench.metrics.temperature import minimize_bounded
+
+    found = minimize_bounded(lambda x: (x - 0.3) ** 2 + 2.0, -1.0, 1.0, xatol=1e-8)
+    assert found.x == pytest.approx(0.3, abs=1e-8) and found.fun == pytest.approx(2.0, abs=1e-15)
+    edge = minimize_bounded(lambda x: x, 2.0, 5.0, xatol=1e-6)  # the minimum at the low end
+    assert edge.x == pytest.approx(2.0, abs=1e-5) and edge.x >= 2.0
+
+
 def test_summarize_keys_and_consistency():
     z, y = _calibrated(600, 10, 3)
     noisy = _flip(y[:200], 10, 0.4, 0)
