@@ -15,18 +15,23 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lossbench.metrics import smooth
 from lossbench.metrics.calibration import (
     N_BINS,
+    _bin_sums,
     _ece_from_sums,
     _equal_width,
     _reliability,
+    bin_index,
     calibration_metrics,
 )
 from lossbench.metrics.classification import (
     _brier,
+    _top1,
     accuracy,
     balanced_accuracy,
     class_accuracy,
@@ -152,6 +157,32 @@ def epoch_metrics(logits: Tensor, labels: Tensor) -> dict[str, float]:
         "brier": _brier(probs, labels),
         "ece": _ece_from_sums(*_equal_width(probs, labels, N_BINS)),
     }
+
+
+def stacked_epoch_metrics(logits: Tensor, labels: Tensor) -> list[dict[str, float]]:
+    """``epoch_metrics`` of K members at once (a pack's): logits [K, N, C], labels [K, N].
+
+    The same figures by the same formulas, in a handful of tensor operations for all K instead of
+    about forty for each member (a pack of 8 digits MLPs: 0.3 against 2 ms a split). Accuracy is
+    equal to ``epoch_metrics``'s; NLL, Brier and ECE agree to float64 rounding (their sums run
+    over other groupings). tests/metrics/test_metrics.py compares the two.
+    """
+    k, n, c = logits.shape
+    if n == 0:
+        return [{} for _ in range(k)]
+    probs = probabilities(logits.flatten(0, 1))                            # [K N, C]
+    flat = labels.flatten()
+    hits = (logits.argmax(-1) == labels).sum(1)
+    losses = F.cross_entropy(logits.flatten(0, 1).double(), flat, reduction="none").view(k, n)
+    brier = (probs.double() - F.one_hot(flat, c).double()).pow(2).sum(1).view(k, n)
+    confidence, correct = _top1(probs, flat)
+    bins = N_BINS + 1
+    index = (bin_index(confidence, N_BINS).view(k, n) + bins * torch.arange(k, device=logits.device)[:, None])
+    count, conf, acc = (t.view(k, bins) for t in _bin_sums(index.flatten(), confidence, correct, k * bins))
+    ece = (acc - conf).abs().sum(1) / count.sum(1)
+    rows = torch.stack((losses.mean(1), brier.mean(1), ece)).T.tolist()
+    return [{"acc": h / n, "nll": row[0], "brier": row[1], "ece": row[2]}
+            for h, row in zip(hits.tolist(), rows, strict=True)]
 
 
 def selection_figures(history: list[dict]) -> dict:

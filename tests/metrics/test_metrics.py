@@ -191,3 +191,38 @@ def test_empty_split_gives_nan():
     for metric in (accuracy, nll, brier, ece, mce, adaptive_ece, classwise_ece, confidence_gap, f1,
                    balanced_accuracy):
         assert math.isnan(metric(z, y))
+
+
+@pytest.mark.parametrize("k, n, c, scale", [(8, 360, 10, 3.0), (1, 50, 3, 1.0), (3, 200, 100, 30.0)])
+def test_stacked_epoch_metrics_are_each_members_epoch_metrics(k, n, c, scale):
+    """A pack's per-epoch figures for K members at once: accuracy equal, the rest to float64 rounding;
+    large logits (scale 30) put confidences at 1.0, in ECE's extra bin."""
+    from lossbench.metrics import epoch_metrics, stacked_epoch_metrics
+
+    g = torch.Generator().manual_seed(k * n)
+    z = torch.randn(k, n, c, generator=g) * scale
+    y = torch.randint(0, c, (k, n), generator=g)
+    stacked = stacked_epoch_metrics(z, y)
+    assert len(stacked) == k
+    for member, row in enumerate(stacked):
+        alone = epoch_metrics(z[member], y[member])
+        assert row.keys() == alone.keys() and row["acc"] == alone["acc"]
+        for key in ("nll", "brier", "ece"):
+            assert row[key] == pytest.approx(alone[key], rel=1e-12, abs=1e-15), key
+    assert stacked_epoch_metrics(z[:, :0], y[:, :0]) == [{}] * k  # an empty split, as epoch_metrics
+
+
+def test_stacked_epoch_metrics_on_concrete_numbers():
+    """Two members, two samples, two classes: softmax by hand."""
+    from lossbench.metrics import stacked_epoch_metrics
+
+    z = torch.tensor([[[0.0, math.log(3.0)], [0.0, 0.0]], [[math.log(4.0), 0.0], [0.0, math.log(9.0)]]])
+    y = torch.tensor([[1, 0], [1, 1]])
+    first, second = stacked_epoch_metrics(z, y)
+    # member 0: p = (1/4, 3/4) right, (1/2, 1/2) -> argmax 0, right;
+    # member 1: (4/5, 1/5) wrong, (1/10, 9/10) right
+    assert first["acc"] == 1.0 and second["acc"] == 0.5
+    assert first["nll"] == pytest.approx(-(math.log(0.75) + math.log(0.5)) / 2)
+    assert second["brier"] == pytest.approx((2 * 0.8 ** 2 + 2 * 0.1 ** 2) / 2)
+    # ECE, 15 bins: member 1's confidences 0.8 (wrong) and 0.9 (right) sit in bins of their own
+    assert second["ece"] == pytest.approx((0.8 + 0.1) / 2)
