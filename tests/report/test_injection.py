@@ -20,18 +20,8 @@ from lossbench.report.cli import main
 from lossbench.report.collect import local_records, runs_frame
 from lossbench.report.render import print_rich
 from lossbench.report.tables import build_table
+from tests.support.hostile import LOSSES, NOISES, TEX_ATTACK
 
-TEX_ATTACK = "\n\\immediate\\write18{touch pwned}\n\\input{/etc/passwd}\n"
-LOSSES = [
-    "<script>alert(1)</script>",
-    "<img src=x onerror=alert(1)>",
-    '=HYPERLINK("http://evil","x")',
-    "$\\frac{1}{0$",
-    "a|b**c**",
-    "50% \\def\\x{y} #1 & _x_ ~^",
-    "\x1b[2J\x1b[31mred",
-]
-NOISES = ["sym20", "@SUM(A1)", "-2+3", "\u202egnp.exe"]
 # LaTeX commands the report itself writes; anything else in the body came from a file.
 OURS = {"begin", "end", "centering", "caption", "toprule", "midrule", "bottomrule", "multicolumn",
         "textbf", "pm", "dagger", "ddagger", "textbackslash", "textasciitilde", "textasciicircum", "textless",
@@ -72,8 +62,10 @@ def test_latex_body_holds_only_our_commands_and_comments_stay_comments(crafted, 
         assert "%" not in line.replace("\\%", "")  # no comment can start inside the body
     # one comment per line: per table (loss.q, crafted, differs inside cells: one table per setting)
     # the header, the tests, the status line, each listed run (1 failed), and nothing else
-    kinds = ("% lossbench report", "% test: ", "% 8 in all: 8 completed", "% 49 in all: 48 completed",
-             "% failed: ")
+    runs = len(LOSSES) * len(NOISES) * 2
+    with_q = len(range(0, runs, 7))  # the crafted fixture sets loss.q on every 7th run
+    kinds = ("% lossbench report", "% test: ", f"% {with_q} in all: {with_q} completed",
+             f"% {runs - with_q + 1} in all: {runs - with_q} completed", "% failed: ")
     assert all(c.startswith(kinds) for c in comments), comments
     assert sum(c.startswith("% lossbench report") for c in comments) == 2
     [failed] = [c for c in comments if c.startswith("% failed: ")]

@@ -142,6 +142,19 @@ def test_paired_test_cases():
         paired_test(a, b, "sign")
 
 
+def test_paired_differences_equal_up_to_rounding_are_equal_and_warn_nothing(recwarn):
+    """0.5 + i/200 minus 0.5 + j/200 differs from i - j over 200 in the last bits: one difference, not a
+    spread for a t-test to divide by (scipy would warn of catastrophic cancellation and return noise)."""
+    a = [0.5 + i / 200 for i in (3, 17, 41)]
+    b = [0.5 + i / 200 for i in (1, 15, 39)]
+    assert len({x - y for x, y in zip(a, b, strict=True)}) > 1  # not equal as floats
+    assert paired_test(a, b) == (0.0, "ttest")
+    assert paired_test(a, [x + 1e-17 for x in a]) == (1.0, "ttest")
+    assert paired_test([0.9, 0.8, 0.85], [0.9, 0.8, 0.85 - 1e-9])[0] == pytest.approx(
+        stats.ttest_rel([0.9, 0.8, 0.85], [0.9, 0.8, 0.85 - 1e-9]).pvalue)  # a real difference is tested
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_cell_text():
     assert cell_text(0.87, 0.0264575, 3, 3, 100, 2) == "87.00 ± 2.65 (3)"
     assert cell_text(0.5, math.nan, 1, 1, 100, 2) == "50.00 (1)"
