@@ -14,7 +14,9 @@ one process, one thread, alternating over the repeats so that machine noise hits
 - ``lb_bf16_cl``: ``trainer.precision=bf16`` with channels_last (autocast of the forward pass).
 
 ``--model cnn4 --batch 128`` measures apl_mnist's model the same way (the optimizer stays Adam: the
-cost of a step does not depend on it to speak of).
+cost of a step does not depend on it to speak of), and ``--model mlp`` the MNIST MLP (784-256-256-10).
+``--profile MODE`` runs one more call of MODE under torch's profiler and prints the operators that
+take its CPU time (what bounds a pack: the convolutions' and matrix products' share).
 
 Each mode trains ``--runs`` runs (seeds 0..runs-1; ``pack8`` always 8) and the time per run is printed:
 wall and CPU seconds (one thread: CPU time is the work done). Then the FLOP count of the table and its
@@ -42,11 +44,12 @@ from lossbench.data.vision import mnist
 from lossbench.losses.comp_sum import CrossEntropy
 from lossbench.models.cnn import CNN4
 from lossbench.models.lenet import LeNet5
+from lossbench.models.mlp import MLP
 from lossbench.noise.synthetic import Symmetric
 from lossbench.reweight.base import Reweighter
 from lossbench.train.packed import PackMember, fit_pack
 from lossbench.train.schedulers import ExponentialDecay
-from lossbench.train.trainer import Trainer
+from lossbench.train.trainer import Trainer, set_determinism
 
 BATCH = 32
 MODEL = LeNet5
@@ -147,6 +150,27 @@ MODES = {
 }
 
 
+MODELS = {"lenet5": LeNet5, "cnn4": CNN4,
+          "mlp": lambda shape, classes: MLP(shape, classes, hidden=(256, 256))}
+
+
+def profile(fn, split: Split, runs: int, name: str, top: int = 12) -> None:
+    """The operators that take one call's CPU time, by self time, with their share."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn(split, runs)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"profile of {name}: {total / 1e6:.2f} s of operator self time (profiler on)")
+    for e in events[:top]:
+        print(f"  {e.key:40s} {e.self_cpu_time_total / total:6.1%}  {e.count:7d} calls")
+    compute = sum(e.self_cpu_time_total for e in events
+                  if any(w in e.key for w in ("conv", "mm", "addmm", "bmm", "matmul", "mkldnn", "linear")))
+    print(f"  convolutions and matrix products (incl. their backward kernels): {compute / total:.1%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -155,16 +179,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--model", choices=("lenet5", "cnn4"), default="lenet5")
+    parser.add_argument("--model", choices=tuple(MODELS), default="lenet5")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--profile", metavar="MODE", help="profile one more call of MODE (its top operators); several: MODE,MODE")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="torch's deterministic algorithms, as a run sets them (trainer.deterministic)")
     args = parser.parse_args()
+    if args.deterministic:
+        set_determinism(0, True)
     global BATCH, MODEL
-    BATCH, MODEL = args.batch, {"lenet5": LeNet5, "cnn4": CNN4}[args.model]
+    BATCH, MODEL = args.batch, MODELS[args.model]
     modes = {name: MODES[name] for name in args.modes.split(",")}
     split = data(args.data_dir, args.images, 0.6)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, load {os.getloadavg()}, {args.model}, {args.images} images, "
-          f"batch {BATCH}")
+          f"batch {BATCH}, deterministic={args.deterministic}")
     for fn in modes.values():  # one-time costs (allocator, kernels' first calls), not timed
         fn(data(args.data_dir, 512, 0.6), 1)
     wall: dict[str, list[float]] = {n: [] for n in modes}
@@ -185,6 +214,8 @@ def main() -> None:
         ratio = f"  lb/{name} {base / c:.2f}x" if base else ""
         print(f"{name:12s} median per run: cpu {c:6.2f} s, wall {statistics.median(wall[name]):6.2f} s, "
               f"{c / steps * 1e3:.2f} ms cpu per step (eval included){ratio}")
+    for name in args.profile.split(",") if args.profile else ():
+        profile(MODES[name], split, args.runs, name)
     if args.model != "lenet5":
         return
     forward, train = lenet_flops()
