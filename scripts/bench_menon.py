@@ -181,7 +181,8 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--model", choices=tuple(MODELS), default="lenet5")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--profile", metavar="MODE", help="profile one more call of MODE (its top operators); several: MODE,MODE")
+    parser.add_argument("--profile", metavar="MODE",
+                        help="profile one more call of MODE (its top operators); several: MODE,MODE")
     parser.add_argument("--deterministic", action="store_true",
                         help="torch's deterministic algorithms, as a run sets them (trainer.deterministic)")
     args = parser.parse_args()
