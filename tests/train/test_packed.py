@@ -583,3 +583,31 @@ def test_a_packed_checkpoint_resumes_unpacked(tmp_path):
                             checkpoint_path=m.checkpoint_path, checkpoint_meta=m.checkpoint_meta)
     assert [r["epoch"] for r in history] == [1, 2]
     assert history[0] == before["history"][0]  # resumed, not trained again
+
+
+def test_stacked_train_stats_are_each_members_to_the_bit():
+    """The pack's training figures for K members at once equal the lone trainer's, member by member:
+    orders with a dropped last sample and with repeats (a resampling strategy visits some twice)."""
+    from lossbench.train.packed import stacked_train_stats
+    from lossbench.train.trainer import _train_stats
+
+    k, n = 5, 301
+    g = torch.Generator().manual_seed(3)
+    y_clean = torch.randint(0, 10, (n,), generator=g)
+    flip = torch.rand(k, n, generator=g) < 0.4
+    y_noisy = torch.where(flip, torch.randint(0, 10, (k, n), generator=g), y_clean)
+    losses, pred = torch.rand(k, n, generator=g) * 3, torch.randint(0, 10, (k, n), generator=g)
+    orders = [torch.randperm(n, generator=g)[:-1] for _ in range(k - 1)]
+    orders.append(torch.randint(0, n, (n - 1,), generator=g))  # with replacement
+    order = torch.stack(orders)
+    stacked = stacked_train_stats(order, losses, pred, y_noisy, y_clean, y_noisy != y_clean)
+    for member in range(k):
+        alone = _train_stats(order[member], losses[member], pred[member], y_noisy[member], y_clean,
+                             y_noisy[member] != y_clean)
+        assert stacked[member] == alone
+    # by hand: 2 samples, member 0 visited both (one noisy label, fitted), member 1 only the first
+    one = stacked_train_stats(torch.tensor([[0, 1], [0, 0]]), torch.tensor([[1.0, 3.0], [2.0, 9.0]]),
+                              torch.tensor([[4, 5], [4, 0]]), torch.tensor([[4, 5], [4, 6]]),
+                              torch.tensor([4, 6]), torch.tensor([[False, True], [False, False]]))
+    assert one[0] == {"train_loss": 2.0, "train_acc": 1.0, "train_clean_acc": 0.5, "memorization": 1.0}
+    assert one[1] == {"train_loss": 2.0, "train_acc": 1.0, "train_clean_acc": 1.0, "memorization": 0.0}
