@@ -194,24 +194,13 @@ ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim
                torch.optim.RAdam, torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adadelta)
 
 
-# How an optimizer computes, not what: the stacked optimizer chooses its own (``_kernel``).
+# How an optimizer computes, not what (unfused per-tensor steps, as a lone run's: torch's fused SGD
+# rounds the last elements of a tensor otherwise, so a member's numbers would depend on its pack).
 IMPLEMENTATION = ("params", "foreach", "fused")
 
 
 def _hyper(optimizer: torch.optim.Optimizer) -> dict:
     return {k: v for k, v in optimizer.param_groups[0].items() if k not in IMPLEMENTATION}
-
-
-def _kernel(cls: type, settings: dict, params: Sequence[Tensor]) -> dict:
-    """``fused=True`` for SGD on CPU float parameters when the members left foreach and fused unset:
-    one kernel per stacked tensor instead of four passes over it, 2.5x faster for a digits MLP pack
-    of 8 (0.15 against 0.37 ms a step; benchmarks/packed.md) and equal to the per-tensor step to the
-    bit (tests/train/test_packed.py). Other classes and devices keep torch's default."""
-    if (cls is torch.optim.SGD and settings.get("fused") is None and settings.get("foreach") is None
-            and not settings.get("differentiable")
-            and all(p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) for p in params)):
-        return {"fused": True}
-    return {}
 
 
 class _Stepper:
@@ -234,10 +223,8 @@ class _Stepper:
         self.stacked: torch.optim.Optimizer | None = None
         if cls in ELEMENTWISE and all(type(o) is cls and len(o.param_groups) == 1 for o in opts):
             accepted = inspect.signature(cls).parameters
-            settings = {k: v for k, v in opts[0].defaults.items() if k in accepted}
-            kernel = _kernel(cls, settings, self.params)
-            self.stacked = cls(self.params, **{**settings, **kernel})
-            self.stacked.defaults.update({**opts[0].defaults, **kernel})
+            self.stacked = cls(self.params, **{k: v for k, v in opts[0].defaults.items() if k in accepted})
+            self.stacked.defaults.update(opts[0].defaults)
             self.stacked.param_groups[0].update(_hyper(opts[0]))
             self._stack_state()
         self.check(range(len(members)))

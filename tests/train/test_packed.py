@@ -217,44 +217,17 @@ def test_shared_optimizer_settings_step_as_one_and_equal_unpacked(optim, tmp_pat
     assert all(t.untyped_storage().nbytes() == t.numel() * t.element_size() for t in tensors)
 
 
-@pytest.mark.parametrize("settings", [dict(momentum=0.9, weight_decay=5e-4),
-                                      dict(momentum=0.9, nesterov=True),
-                                      dict(momentum=0.5, dampening=0.1, weight_decay=1e-2, maximize=True),
-                                      dict()])
-def test_stacked_sgd_runs_fused_on_cpu_and_steps_as_the_per_tensor_sgd_to_the_bit(settings):
-    """The pack's one SGD uses torch's fused CPU kernel (a quarter of the passes over the stacked
-    tensors); 30 steps of it must leave the parameters and momenta of the per-tensor SGD, bit for bit."""
-    from lossbench.train.packed import _kernel
-
-    g = torch.Generator().manual_seed(0)
-    shapes = [(8, 256, 64), (8, 256), (8, 10, 256), (8, 10)]
-    start = [torch.randn(s, generator=g, dtype=torch.float32) for s in shapes]
-    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in range(30)]
-    assert _kernel(torch.optim.SGD, {"fused": None, "foreach": None}, start) == {"fused": True}
-    assert _kernel(torch.optim.SGD, {"fused": None, "foreach": False}, start) == {}  # the member's choice
-    assert _kernel(torch.optim.AdamW, {"fused": None, "foreach": None}, start) == {}
-    out = []
-    for kernel in ({}, {"fused": True}):
-        params = [t.clone().requires_grad_() for t in start]
-        opt = torch.optim.SGD(params, lr=0.05, **settings, **kernel)
-        for step in grads:
-            for p, grad in zip(params, step, strict=True):
-                p.grad = grad.clone()
-            opt.step()
-        out.append([p.detach() for p in params] + [opt.state[p].get("momentum_buffer") for p in params])
-    for a, b in zip(*out, strict=True):
-        assert (a is None and b is None) or torch.equal(a, b)
-
-
-def test_the_packs_sgd_is_fused_and_its_members_still_own_their_settings():
+def test_the_packs_sgd_is_unfused_so_that_a_members_numbers_do_not_depend_on_its_pack():
+    """torch's fused CPU SGD rounds the elements past a tensor's last full vector otherwise than the
+    per-tensor step (measured: 3 of 111 elements of a [3, 37] tensor differ after 20 steps), and which
+    elements those are depends on the pack's size; the pack steps as a lone run does."""
     base = _digits()
     make = lambda s: MLP(s.input_shape, s.num_classes, hidden=(32,))  # noqa: E731
     members = [_build(Spec("ce", seed=k, rate=0.2, optim="sgd"), base, make, epochs=1) for k in range(2)]
     from lossbench.train.packed import _Stepper
 
     stepper = _Stepper(members, PackedModel([m.model for m in members]))
-    assert stepper.stacked is not None and stepper.stacked.param_groups[0]["fused"] is True
-    assert members[0].optimizer.param_groups[0]["fused"] is None  # a member's checkpoint keeps its own
+    assert stepper.stacked is not None and not stepper.stacked.param_groups[0]["fused"]
 
 
 def test_schedules_that_part_ways_switch_to_per_member_steps():
