@@ -301,10 +301,14 @@ def missing_weights_advice(summary: dict, weights: str) -> str:
 
 def _weights(path: Path, device) -> dict:
     """A state_dict file the run wrote, read with ``weights_only=True``; anything else in one line."""
+    import warnings
+
     from lossbench.train.weights import load_state_dict
 
     try:
-        state = load_state_dict(path, device)
+        with warnings.catch_warnings():  # torch warns of a pickle it may not read; the line below says it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = load_state_dict(path, device)
     except Exception as exc:  # noqa: BLE001 -- torch raises many types for a file it will not load
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"{path} is not a weights file lossbench can read with weights_only=True "

@@ -171,12 +171,13 @@ def test_plain_recorded_values_are_kept(trained, tmp_path):
     assert cfg.noise._target_ == "lossbench.noise.synthetic.Symmetric"
 
 
-def test_a_pickled_weights_file_is_refused_in_one_line(trained, tmp_path, capsys):
+def test_a_pickled_weights_file_is_refused_in_one_line(trained, tmp_path, capsys, recwarn):
     run = _copy(trained, tmp_path)
     shutil.copy(run / "evil.pkl", run / "model_final.pt")
     line = _refused([str(run)], capsys)
     assert "model_final.pt" in line
     assert not (tmp_path / MARKER).exists()
+    assert not [str(w.message) for w in recwarn], "torch's pickle warning would print before the line"
 
 
 # -------------------------------------------------------------- bounded reading (item 3)
