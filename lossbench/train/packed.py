@@ -69,7 +69,7 @@ from lossbench.train.checkpoint import (
 from lossbench.train.objective import Objective, clip_norm
 from lossbench.train.schedulers import steps_per_batch
 from lossbench.train.threads import bitwise_record, warn_resumed_differently
-from lossbench.train.trainer import DIVERGED_HINT, RestartFromScratch, Trainer
+from lossbench.train.trainer import DIVERGED_HINT, RestartFromScratch, Trainer, train_stats
 
 log = logging.getLogger("lossbench")
 
@@ -194,13 +194,8 @@ ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim
                torch.optim.RAdam, torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adadelta)
 
 
-# How an optimizer computes, not what (unfused per-tensor steps, as a lone run's: torch's fused SGD
-# rounds the last elements of a tensor otherwise, so a member's numbers would depend on its pack).
-IMPLEMENTATION = ("params", "foreach", "fused")
-
-
 def _hyper(optimizer: torch.optim.Optimizer) -> dict:
-    return {k: v for k, v in optimizer.param_groups[0].items() if k not in IMPLEMENTATION}
+    return {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
 
 
 class _Stepper:
@@ -671,13 +666,13 @@ def _fit_group(members: list[PackMember], start_epoch: int,
             torch.cuda.synchronize(device)  # time the work, not its queueing
         train_seconds = carried + time.perf_counter() - started
         records = {}
-        train_stats = stacked_train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)
+        stats = train_stats(order, seen_loss, seen_pred, y_noisy, y_clean, is_noisy)
         for k in list(running):
             m = members[k]
             lr = lrs[k]
             if k not in per_step:
                 _step_scheduler(m.scheduler)
-            record = {"epoch": epoch + 1, **train_stats[k]}
+            record = {"epoch": epoch + 1, **stats[k]}
             record.update(
                 lr=lr,
                 train_seconds=train_seconds,
@@ -722,27 +717,6 @@ def _fit_group(members: list[PackMember], start_epoch: int,
                      epochs, len(running), min(test), max(test), seconds)
     for k in running:
         finish(k, MemberResult(histories[k]))
-
-
-def stacked_train_stats(order: Tensor, losses: Tensor, pred: Tensor, y_noisy: Tensor, y_clean: Tensor,
-                        is_noisy: Tensor) -> list[dict]:
-    """``trainer._train_stats`` of every member at once, equal to it to the bit: order [K, T] (the
-    samples each member visited, in its order), losses and pred [K, n] (the last seen per sample),
-    y_noisy and is_noisy [K, n], y_clean [n]. Loss over the visits; accuracy on the noisy and the clean
-    labels and memorization over the distinct samples visited. One pass for K members instead of about
-    fifteen operations each (0.11 against 1.2 ms an epoch for a digits pack of 8)."""
-    visited = torch.zeros_like(is_noisy).scatter_(1, order, True)
-    hit = (pred == y_noisy) & visited
-    noisy = is_noisy & visited
-    count = visited.sum(1).double()
-    stats = torch.stack((
-        losses.gather(1, order).double().mean(1),
-        hit.sum(1).double() / count,
-        ((pred == y_clean) & visited).sum(1).double() / count,
-        (hit & noisy).sum(1).double() / noisy.sum(1).clamp_min(1),
-    )).T.tolist()
-    return [dict(zip(("train_loss", "train_acc", "train_clean_acc", "memorization"), row, strict=True))
-            for row in stats]
 
 
 def _step_scheduler(scheduler) -> None:

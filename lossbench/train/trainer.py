@@ -427,18 +427,29 @@ class Trainer:
 
 def _train_stats(order: Tensor, losses: Tensor, pred: Tensor, y_noisy: Tensor, y_clean: Tensor,
                  is_noisy: Tensor) -> dict:
-    """Loss, accuracy on noisy and clean labels and memorization over the samples visited."""
-    visited = order.unique()
-    pred, noisy = pred[visited], is_noisy[visited]
-    hit = pred == y_noisy[visited]
-    n_noisy = noisy.sum()
+    """Loss, accuracy on noisy and clean labels and memorization over the samples visited (one run)."""
+    return train_stats(order[None], losses[None], pred[None], y_noisy[None], y_clean, is_noisy[None])[0]
+
+
+def train_stats(order: Tensor, losses: Tensor, pred: Tensor, y_noisy: Tensor, y_clean: Tensor,
+                is_noisy: Tensor) -> list[dict]:
+    """The training figures of K runs at once (a pack's; K = 1 for a lone run): order [K, T] (the
+    samples each visited, in its order), losses and pred [K, n] (the last seen per sample), y_noisy
+    and is_noisy [K, n], y_clean [n]. The loss is averaged over the visits; accuracy on the noisy and
+    on the clean labels and memorization (the share of visited noisy labels predicted) over the
+    distinct samples visited. A row does not depend on the others (tests/train/test_packed.py)."""
+    visited = torch.zeros_like(is_noisy).scatter_(1, order, True)
+    hit = (pred == y_noisy) & visited
+    noisy = is_noisy & visited
+    count = visited.sum(1).double()
     stats = torch.stack((
-        losses[order].double().mean(),
-        hit.double().mean(),
-        (pred == y_clean[visited]).double().mean(),
-        (hit & noisy).sum().double() / n_noisy.clamp_min(1),
-    )).tolist()
-    return dict(zip(("train_loss", "train_acc", "train_clean_acc", "memorization"), stats, strict=True))
+        losses.gather(1, order).double().mean(1),
+        hit.sum(1).double() / count,
+        ((pred == y_clean) & visited).sum(1).double() / count,
+        (hit & noisy).sum(1).double() / noisy.sum(1).clamp_min(1),
+    )).T.tolist()
+    return [dict(zip(("train_loss", "train_acc", "train_clean_acc", "memorization"), row, strict=True))
+            for row in stats]
 
 
 class RestartFromScratch(RuntimeError):

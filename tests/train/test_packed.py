@@ -561,8 +561,8 @@ def test_a_packed_checkpoint_resumes_unpacked(tmp_path):
 def test_stacked_train_stats_are_each_members_to_the_bit():
     """The pack's training figures for K members at once equal the lone trainer's, member by member:
     orders with a dropped last sample and with repeats (a resampling strategy visits some twice)."""
-    from lossbench.train.packed import stacked_train_stats
     from lossbench.train.trainer import _train_stats
+    from lossbench.train.trainer import train_stats as stacked_train_stats
 
     k, n = 5, 301
     g = torch.Generator().manual_seed(3)
