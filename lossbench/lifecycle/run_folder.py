@@ -47,10 +47,14 @@ def run_folder_problem(folder: Path | str, files: tuple[str, ...] = ()) -> str |
             entries += list(os.scandir(hydra))
     must_be_files = {LOCK_NAME, *files}
     for entry in entries:
-        mode = entry.stat(follow_symlinks=False).st_mode
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+            target = os.readlink(entry.path) if stat.S_ISLNK(mode) else ""
+        except FileNotFoundError:  # gone since the listing: another run's temporary file, renamed in place
+            continue
         shown = os.path.relpath(entry.path, folder)
         if stat.S_ISLNK(mode):
-            return (f"{folder} holds a symbolic link, {shown} -> {os.readlink(entry.path)}: lossbench writes "
+            return (f"{folder} holds a symbolic link, {shown} -> {target}: lossbench writes "
                     "no file of a run or sweep folder through a link; remove the link, or use another folder")
         in_hydra = os.path.dirname(entry.path) == str(hydra)
         should = "a folder" if entry.path == str(hydra) else (
