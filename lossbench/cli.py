@@ -378,7 +378,9 @@ def main(argv: list[str] | None = None) -> None:
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot interrupt the goodbye
-        print("lossbench: stopped (Ctrl-C); no file was left half-written", file=sys.stderr, flush=True)
+        from lossbench.core.startup import STOPPED
+
+        print(STOPPED, file=sys.stderr, flush=True)
         if argv is None:  # the process ends here, answered: leave without the interpreter's finalization,
             sys.stdout.flush()  # where a Ctrl-C that came during the goodbye could still end it as killed
             os._exit(130)  # by SIGINT (status -2, seen once in 25 quick double Ctrl-Cs at startup)

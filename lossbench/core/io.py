@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from lossbench.core.startup import writing_begins
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; runs on one directory are not serialised there
@@ -44,6 +46,8 @@ class LinkRefused(OSError):
 
 def open_nofollow(path: Path | str, flags: int, mode: int = 0o666) -> int:
     """``os.open`` that refuses a link as the last component of ``path`` (``O_NOFOLLOW``)."""
+    if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+        writing_begins()
     try:
         return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), mode)
     except OSError as exc:
@@ -55,6 +59,7 @@ def open_nofollow(path: Path | str, flags: int, mode: int = 0o666) -> int:
 def ensure_folder(path: Path | str) -> Path:
     """Create folder ``path`` if needed; refuse it if it is a link or not a folder."""
     path = Path(path)
+    writing_begins()
     with contextlib.suppress(FileExistsError):
         os.mkdir(path)
     info = os.lstat(path)
@@ -141,6 +146,7 @@ def atomic_file(path: Path, mode: str = "w", sync: bool = True) -> Iterator[IO]:
     path = Path(path)
     if os.path.islink(path):  # the rename would replace the link; refused as every other write is
         raise LinkRefused(path)
+    writing_begins()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~current_umask())

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lossbench.core.startup import writing_begins
+
 LEDGER_ENV = "LOSSBENCH_SWEEP_LEDGER"
 # HYDRA_FULL_ERROR as the user set it (the command sets Hydra's own to 1, so that what a launcher or a
 # sweeper raises reaches lossbench's one-line handler instead of Hydra's traceback printer)
@@ -143,6 +145,7 @@ def handle_signals(command: bool = False) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    writing_begins()  # a run writes from here on: Ctrl-C becomes the stop request below
     if command:
         _STATE.is_command = True
     wanted = [signal.SIGTERM, signal.SIGINT]

@@ -495,7 +495,9 @@ def main(argv: list[str]) -> None:
           f"{timings} timings (measured, not compared)", file=sys.stderr)
     if args.out:
         from lossbench.core.io import write_json_atomic
+        from lossbench.core.startup import writing_begins
 
+        writing_begins()
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(args.out, {"run_dir": str(args.run_dir), "weights": result["weights"],

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lossbench.core.startup import writing_begins
 from lossbench.protocols.catalogue import (
     GRID_ORDER,
     ProtocolError,
@@ -216,6 +217,7 @@ def probe(name: str, run: PlannedRun, overrides: list[str], progress=None) -> di
     """One epoch of ``run`` in a scratch directory: its seconds (epoch with evaluation, and training).
 
     ``progress(line)`` gets the probe's progress lines as they come (its epoch's log lines)."""
+    writing_begins()  # a scratch folder: from here a Ctrl-C is answered after it is removed
     with tempfile.TemporaryDirectory(prefix="lossbench-probe-") as scratch:
         args = [sys.executable, "-m", "lossbench", "run", f"+experiment={name}",
                 *(f"{k}={v}" for k, v in run.choices().items()), *overrides, "trainer.epochs=1",

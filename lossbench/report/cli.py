@@ -238,7 +238,9 @@ def _status_console(to_stdout: bool):
 def _write(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all (a full disk leaves no empty or cut file)."""
     from lossbench.core.io import write_text_atomic
+    from lossbench.core.startup import writing_begins
 
+    writing_begins()
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(Path(path), text)

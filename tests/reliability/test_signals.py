@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from lossbench.core import signals
 from lossbench.core.io import read_jsonl
+from lossbench.core.startup import STOPPED
 from lossbench.train.checkpoint import load_checkpoint
 
 
@@ -210,18 +212,38 @@ def _no_traceback(stderr: str, own_lines_only: bool = True) -> None:
         assert all(ln.startswith("lossbench:") for ln in stderr.splitlines() if ln.strip()), stderr
 
 
-def test_ctrl_c_while_the_command_imports_ends_in_one_line_and_status_130(h, tmp_path):
-    """A Ctrl-C a tenth of a second in, while lossbench's own modules may still import: one line, 130.
-    (A traceback from an import was seen once in 25 runs of the startup case below; these moments did
-    not reproduce it on a quiet machine, so this guards the promise rather than that one race.)"""
-    for delay in (0.08, 0.12, 0.16):
+def _after_lossbench_began(h, args: list[str], cwd: Path) -> subprocess.Popen:
+    """`python -m lossbench ARGS`, returned once lossbench's own first line has run: Python's
+    import-time log (stderr) has passed ``lossbench.core.startup``, which the command imports first.
+    Before that moment CPython itself is starting, where no program's handler is in place yet."""
+    env = {**h.ENV, "PYTHONPROFILEIMPORTTIME": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lossbench", *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = False
+    for line in iter(proc.stderr.readline, ""):
+        if seen:  # a line after startup's: its stop_at_once() has run
+            return proc
+        seen = line.rstrip().endswith(" lossbench.core.startup")
+    raise AssertionError("lossbench.core.startup was never imported")
+
+
+def test_ctrl_c_before_the_command_writes_stops_at_once_in_one_line_with_status_130(h, tmp_path):
+    """From lossbench's first line until its first write (its modules, torch and numpy importing, the
+    config checked): a Ctrl-C ends the command at once with one line and status 130, and nothing is
+    on disk. A KeyboardInterrupt there was dropped by CPython in an import callback (the run went on
+    to status 0) or left numpy half-imported (status 1 or 2)."""
+    for delay in (0.0, 0.05, 0.15, 0.3, 0.5, 0.8):
         out = tmp_path / f"run{delay}"
-        proc = h.launch("run", f"hydra.run.dir={out}", *h.KILLABLE, cwd=tmp_path)
+        proc = _after_lossbench_began(h, ["run", f"hydra.run.dir={out}", *h.KILLABLE], tmp_path)
         time.sleep(delay)
         os.kill(proc.pid, signal.SIGINT)
-        _, stderr = proc.communicate(timeout=300)
-        assert proc.returncode == 130, stderr
+        stderr = proc.stderr.read()
+        proc.wait(timeout=300)
+        stderr = "\n".join(ln for ln in stderr.splitlines() if not ln.startswith("import time:"))
+        assert proc.returncode == 130, (delay, stderr)
         _no_traceback(stderr)
+        if STOPPED in stderr:  # stopped before the run began: it wrote nothing
+            assert not out.exists(), (delay, sorted(out.rglob("*")))
 
 
 @pytest.mark.parametrize("moment", ["startup", "quick-second", "late-second"])
