@@ -279,9 +279,11 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"no such directory: {printable(root)}")
-        for config in root.rglob("config.yaml"):
-            if config.parent.name == ".hydra":
-                found[config.parent.parent.resolve()] = None
+        # os.walk, not rglob: a folder removed while it is walked (a sweep's ledger as the sweep ends,
+        # under a report of a running sweep) is skipped instead of ending the report
+        for folder, dirs, files in os.walk(root):
+            if os.path.basename(folder) == ".hydra" and "config.yaml" in (*files, *dirs):
+                found[Path(folder).parent.resolve()] = None
     return sorted(found, key=_natural_key)
 
 

@@ -83,3 +83,49 @@ def test_runs_frame_takes_mappings_and_records():
 def test_missing_directory_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such directory"):
         find_run_dirs([tmp_path / "nope"])
+
+
+def test_a_folder_removed_while_it_is_walked_is_skipped(make_run, tmp_path, monkeypatch):
+    """`lossbench report` of a sweep as it ends: its ledger folder goes between the listing of the
+    sweep folder and the walk into it; the runs are found, no FileNotFoundError."""
+    import os
+    import shutil
+
+    make_run("0", "ce", "sym20", 0)
+    ledger = tmp_path / "sweep" / ".lossbench-sweep-0123456789ab"
+    (ledger / "jobs").mkdir(parents=True)
+    real_scandir = os.scandir
+    removed = []
+
+    def scandir_then_remove(path="."):
+        entries = list(real_scandir(path))
+        if isinstance(path, (str, os.PathLike)) and os.fspath(path) == str(tmp_path / "sweep"):
+            shutil.rmtree(ledger)  # after the listing that names it
+            removed.append(any(e.name == ledger.name for e in entries))
+        return _Listing(entries)
+
+    monkeypatch.setattr(os, "scandir", scandir_then_remove)
+    dirs = find_run_dirs([tmp_path / "sweep"])
+    assert removed == [True] and [d.name for d in dirs] == ["0"]
+
+
+class _Listing:
+    """A finished listing that behaves as os.scandir's iterator (an iterator, a context manager)."""
+
+    def __init__(self, entries: list) -> None:
+        self._entries = iter(entries)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._entries)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
