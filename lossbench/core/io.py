@@ -56,6 +56,15 @@ def open_nofollow(path: Path | str, flags: int, mode: int = 0o666) -> int:
         raise
 
 
+def make_folders(path: Path | str) -> Path:
+    """Create folder ``path`` and its parents where missing (``mkdir -p``; a link to a folder is
+    followed, as the user's output folder may be one)."""
+    path = Path(path)
+    writing_begins()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def ensure_folder(path: Path | str) -> Path:
     """Create folder ``path`` if needed; refuse it if it is a link or not a folder."""
     path = Path(path)

@@ -6,7 +6,7 @@ there is unsafe to let travel: CPython drops one that lands in importlib's modul
 ("Exception ignored in ... _get_module_lock"), and the command then runs on to status 0, and one
 that cuts a library's import half-way leaves that library half-imported (numpy without
 ``numpy.matrix``) for whatever imports it next. With nothing on disk to tidy, the answer is to
-leave at once. Every way lossbench writes (``core.io``'s writers, a run's signal handlers) calls
+leave at once. Every way lossbench writes (``core.io``'s writers and folders, a run's signal handlers) calls
 :func:`writing_begins` first, which gives Ctrl-C its usual meaning back.
 
 Only ``os``, ``signal`` and ``sys`` are imported here: this module is the command's first import.

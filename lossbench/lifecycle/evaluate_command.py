@@ -494,12 +494,10 @@ def main(argv: list[str]) -> None:
           f"{sum(r[3] == 'new' for r in rows)} not in the run's record; "
           f"{timings} timings (measured, not compared)", file=sys.stderr)
     if args.out:
-        from lossbench.core.io import write_json_atomic
-        from lossbench.core.startup import writing_begins
+        from lossbench.core.io import make_folders, write_json_atomic
 
-        writing_begins()
         try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(args.out.parent)
             write_json_atomic(args.out, {"run_dir": str(args.run_dir), "weights": result["weights"],
                                          "device": result["device"], "threads": result["threads"],
                                          "overrides": list(args.overrides), **result["metrics"]})

@@ -237,12 +237,10 @@ def _status_console(to_stdout: bool):
 
 def _write(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all (a full disk leaves no empty or cut file)."""
-    from lossbench.core.io import write_text_atomic
-    from lossbench.core.startup import writing_begins
+    from lossbench.core.io import make_folders, write_text_atomic
 
-    writing_begins()
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        make_folders(Path(path).parent)
         write_text_atomic(Path(path), text)
     except OSError as exc:
         _fail(f"cannot write {path} ({exc.strerror or exc})", status=1)

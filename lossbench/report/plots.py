@@ -13,8 +13,7 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from lossbench.core.io import write_with_atomic
-from lossbench.core.startup import writing_begins
+from lossbench.core.io import make_folders, write_with_atomic
 from lossbench.report.collect import RunRecord, load_history
 from lossbench.report.escape import file_stem, printable
 from lossbench.report.tables import _label, metric_direction, metric_scale
@@ -36,9 +35,7 @@ def _short(text: object) -> str:
 def _save(fig: Figure, out_dir: Path, name: str, dpi: int = 110) -> list[Path]:
     """Write ``name``.png and .svg into ``out_dir``; the name is reduced to a safe stem first, so
     whatever a metric is called, the files land in ``out_dir`` and nowhere else."""
-    out_dir = Path(out_dir)
-    writing_begins()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_folders(out_dir)
     stem = file_stem(name)
     paths = []
     for fmt in _FORMATS:

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from lossbench.core import signals, startup
-from lossbench.core.io import ensure_folder, write_text_atomic
+from lossbench.core.io import ensure_folder, make_folders, write_text_atomic
 
 
 @pytest.fixture(autouse=True)
@@ -29,12 +29,15 @@ def test_stop_at_once_replaces_the_handler_and_the_first_write_gives_it_back(tmp
     assert (tmp_path / "a.txt").read_text() == "x"
 
 
-@pytest.mark.parametrize("first_write", ["ensure_folder", "handle_signals"])
+@pytest.mark.parametrize("first_write", ["ensure_folder", "make_folders", "handle_signals"])
 def test_every_way_of_writing_gives_ctrl_c_its_meaning_back(tmp_path, first_write):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     startup.stop_at_once()
     if first_write == "ensure_folder":
         ensure_folder(tmp_path / "run")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    elif first_write == "make_folders":  # the folders of report's and evaluate's --out, and of plots
+        assert make_folders(tmp_path / "out" / "plots").is_dir()
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     else:
         with signals.handle_signals():  # a run: the stop request, then the handler before it
